@@ -1,0 +1,415 @@
+"""Reading video into uint8 RGB.
+
+Sources, chosen from the path:
+
+* a folder: PNG frames, taken in natural name order (``f2.png`` before ``f10.png``; the same as plain
+  sorting for zero-padded names), decoded by PyAV's PNG decoder; RGB, RGBA (alpha dropped), gray,
+  palette and 16-bit PNGs all convert;
+* ``.yuv`` / ``.i420`` / ``.raw``: headerless 8-bit planar 4:2:0 (I420), ``size=(W, H)`` required, read
+  through a numpy memory map; odd sizes have chroma planes of ceil(W/2) x ceil(H/2);
+* anything else: whatever FFmpeg demuxes through PyAV (mp4, mkv, webm, avi, Y4M of any bit depth and
+  chroma subsampling, ...).
+
+Every source ends in the same swscale conversion (see ``camcodec.media.convert`` for the colour rule).
+Every failure is an ``InputError`` whose one-line message starts with the path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+from av.video.frame import VideoFrame
+
+from camcodec.errors import InputError
+from camcodec.media._common import AV_ERRORS, as_fraction, one_line
+from camcodec.media.clip import Clip
+from camcodec.media.convert import color_of_frame, frame_from_planes, plane_array, to_rgb_frame
+
+log = logging.getLogger(__name__)
+
+RAW_EXTENSIONS = (".yuv", ".i420", ".raw")
+DEFAULT_FPS = Fraction(25)
+
+# FFmpeg turns text files into "video" with these demuxers/decoders (ANSI art); refuse them.
+_TEXT_FORMATS = {"tty", "bin", "xbin", "adf", "idf"}
+_TEXT_CODECS = {"ansi", "bintext", "xbin", "idf"}
+# Estimated frame counts from container metadata are trusted for preallocation up to this many bytes.
+_MAX_ESTIMATE_BYTES = 8 << 30
+
+
+def _av_url(path: Path) -> str:
+    """A path for av.open that FFmpeg cannot mistake for a protocol URL (``a:b.mp4``)."""
+    text = os.fspath(path)
+    return f"file:{text}" if ":" in text else text
+
+
+def _as_fraction(value: Any, what: str, label: str) -> Fraction:
+    frac = as_fraction(value)
+    if frac is None:
+        raise InputError(f"{label}: {what} must be a positive number, got {value!r}")
+    return frac
+
+
+def _is_count(value: Any, least: int) -> bool:
+    """A whole number (not a bool) >= least."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= least
+
+
+def _as_size(value: Any, what: str, label: str) -> tuple[int, int]:
+    try:
+        width, height = value
+        ok = _is_count(width, 1) and _is_count(height, 1)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InputError(f"{label}: {what} must be (width, height) as two positive integers, got {value!r}")
+    return int(width), int(height)
+
+
+def _natural_key(path: Path) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def _frame_bytes(pix_fmt: str, width: int, height: int) -> int:
+    """Bytes of one frame of a planar format as stored in Y4M/raw files (no padding)."""
+    fmt = av.VideoFormat(pix_fmt, width, height)
+    planes: dict[int, int] = {}
+    for comp in fmt.components:
+        planes.setdefault(comp.plane, comp.width * comp.height * ((comp.bits + 7) // 8))
+    return sum(planes.values())
+
+
+class _Source:
+    """What every source offers to read_video and probe_video."""
+
+    kind: str
+    width: int
+    height: int
+    pix_fmt: str
+    fps: Fraction
+    num_frames: int | None
+    exact: bool
+    untagged_matrix: str = "bt709"
+    frames_seen: int = 0
+
+    def frames(self, start: int) -> Iterator[VideoFrame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class _ContainerSource(_Source):
+    """Any file FFmpeg demuxes; the first video stream."""
+
+    def __init__(self, path: Path, label: str) -> None:
+        self.label = label
+        try:
+            self.container = av.open(_av_url(path), mode="r")
+        except AV_ERRORS as exc:
+            raise InputError(f"{label}: not a readable video ({one_line(exc)})") from None
+        try:
+            self._setup(path)
+        except BaseException:
+            self.container.close()
+            raise
+
+    def _setup(self, path: Path) -> None:
+        label, container = self.label, self.container
+        if not container.streams.video:
+            raise InputError(f"{label}: no video stream (format {container.format.name})")
+        stream = self.stream = container.streams.video[0]
+        ctx = stream.codec_context
+        if container.format.name in _TEXT_FORMATS or ctx.name in _TEXT_CODECS:
+            raise InputError(f"{label}: not a video (FFmpeg reads it as text)")
+        stream.thread_type = "AUTO"
+        self.kind = "y4m" if container.format.name == "yuv4mpegpipe" else "container"
+        self.width, self.height = ctx.width, ctx.height
+        self.pix_fmt = ctx.pix_fmt or ""
+        # Untagged compressed streams follow FFmpeg (BT.601); untagged raw video is BT.709.
+        self.untagged_matrix = "bt709" if ctx.name == "rawvideo" else "bt601"
+        self.fps = DEFAULT_FPS
+        for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+            if rate:
+                self.fps = Fraction(rate)
+                break
+        self.exact = False
+        self.num_frames = None
+        if self.kind == "y4m" and self.pix_fmt and self.width > 0:
+            self.num_frames = _y4m_frame_count(path, label, self.pix_fmt, self.width, self.height)
+            self.exact = True
+        elif stream.frames > 0:
+            self.num_frames = stream.frames
+        elif stream.duration and stream.time_base:
+            self.num_frames = round(stream.duration * stream.time_base * self.fps)
+        elif container.duration:
+            self.num_frames = round(Fraction(container.duration, av.time_base) * self.fps)
+
+    def frames(self, start: int) -> Iterator[VideoFrame]:
+        self.frames_seen = 0
+        try:
+            for frame in self.container.decode(self.stream):
+                self.frames_seen += 1
+                if self.frames_seen > start:
+                    yield frame
+        except AV_ERRORS as exc:
+            raise InputError(
+                f"{self.label}: decoding failed after {self.frames_seen} frames ({one_line(exc)})"
+            ) from None
+
+    def close(self) -> None:
+        self.container.close()
+
+
+def _y4m_frame_count(path: Path, label: str, pix_fmt: str, width: int, height: int) -> int:
+    """Exact number of whole frames in a Y4M file, by walking its FRAME headers."""
+    frame_bytes = _frame_bytes(pix_fmt, width, height)
+    size = path.stat().st_size
+    count = 0
+    with open(path, "rb") as fh:
+        pos = len(fh.readline(4096))
+        while pos < size:
+            fh.seek(pos)
+            line = fh.readline(4096)
+            if not (line.startswith(b"FRAME") and line.endswith(b"\n")):
+                log.warning("%s: no FRAME header at byte %d; counting %d frames", label, pos, count)
+                break
+            pos += len(line) + frame_bytes
+            if pos > size:
+                raise InputError(
+                    f"{label}: Y4M is cut short: frame {count} has {size - pos + frame_bytes} of its "
+                    f"{frame_bytes} bytes"
+                )
+            count += 1
+    return count
+
+
+class _RawSource(_Source):
+    """Headerless I420 (8-bit planar 4:2:0)."""
+
+    kind = "raw"
+    pix_fmt = "yuv420p"
+    exact = True
+
+    def __init__(self, path: Path, label: str, size: tuple[int, int], fps: Fraction) -> None:
+        self.path = path
+        self.width, self.height = size
+        self.fps = fps
+        cw, ch = (self.width + 1) // 2, (self.height + 1) // 2
+        self.plane_shapes = [(self.height, self.width), (ch, cw), (ch, cw)]
+        self.frame_bytes = self.width * self.height + 2 * cw * ch
+        nbytes = path.stat().st_size
+        whole, rest = divmod(nbytes, self.frame_bytes)
+        if rest:
+            raise InputError(
+                f"{label}: {nbytes} bytes is not a whole number of {self.width}x{self.height} I420 frames "
+                f"of {self.frame_bytes} bytes ({whole} frames and {rest} bytes left over); check size="
+            )
+        self.num_frames = whole
+
+    def frames(self, start: int) -> Iterator[VideoFrame]:
+        self.frames_seen = self.num_frames or 0
+        if start >= self.frames_seen:
+            return
+        try:
+            data = np.memmap(self.path, dtype=np.uint8, mode="r", shape=(self.frames_seen, self.frame_bytes))
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot read ({one_line(exc)})") from None
+        try:
+            for i in range(start, self.frames_seen):
+                planes, offset = [], 0
+                for h, w in self.plane_shapes:
+                    planes.append(data[i, offset : offset + h * w].reshape(h, w))
+                    offset += h * w
+                yield frame_from_planes(planes, "yuv420p", self.width, self.height)
+        finally:
+            del data
+
+
+class _PngSource(_Source):
+    """A folder of PNG frames, all the same size."""
+
+    kind = "png"
+    exact = True
+
+    def __init__(self, path: Path, label: str, fps: Fraction) -> None:
+        self.label = label
+        self.files = sorted(
+            (p for p in path.iterdir() if p.suffix.lower() == ".png" and p.is_file()), key=_natural_key
+        )
+        if not self.files:
+            raise InputError(f"{label}: folder holds no .png frames")
+        first = self._decode(self.files[0])
+        self.width, self.height, self.pix_fmt = first.width, first.height, first.format.name
+        self.num_frames = len(self.files)
+        self.fps = fps
+
+    @staticmethod
+    def _decode(file: Path) -> VideoFrame:
+        try:
+            with av.open(_av_url(file), mode="r") as container:
+                for frame in container.decode(video=0):
+                    return frame
+        except AV_ERRORS as exc:
+            raise InputError(f"{file}: not a readable PNG ({one_line(exc)})") from None
+        raise InputError(f"{file}: no image in the file")
+
+    def frames(self, start: int) -> Iterator[VideoFrame]:
+        self.frames_seen = len(self.files)
+        for file in self.files[start:]:
+            frame = self._decode(file)
+            if (frame.width, frame.height) != (self.width, self.height):
+                raise InputError(
+                    f"{file}: frame is {frame.width}x{frame.height} but {self.files[0].name} in "
+                    f"{self.label} is {self.width}x{self.height}"
+                )
+            yield frame
+
+
+def _label(source: str | os.PathLike[str]) -> str:
+    """The path as given, as text for messages."""
+    return os.fsdecode(os.fspath(source))
+
+
+def _open_source(source: str | os.PathLike[str], size: Any, fps: Any) -> tuple[_Source, str]:
+    label = _label(source)
+    path = Path(label)
+    if not path.exists():
+        raise InputError(f"{label}: no such file or folder")
+    raw = path.suffix.lower() in RAW_EXTENSIONS and not path.is_dir()
+    if raw and size is None:
+        raise InputError(f"{label}: raw I420 has no header; give its size=(width, height)")
+    if not raw and size is not None:
+        raise InputError(f"{label}: size= is only for raw .yuv/.i420/.raw files; this one gives its own size")
+    rate = DEFAULT_FPS if fps is None else _as_fraction(fps, "fps", label)
+    try:
+        if path.is_dir():
+            return _PngSource(path, label, rate), label
+        if raw:
+            return _RawSource(path, label, _as_size(size, "size", label), rate), label
+        src = _ContainerSource(path, label)
+    except PermissionError:
+        raise InputError(f"{label}: permission denied") from None
+    if fps is not None and rate != src.fps:
+        log.warning("%s: fps=%s ignored; the file says %s", label, rate, src.fps)
+    return src, label
+
+
+class _FrameBuffer:
+    """A growing (T, H, W, 3) uint8 array, preallocated from the expected frame count."""
+
+    def __init__(self, height: int, width: int, capacity: int) -> None:
+        self.data = np.empty((max(capacity, 1), height, width, 3), dtype=np.uint8)
+        self.count = 0
+
+    def append(self, rows: np.ndarray) -> None:
+        if self.count == len(self.data):
+            grown = np.empty((2 * len(self.data),) + self.data.shape[1:], dtype=np.uint8)
+            grown[: self.count] = self.data
+            self.data = grown
+        self.data[self.count] = rows.reshape(self.data.shape[1:])
+        self.count += 1
+
+    def result(self) -> np.ndarray:
+        if self.count == len(self.data):
+            return self.data
+        # A slice of the leading frames is still C-contiguous; copy only to give back a large unused tail.
+        head = self.data[: self.count]
+        return head.copy() if len(self.data) > self.count + self.count // 4 + 8 else head
+
+
+def read_video(
+    source: str | os.PathLike[str],
+    *,
+    max_frames: int | None = None,
+    start: int = 0,
+    size: tuple[int, int] | None = None,
+    fps: Fraction | None = None,
+    scale: tuple[int, int] | None = None,
+) -> Clip:
+    """Decode ``source`` to uint8 RGB frames.
+
+    ``start``: index of the first frame kept; ``max_frames``: at most this many frames;
+    ``size=(W, H)``: required for raw I420, refused for anything else; ``fps``: frame rate of raw
+    and PNG sources (default 25), ignored for files that carry their own; ``scale=(W, H)``: resize
+    every frame with swscale (area averaging to shrink, bicubic to grow).
+    """
+    label = _label(source)
+    if max_frames is not None and not _is_count(max_frames, 1):
+        raise InputError(f"{label}: max_frames must be a whole number >= 1, got {max_frames!r}")
+    if not _is_count(start, 0):
+        raise InputError(f"{label}: start must be a whole number >= 0, got {start!r}")
+    out_size = None if scale is None else _as_size(scale, "scale", label)
+    src, label = _open_source(source, size, fps)
+    try:
+        return _read(src, label, max_frames, int(start), out_size)
+    finally:
+        src.close()
+
+
+def _read(
+    src: _Source, label: str, max_frames: int | None, start: int, out_size: tuple[int, int] | None
+) -> Clip:
+    frames = src.frames(start)
+    first = next(frames, None)
+    if first is None:
+        if src.frames_seen == 0:
+            raise InputError(f"{label}: no decodable video frames")
+        raise InputError(f"{label}: start={start} is beyond the end of the video ({src.frames_seen} frames)")
+    color = color_of_frame(first, src.untagged_matrix)
+    width, height = out_size or (first.width, first.height)
+
+    expected = None if src.num_frames is None else max(src.num_frames - start, 1)
+    if not src.exact and expected is not None:
+        expected = min(expected, max(1, _MAX_ESTIMATE_BYTES // (width * height * 3)))
+    if max_frames is not None:
+        expected = max_frames if expected is None else min(expected, max_frames)
+    buffer = _FrameBuffer(height, width, expected or 64)
+
+    frame: VideoFrame | None = first
+    while frame is not None:
+        try:
+            rgb = to_rgb_frame(frame, color, width, height)
+        except AV_ERRORS as exc:
+            raise InputError(
+                f"{label}: cannot convert pixel format {frame.format.name} to RGB ({one_line(exc)})"
+            ) from None
+        buffer.append(plane_array(rgb, 0, 3 * width))
+        if max_frames is not None and buffer.count >= max_frames:
+            break
+        frame = next(frames, None)
+    frames.close()
+    return Clip(buffer.result(), src.fps, first.format.name, color.matrix, label)
+
+
+def probe_video(
+    source: str | os.PathLike[str], *, size: tuple[int, int] | None = None, fps: Fraction | None = None
+) -> dict[str, Any]:
+    """Describe ``source`` without decoding it.
+
+    Keys: ``width``, ``height``, ``num_frames`` (None when the container does not say),
+    ``num_frames_exact`` (True for raw, Y4M and PNG folders, where the count is computed; False where it
+    comes from container metadata), ``fps``, ``pix_fmt``, ``kind`` (``"container"``, ``"y4m"``,
+    ``"raw"`` or ``"png"``).
+    """
+    src, _ = _open_source(source, size, fps)
+    try:
+        return {
+            "width": src.width,
+            "height": src.height,
+            "num_frames": src.num_frames,
+            "num_frames_exact": src.exact,
+            "fps": src.fps,
+            "pix_fmt": src.pix_fmt,
+            "kind": src.kind,
+        }
+    finally:
+        src.close()
