@@ -4,7 +4,10 @@ Reading (``read_video``, ``probe_video``): files PyAV/FFmpeg demuxes (mp4, mkv, 
 4:2:0/4:2:2/4:4:4, ...), headerless I420 (``.yuv``/``.i420``/``.raw`` with ``size=(W, H)``) and folders
 of PNG frames, all to a ``Clip`` of uint8 RGB frames (T, H, W, 3).
 
-Colour rule, all conversions by swscale through PyAV:
+Writing (``VideoWriter``, ``write_video``): by extension, see ``OUTPUT_KINDS``; atomic (temporary file
+beside the target, ``os.replace`` on success).
+
+Colour rule (reader; the writer applies it in reverse), all conversions by swscale through PyAV:
 
 * a matrix tagged on the stream wins (BT.709, BT.601, BT.2020, SMPTE 240M, FCC);
 * untagged streams of compressed codecs (H.264, HEVC, VP9, ...) use BT.601, FFmpeg's default: the result
@@ -15,11 +18,12 @@ Colour rule, all conversions by swscale through PyAV:
 * limited ("tv") range unless the stream says full range (tag or a ``yuvj*`` format);
 * RGB, gray and palette sources use no matrix (``Clip.color_matrix == "rgb"``).
 
-Errors: ``InputError`` for sources and read options; each message is one line that starts with the
-path.
+Errors: ``InputError`` for sources and read options, ``OutputError`` for outputs; each message is one
+line that starts with the path.
 """
 
 from camcodec.media.clip import Clip
 from camcodec.media.reader import probe_video, read_video
+from camcodec.media.writer import OUTPUT_KINDS, VideoWriter, write_video
 
-__all__ = ["Clip", "probe_video", "read_video"]
+__all__ = ["OUTPUT_KINDS", "Clip", "VideoWriter", "probe_video", "read_video", "write_video"]

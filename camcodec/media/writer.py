@@ -1,0 +1,358 @@
+"""Writing uint8 RGB frames to video files, atomically.
+
+The output kind follows the path (``OUTPUT_KINDS``). Frames are streamed: ``VideoWriter.write`` takes
+any number of frames at a time and encodes them at once. Everything goes to a temporary file (or
+folder) beside the target; only a clean exit moves it into place with ``os.replace``, so a failed or
+interrupted write leaves no partial output and leaves an older file at the path untouched.
+
+RGB -> YUV uses ``color_matrix`` (BT.709 by default) in limited range, the reverse of the reader's rule;
+encoded streams (.mkv/.mp4/.webm) are tagged with that matrix so that reading back inverts it exactly.
+Y4M and raw YUV carry no matrix: the reader assumes BT.709 for them, so write them with the default.
+
+Odd sizes: 4:2:0 cannot hold an odd width or height in H.264/H.265, so .mp4/.mkv/.webm outputs of an
+odd size use 4:4:4 (yuv444p; H.264 High 4:4:4) when the encoder supports it; the picture keeps its exact
+size, never padded or cropped. Y4M and raw I420 store odd sizes with ceil(W/2) x ceil(H/2) chroma.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import shutil
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import av
+import numpy as np
+
+from camcodec.errors import InputError, OutputError
+from camcodec.media._common import AV_ERRORS, as_fraction, one_line
+from camcodec.media.convert import MATRICES, from_rgb, is_yuv, plane_array
+
+log = logging.getLogger(__name__)
+
+#: Output kinds by extension ("/" stands for a folder of PNG frames), for the CLI's help.
+OUTPUT_KINDS: dict[str, str] = {
+    ".mkv": "Matroska, lossless FFV1 in RGB (bgr0): reads back bit-exact; codec= picks another encoder",
+    ".mp4": "MP4, H.264 (libx264 CRF 18, yuv420p; yuv444p for odd sizes); codec= picks another encoder",
+    ".webm": "WebM, VP9 (libvpx-vp9 CRF 24); codec= picks another encoder",
+    ".y4m": "YUV4MPEG2, 8-bit 4:2:0 (yuv420p), limited range",
+    ".yuv": "raw I420 (8-bit planar 4:2:0), no header: the reader needs size=(W, H)",
+    "/": "folder of lossless PNG frames frame_000000.png, ... (a path ending in '/', with no extension, "
+    "or an existing folder)",
+}
+
+_CONTAINERS = {".mkv": "matroska", ".mp4": "mp4", ".webm": "webm", ".y4m": "yuv4mpegpipe"}
+_DEFAULT_CODECS = {".mkv": "ffv1", ".mp4": "libx264", ".webm": "libvpx-vp9"}
+_DEFAULT_OPTIONS: dict[str, dict[str, str]] = {
+    "libx264": {"crf": "18"},
+    "libx265": {"crf": "18", "x265-params": "log-level=error"},
+    "libvpx-vp9": {"crf": "24", "b": "0", "row-mt": "1"},
+    "libsvtav1": {"crf": "24"},
+}
+_AVCOL_RANGE_MPEG = 1
+_PNG_NAME = re.compile(r"frame_\d{6,}\.png")
+
+
+def _output_kind(text: str, path: Path) -> str:
+    if text.endswith(("/", os.sep)) or path.is_dir() or path.suffix == "":
+        return "/"
+    ext = path.suffix.lower()
+    if ext not in OUTPUT_KINDS:
+        known = ", ".join(k for k in OUTPUT_KINDS if k != "/")
+        raise OutputError(f"{text}: unknown output extension {path.suffix!r} (known: {known}, or a folder)")
+    return ext
+
+
+def _choose_pix_fmt(codec: av.codec.Codec, width: int, height: int) -> str:
+    """The encoder's pixel format: RGB for FFV1, 4:2:0 when the size allows, else 4:4:4."""
+    formats = [f.name for f in (codec.video_formats or [])]
+    if codec.name == "ffv1":
+        return "bgr0"
+    if not formats:
+        return "yuv420p"
+    even = width % 2 == 0 and height % 2 == 0
+    for name in (["yuv420p", "yuv444p"] if even else ["yuv444p", "yuv420p"]):
+        if name in formats:
+            return name
+    return formats[0]
+
+
+def _reserve(parent: Path, name: str, suffix: str, folder: bool) -> Path:
+    """Create a fresh hidden temporary file or folder in ``parent`` (default permissions)."""
+    while True:
+        candidate = parent / f".{name}.{secrets.token_hex(4)}.tmp{suffix}"
+        try:
+            if folder:
+                os.mkdir(candidate)
+            else:
+                os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return candidate
+        except FileExistsError:
+            continue
+
+
+class VideoWriter:
+    """Streaming, atomic video writer; use as a context manager.
+
+    ``VideoWriter(path, width, height, fps, codec=None, color_matrix="bt709", options=None)``:
+    ``codec`` names any PyAV video encoder (for .mkv/.mp4/.webm); ``options`` are encoder options
+    (strings), merged over the defaults (e.g. ``{"crf": "23"}``).
+    Leaving the ``with`` block normally publishes the file; an exception discards it.
+    Without ``with``, call ``close()`` to publish or ``abort()`` to discard.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        width: int,
+        height: int,
+        fps: Fraction | int | float | str,
+        *,
+        codec: str | None = None,
+        color_matrix: str = "bt709",
+        options: dict[str, str] | None = None,
+    ) -> None:
+        self.label = os.fsdecode(os.fspath(path))
+        self.path = Path(self.label)
+        self.kind = _output_kind(self.label, self.path)
+        for value, what in ((width, "width"), (height, "height")):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise InputError(f"{self.label}: {what} must be a positive integer, got {value!r}")
+        self.width, self.height = int(width), int(height)
+        rate = as_fraction(fps)
+        if rate is None:
+            raise InputError(f"{self.label}: fps must be a positive number, got {fps!r}")
+        self.fps = rate
+        if color_matrix not in MATRICES:
+            known = ", ".join(MATRICES)
+            raise OutputError(f"{self.label}: unknown color_matrix {color_matrix!r} (known: {known})")
+        self.color_matrix = color_matrix
+        if codec is not None and self.kind not in _DEFAULT_CODECS:
+            raise OutputError(f"{self.label}: codec= applies only to .mkv, .mp4 and .webm outputs")
+        if self.kind in (".y4m", ".yuv") and color_matrix != "bt709":
+            log.warning("%s: %s stores no colour matrix; readers will assume bt709", self.label, self.kind)
+
+        parent = self.path.parent
+        if not parent.is_dir():
+            raise OutputError(f"{self.label}: folder {parent} does not exist")
+        if self.kind == "/":
+            self._check_png_target()
+        elif self.path.is_dir():
+            raise OutputError(f"{self.label}: is a folder, cannot write a {self.kind} file there")
+
+        self._codec: av.codec.Codec | None = None
+        self.pix_fmt = "rgb24"
+        self._options: dict[str, str] = {}
+        if self.kind in _DEFAULT_CODECS:
+            name = codec or _DEFAULT_CODECS[self.kind]
+            try:
+                self._codec = av.codec.Codec(name, "w")
+            except AV_ERRORS:
+                raise OutputError(f"{self.label}: no encoder named {name!r} in this FFmpeg build") from None
+            if self._codec.type != "video":
+                raise OutputError(f"{self.label}: {name!r} is not a video encoder")
+            self.pix_fmt = _choose_pix_fmt(self._codec, self.width, self.height)
+            self._options = {**_DEFAULT_OPTIONS.get(self._codec.name, {}), **(options or {})}
+        elif self.kind in (".y4m", ".yuv"):
+            self.pix_fmt = "yuv420p"
+        elif options:
+            raise OutputError(f"{self.label}: options= applies only to .mkv, .mp4 and .webm outputs")
+
+        self.frames_written = 0
+        self._png_count = 0
+        self._done = True  # until the temporary output exists
+        self._container: Any = None
+        self._stream: Any = None
+        self._raw: BinaryIO | None = None
+        self._png: Any = None
+        folder = self.kind == "/"
+        try:
+            name, suffix = self.path.name or "video", "" if folder else self.kind
+            self._temp = _reserve(parent, name, suffix, folder=folder)
+        except OSError as exc:
+            raise OutputError(f"{self.label}: cannot create a temporary file ({one_line(exc)})") from None
+        self._done = False
+        try:
+            self._open()
+        except BaseException as exc:
+            self._done = True
+            self._discard()
+            if isinstance(exc, AV_ERRORS):
+                raise OutputError(f"{self.label}: cannot open the output ({one_line(exc)})") from None
+            raise
+
+    def _check_png_target(self) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise OutputError(f"{self.label}: exists and is not a folder; cannot write PNG frames there")
+        if self.path.is_dir():
+            others = [
+                p.name for p in self.path.iterdir() if not (_PNG_NAME.fullmatch(p.name) and p.is_file())
+            ]
+            if others:
+                raise OutputError(
+                    f"{self.label}: folder holds files other than frame_NNNNNN.png (e.g. {others[0]!r}); "
+                    "refusing to replace it"
+                )
+
+    def _open(self) -> None:
+        if self.kind in _CONTAINERS:
+            self._container = av.open(os.fspath(self._temp), mode="w", format=_CONTAINERS[self.kind])
+            codec_name = self._codec.name if self._codec is not None else "rawvideo"
+            stream = self._container.add_stream(codec_name, rate=self.fps)
+            if self._options:
+                stream.codec_context.options = dict(self._options)
+            stream.width, stream.height, stream.pix_fmt = self.width, self.height, self.pix_fmt
+            stream.codec_context.time_base = 1 / self.fps
+            if is_yuv(self.pix_fmt):
+                stream.codec_context.colorspace = MATRICES[self.color_matrix][1]
+                stream.codec_context.color_range = _AVCOL_RANGE_MPEG
+            stream.thread_type = "AUTO"
+            self._stream = stream
+        elif self.kind == ".yuv":
+            self._raw = open(self._temp, "wb")
+        else:
+            self._png = av.CodecContext.create("png", "w")
+            self._png.width, self._png.height, self._png.pix_fmt = self.width, self.height, "rgb24"
+            self._png.time_base = 1 / self.fps
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def write(self, frames: np.ndarray) -> None:
+        """Encode uint8 RGB frames, shape (N, H, W, 3) with N >= 1 (one (H, W, 3) frame is accepted too)."""
+        if self._done:
+            raise OutputError(f"{self.label}: writer is already closed")
+        frames = np.asarray(frames)
+        if frames.ndim == 3:
+            frames = frames[None]
+        shape_ok = frames.ndim == 4 and frames.shape[1:] == (self.height, self.width, 3) and len(frames) > 0
+        if frames.dtype != np.uint8 or not shape_ok:
+            raise InputError(
+                f"{self.label}: frames must be uint8 (N>=1, {self.height}, {self.width}, 3), "
+                f"got {frames.dtype} {frames.shape}"
+            )
+        try:
+            for rgb in frames:
+                self._write_one(rgb)
+        except AV_ERRORS as exc:
+            self.abort()
+            raise OutputError(
+                f"{self.label}: writing frame {self.frames_written} failed ({one_line(exc)})"
+            ) from None
+
+    def _write_one(self, rgb: np.ndarray) -> None:
+        frame = from_rgb(rgb, self.pix_fmt, self.color_matrix)
+        if self._stream is not None:
+            frame.pts = self.frames_written
+            self._container.mux(self._stream.encode(frame))
+        elif self._raw is not None:
+            for index in range(3):
+                self._raw.write(np.ascontiguousarray(plane_array(frame, index)).data)
+        else:
+            frame.pts = self.frames_written
+            self._save_pngs(self._png.encode(frame))
+        self.frames_written += 1
+
+    def _save_pngs(self, packets: list[Any]) -> None:
+        # PNG packets come out in frame order (possibly delayed by threading): name them in that order.
+        for packet in packets:
+            name = f"frame_{self._png_count:06d}.png"
+            (self._temp / name).write_bytes(bytes(packet))
+            self._png_count += 1
+
+    def close(self) -> None:
+        """Flush the encoder and publish the output at its path (replacing any older one)."""
+        if self._done:
+            return
+        if self.frames_written == 0:
+            self.abort()
+            raise OutputError(f"{self.label}: no frames were written")
+        try:
+            self._finish()
+        except AV_ERRORS as exc:
+            self.abort()
+            raise OutputError(f"{self.label}: finishing the output failed ({one_line(exc)})") from None
+        except BaseException:
+            self.abort()
+            raise
+        self._done = True
+
+    def _finish(self) -> None:
+        if self._stream is not None:
+            self._container.mux(self._stream.encode(None))
+            self._container.close()
+            self._container = None
+        elif self._raw is not None:
+            self._raw.close()
+            self._raw = None
+        else:
+            self._save_pngs(self._png.encode(None))
+            self._png = None
+        if self.kind != "/":
+            os.replace(self._temp, self.path)
+            return
+        if not self.path.exists():
+            os.rename(self._temp, self.path)
+            return
+        # Swap folders: the old one moves aside, the new one takes its name, then the old one goes.
+        backup = _reserve(self.path.parent, self.path.name, ".old", folder=True)
+        os.rmdir(backup)
+        os.rename(self.path, backup)
+        try:
+            os.rename(self._temp, self.path)
+        except BaseException:
+            os.rename(backup, self.path)
+            raise
+        shutil.rmtree(backup, ignore_errors=True)
+
+    def abort(self) -> None:
+        """Discard everything written; any older file at the path stays as it was."""
+        if self._done:
+            return
+        self._done = True
+        self._discard()
+
+    def _discard(self) -> None:
+        if self._container is not None:
+            try:
+                self._container.close()
+            except AV_ERRORS:
+                pass
+            self._container = None
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
+        self._png = None
+        temp = getattr(self, "_temp", None)
+        if temp is not None:
+            if temp.is_dir():
+                shutil.rmtree(temp, ignore_errors=True)
+            else:
+                temp.unlink(missing_ok=True)
+
+    def __del__(self) -> None:
+        if not getattr(self, "_done", True):
+            log.warning("%s: VideoWriter dropped without close(); output discarded", self.label)
+            self.abort()
+
+
+def write_video(
+    path: str | os.PathLike[str], frames: np.ndarray, fps: Fraction | int | float | str, **kw: Any
+) -> None:
+    """Write uint8 RGB frames (N, H, W, 3) to ``path`` in one call; keywords as for ``VideoWriter``."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4:
+        label = os.fsdecode(os.fspath(path))
+        raise InputError(f"{label}: frames must have shape (N, H, W, 3), got {frames.shape}")
+    with VideoWriter(path, frames.shape[2], frames.shape[1], fps, **kw) as writer:
+        writer.write(frames)
