@@ -1,0 +1,205 @@
+"""CAM-NeRV: NeRV (Chen et al. 2021) with time-prioritized Coordinate-Aware Modulation (Lee et al. 2024).
+
+A frame index becomes a time ``t`` in [0, 1]; a positional encoding of ``t`` goes through an MLP stem
+to a small C0 x h0 x w0 feature map, which K upsampling blocks grow to the frame size. Each block is
+conv -> PixelShuffle -> instance norm -> CAM -> GELU, where CAM scales and shifts every channel by values
+linearly interpolated from two learnable 1-D grids over time. ``cam=False`` gives plain NeRV with the
+same stem and widths (no normalization, no grids), the ablation that shows what CAM buys.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ARCH_NAME = "cam-nerv"
+STRIDE_CHOICES = ((5, 3, 2, 2, 2, 2), (4, 2, 2, 2, 2, 2), (3, 2, 2, 2, 2, 2), (2, 2, 2, 2, 2, 2))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild the network; written into the file as JSON."""
+
+    width: int
+    height: int
+    num_frames: int
+    strides: tuple[int, ...]
+    channels: tuple[int, ...]  # channels[0] is the stem's C0, channels[k + 1] the output of block k
+    stem_hidden: int
+    pe_base: float = 1.25
+    pe_levels: int = 40
+    cam: bool = True
+    cam_points: int = 32  # M, the grid points per CAM grid (capped at the frame count)
+    # Frames are rendered in fixed groups of consecutive frames: batched arithmetic differs in the last
+    # bits with the batch's size, so a fixed grouping makes every frame exact whichever subset is asked.
+    render_group: int = 8
+
+    @property
+    def base_size(self) -> tuple[int, int]:
+        """(h0, w0): the stem's feature map, large enough that the upsampled output covers H x W."""
+        total = math.prod(self.strides)
+        return math.ceil(self.height / total), math.ceil(self.width / total)
+
+    @property
+    def grid_points(self) -> int:
+        return max(2, min(self.cam_points, self.num_frames))
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["strides"] = list(self.strides)
+        data["channels"] = list(self.channels)
+        return {"arch": ARCH_NAME, **data}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        """Rebuild from a file's config; raises ValueError on anything missing, unknown or out of range."""
+        if not isinstance(data, dict) or data.get("arch") != ARCH_NAME:
+            raise ValueError(f"model config is not a {ARCH_NAME} config")
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names - {"arch"}
+        if unknown:
+            raise ValueError(f"model config has unknown keys {sorted(unknown)}")
+        try:
+            config = cls(**{k: v for k, v in data.items() if k != "arch"})
+            config = cls(**{**asdict(config), "strides": tuple(config.strides), "channels": tuple(config.channels)})
+        except TypeError as exc:
+            raise ValueError(f"model config is incomplete: {exc}") from None
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        checks = [
+            (1 <= self.width <= 16384 and 1 <= self.height <= 16384, "frame size"),
+            (1 <= self.num_frames <= 1_000_000, "frame count"),
+            (1 <= len(self.strides) <= 8 and all(isinstance(s, int) and 1 <= s <= 8 for s in self.strides), "strides"),
+            (len(self.channels) == len(self.strides) + 1, "channels vs strides"),
+            (all(isinstance(c, int) and 1 <= c <= 4096 for c in self.channels), "channels"),
+            (isinstance(self.stem_hidden, int) and 1 <= self.stem_hidden <= 8192, "stem_hidden"),
+            (isinstance(self.pe_levels, int) and 1 <= self.pe_levels <= 128, "pe_levels"),
+            (isinstance(self.pe_base, (int, float)) and 1.0 < self.pe_base <= 4.0, "pe_base"),
+            (isinstance(self.cam, bool), "cam"),
+            (isinstance(self.cam_points, int) and 2 <= self.cam_points <= 4096, "cam_points"),
+            (isinstance(self.render_group, int) and 1 <= self.render_group <= 1024, "render_group"),
+        ]
+        for ok, what in checks:
+            if not ok:
+                raise ValueError(f"model config: invalid {what}")
+        h0, w0 = self.base_size
+        if self.channels[0] * h0 * w0 > 50_000_000:
+            raise ValueError("model config: stem output too large")
+
+
+def choose_strides(width: int, height: int, base_side: int = 9) -> tuple[int, ...]:
+    """Upsampling strides whose product brings a ~base_side feature map up to the frame's short side.
+
+    Picks, among prefixes of NeRV-like stride patterns (largest stride first), the product closest to
+    ``min(W, H) / base_side`` in log scale; ties go to more blocks.
+    """
+    target = max(min(width, height) / base_side, 1.0)
+    candidates = {prefix[:k] for prefix in STRIDE_CHOICES for k in range(1, len(prefix) + 1)}
+    return min(candidates, key=lambda s: (round(abs(math.log(math.prod(s) / target)), 1), -len(s), s))
+
+
+def block_channels(c0: int, num_blocks: int, reduce: float = 1.5, c_min: int = 8) -> tuple[int, ...]:
+    """Widths that shrink block by block: C_{k+1} = max(C_k / reduce, c_min)."""
+    channels = [c0]
+    for _ in range(num_blocks):
+        channels.append(max(int(channels[-1] / reduce), min(c_min, c0)))
+    return tuple(channels)
+
+
+def positional_encoding(t: torch.Tensor, base: float, levels: int) -> torch.Tensor:
+    """[sin(b^k pi t), cos(b^k pi t)] for k < levels: (B,) -> (B, 2 * levels)."""
+    freqs = (base ** torch.arange(levels, dtype=torch.float32, device=t.device)) * math.pi
+    angles = t[:, None].float() * freqs[None, :]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+def interpolate_grid(grid: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation of a (C, M) grid at times t in [0, 1] (align-corners): -> (B, C)."""
+    points = grid.shape[1]
+    position = t.float().clamp(0, 1) * (points - 1)
+    left = position.floor().long().clamp(max=points - 2)
+    frac = (position - left.float())[None, :]
+    values = grid[:, left] * (1 - frac) + grid[:, left + 1] * frac
+    return values.t()
+
+
+class UpsampleBlock(nn.Module):
+    """3x3 conv -> PixelShuffle(s) -> [instance norm -> CAM] -> GELU."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, cam: bool, grid_points: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out * stride * stride, kernel_size=3, padding=1)
+        self.shuffle = nn.PixelShuffle(stride)
+        self.cam = cam
+        if cam:
+            # gamma = 1 + gamma_delta so that the stored (and quantized) values sit around zero.
+            self.gamma_delta = nn.Parameter(torch.zeros(c_out, grid_points))
+            self.beta = nn.Parameter(torch.zeros(c_out, grid_points))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        x = self.shuffle(self.conv(x))
+        if self.cam:
+            x = F.instance_norm(x, eps=1e-5)
+            gamma = 1 + interpolate_grid(self.gamma_delta, t)
+            beta = interpolate_grid(self.beta, t)
+            x = x * gamma[:, :, None, None] + beta[:, :, None, None]
+        return F.gelu(x)
+
+
+class CAMNeRV(nn.Module):
+    """Maps times t (B,) in [0, 1] to RGB frames (B, 3, H, W) in [0, 1]."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        h0, w0 = config.base_size
+        c0 = config.channels[0]
+        self.stem = nn.Sequential(
+            nn.Linear(2 * config.pe_levels, config.stem_hidden),
+            nn.GELU(),
+            nn.Linear(config.stem_hidden, c0 * h0 * w0),
+            nn.GELU(),
+        )
+        self.blocks = nn.ModuleList(
+            UpsampleBlock(c_in, c_out, s, config.cam, config.grid_points)
+            for c_in, c_out, s in zip(config.channels[:-1], config.channels[1:], config.strides)
+        )
+        self.head = nn.Conv2d(config.channels[-1], 3, kernel_size=3, padding=1)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        h0, w0 = cfg.base_size
+        x = self.stem(positional_encoding(t, cfg.pe_base, cfg.pe_levels))
+        x = x.view(t.shape[0], cfg.channels[0], h0, w0)
+        for block in self.blocks:
+            x = block(x, t)
+        x = torch.sigmoid(self.head(x))
+        return x[:, :, : cfg.height, : cfg.width]
+
+
+def frame_times(indices: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """Frame index i of N -> t = i / max(N - 1, 1)."""
+    return indices.float() / max(num_frames - 1, 1)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def parameter_count(config: ModelConfig) -> int:
+    """Parameters of ``CAMNeRV(config)`` without building it."""
+    h0, w0 = config.base_size
+    c0, hidden = config.channels[0], config.stem_hidden
+    total = (2 * config.pe_levels + 1) * hidden + (hidden + 1) * c0 * h0 * w0
+    for c_in, c_out, s in zip(config.channels[:-1], config.channels[1:], config.strides):
+        total += (c_in * 9 + 1) * c_out * s * s
+        if config.cam:
+            total += 2 * c_out * config.grid_points
+    return total + (config.channels[-1] * 9 + 1) * 3
