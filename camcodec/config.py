@@ -1,0 +1,108 @@
+"""Encoder configuration: defaults < preset < explicit options, and model sizing for a clip."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from camcodec.errors import InputError
+from camcodec.model import ModelConfig, block_channels, choose_strides, parameter_count
+
+LOSSES = ("mse", "l1-msssim")
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    """How to encode one clip. Rate is set by ``params_per_pixel`` and ``bits``; quality also by ``epochs``."""
+
+    params_per_pixel: float = 0.05  # network parameters per (pixel x frame) of the clip
+    epochs: int = 300  # passes over all frames; ``steps`` overrides
+    steps: int | None = None  # optimizer steps in total (each a batch of frames)
+    batch_size: int = 2
+    lr: float = 2e-3
+    warmup: float = 0.2  # fraction of training with a linear warm-up from 0.1 x lr
+    loss: str = "mse"
+    bits: int = 8
+    cam: bool = True
+    cam_points: int = 32
+    min_params: int = 2_000  # floor for tiny clips
+    device: str = "auto"
+    seed: int = 0
+
+    def validate(self) -> None:
+        checks = [
+            (self.params_per_pixel > 0, "params_per_pixel must be > 0"),
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.steps is None or self.steps >= 1, "steps must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.lr > 0, "lr must be > 0"),
+            (0 <= self.warmup < 1, "warmup must be in [0, 1)"),
+            (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}"),
+            (2 <= self.bits <= 16, "bits must be in 2..16"),
+            (2 <= self.cam_points <= 4096, "cam_points must be in 2..4096"),
+            (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "device must be auto, cpu or cuda"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InputError(message)
+
+    def total_steps(self, num_frames: int) -> int:
+        if self.steps is not None:
+            return self.steps
+        return self.epochs * math.ceil(num_frames / self.batch_size)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Small network and short training: tests, CPU trials.
+    "fast": {"params_per_pixel": 0.08, "epochs": 150, "batch_size": 2},
+    # The default: same rate range, trained longer.
+    "medium": {"params_per_pixel": 0.08, "epochs": 600, "batch_size": 2},
+}
+DEFAULT_PRESET = "medium"
+
+
+def resolve_config(preset: str = DEFAULT_PRESET, **overrides: Any) -> EncodeConfig:
+    """Defaults, then the preset, then every override that is not None."""
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    known = {f.name for f in fields(EncodeConfig)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise InputError(f"unknown encode options: {', '.join(sorted(unknown))}")
+    config = replace(EncodeConfig(), **PRESETS[preset])
+    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    config.validate()
+    return config
+
+
+def size_model(width: int, height: int, num_frames: int, config: EncodeConfig) -> ModelConfig:
+    """The widest model whose parameter count stays within the clip's budget.
+
+    Width grows with C0 (the stem's channels); the stem's hidden size is 2 x C0, later blocks shrink
+    by 1.5x per block down to 8 channels. Sizing always counts the CAM grids, so that ``cam=False``
+    gives plain NeRV with exactly the same widths.
+    """
+    budget = max(config.params_per_pixel * width * height * num_frames, config.min_params)
+    strides = choose_strides(width, height)
+
+    def build(c0: int) -> ModelConfig:
+        return ModelConfig(
+            width=width,
+            height=height,
+            num_frames=num_frames,
+            strides=strides,
+            channels=block_channels(c0, len(strides)),
+            stem_hidden=max(2 * c0, 16),
+            cam=True,
+            cam_points=config.cam_points,
+        )
+
+    low, high = 4, 1024
+    while high - low > 1 and parameter_count(build(low)) <= budget:
+        mid = (low + high) // 2
+        if parameter_count(build(mid)) <= budget:
+            low = mid
+        else:
+            high = mid
+    return replace(build(low), cam=config.cam)

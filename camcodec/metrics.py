@@ -1,0 +1,35 @@
+"""Quality metrics on RGB frames: PSNR and MS-SSIM, shared by training, the encoder summary and eval."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pytorch_msssim import ms_ssim
+
+MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+def psnr_uint8(reference: np.ndarray, decoded: np.ndarray) -> float:
+    """Mean over frames of the per-frame PSNR (dB) of 8-bit RGB frames (T, H, W, 3); identical frames give inf."""
+    if reference.shape != decoded.shape:
+        raise ValueError(f"shapes differ: {reference.shape} vs {decoded.shape}")
+    diff = reference.astype(np.float64) - decoded.astype(np.float64)
+    mse = (diff * diff).reshape(len(reference), -1).mean(axis=1)
+    with np.errstate(divide="ignore"):
+        per_frame = 10 * np.log10(255.0**2 / mse)
+    return float(per_frame.mean())
+
+
+def msssim_window(height: int, width: int) -> int:
+    """pytorch_msssim needs the short side > (win - 1) * 16; shrink the odd Gaussian window for small frames."""
+    win = min(11, (min(height, width) - 1) // 16 + 1)
+    win -= 1 - win % 2
+    if win < 3:
+        raise ValueError(f"MS-SSIM needs frames of at least 33 pixels a side, got {width}x{height}")
+    return win
+
+
+def msssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, size_average: bool = True) -> torch.Tensor:
+    """MS-SSIM of (B, 3, H, W) tensors (5 scales, window shrunk for small frames)."""
+    win = msssim_window(x.shape[-2], x.shape[-1])
+    return ms_ssim(x, y, data_range=data_range, win_size=win, weights=list(MSSSIM_WEIGHTS), size_average=size_average)
