@@ -1,0 +1,51 @@
+"""Weight quantization: per-channel scales, ranges, and loading what the decoder will use."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from camcodec.model import CAMNeRV, ModelConfig
+from camcodec.quantize import channel_scales, load_quantized, quantize_model, quantize_tensor
+
+
+@pytest.mark.parametrize("bits", [4, 6, 8])
+def test_per_channel_error_is_at_most_half_a_step(bits):
+    weight = torch.randn(6, 5, 3, 3) * torch.linspace(0.01, 2, 6)[:, None, None, None]
+    q = quantize_tensor("w", weight, bits)
+    levels = 2 ** (bits - 1) - 1
+    assert q.symbols.dtype == np.int32 and q.scales.shape == (6,)
+    assert np.abs(q.symbols).max() <= levels
+    assert np.all(np.abs(q.symbols).reshape(6, -1).max(axis=1) == levels)  # each channel uses its full range
+    error = np.abs(q.dequantize() - weight.numpy())
+    assert np.all(error <= q.scales[:, None, None, None] / 2 + 1e-7)
+
+
+def test_one_dimensional_and_zero_tensors():
+    bias = quantize_tensor("b", torch.tensor([0.5, -1.0, 0.25]), 8)
+    assert bias.scales.shape == (1,)
+    zeros = quantize_tensor("z", torch.zeros(4, 2), 8)
+    assert np.all(zeros.symbols == 0) and np.all(zeros.scales == 1)
+    assert np.all(channel_scales(torch.zeros(3), 8).numpy() == 1)
+
+
+def test_loaded_model_uses_exactly_the_dequantized_values():
+    config = ModelConfig(32, 24, 4, (2, 2), (8, 6, 4), 16, cam_points=4)
+    model = CAMNeRV(config)
+    tensors = quantize_model(model, 6)
+    assert [t.name for t in tensors] == list(model.state_dict())
+    decoded = CAMNeRV(config)
+    load_quantized(decoded, tensors)
+    for t in tensors:
+        assert np.array_equal(decoded.state_dict()[t.name].numpy(), t.dequantize())
+
+
+def test_mismatched_tensors_are_refused():
+    config = ModelConfig(32, 24, 4, (2, 2), (8, 6, 4), 16, cam_points=4)
+    tensors = quantize_model(CAMNeRV(config), 8)
+    with pytest.raises(ValueError, match="do not match"):
+        load_quantized(CAMNeRV(config), tensors[:-1])
+    other = ModelConfig(32, 24, 4, (2, 2), (8, 5, 4), 16, cam_points=4)
+    with pytest.raises(ValueError, match="shape"):
+        load_quantized(CAMNeRV(other), tensors)
