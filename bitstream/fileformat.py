@@ -1,0 +1,591 @@
+"""Writing, reading and describing .cam files (layout: docs/bitstream.md, bitstream.layout).
+
+Reading checks everything before it allocates or decodes: the magic, the version, every section's
+length against the bytes that remain and its CRC32, every field against its declared range, and the
+consistency of the whole (shapes vs counts, segments tiling the frames, payload lengths, no trailing
+bytes). Every problem is a :class:`~bitstream.errors.BitstreamError` subclass with a one-line message
+that says what is wrong and where.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bitstream import layout as L
+from bitstream.container import Container, QuantizedTensor, RawTensor, Segment, VideoInfo
+from bitstream.errors import (
+    BadMagicError,
+    BitstreamError,
+    ChecksumError,
+    HeaderError,
+    TruncatedError,
+    UnsupportedVersionError,
+)
+from bitstream.rans import RansCoder
+from bitstream.records import ByteReader, crc32
+
+log = logging.getLogger(__name__)
+
+VIDEO_FIELDS = ("width", "height", "num_frames", "fps_num", "fps_den", "pix_fmt", "color_matrix")
+MAX_CONFIG_DEPTH = 64
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+
+def write_bytes(container: Container, coder: RansCoder | None = None) -> bytes:
+    """The bytes of a .cam file holding ``container``; the same container always gives the same bytes.
+
+    Invalid content (a value out of range, segments that do not tile the frames, a non-JSON config,
+    symbols outside their bit range ...) raises HeaderError before anything is produced.
+    """
+    coder = RansCoder() if coder is None else coder
+    if not isinstance(container, Container):
+        raise HeaderError(f"cannot write a {type(container).__name__}, expected a Container")
+    if not isinstance(container.info, VideoInfo):
+        raise HeaderError(f"cannot write: info is a {type(container.info).__name__}, expected a VideoInfo")
+    segments = list(container.segments)
+    if not segments:
+        raise HeaderError("cannot write: a container needs at least one segment")
+    head = {name: getattr(container.info, name) for name in VIDEO_FIELDS}
+    head["segment_count"] = len(segments)
+    head = L.FILE_HEADER.check(head, "video info")
+    parts = [
+        L.MAGIC,
+        L.PREAMBLE.pack({"format_version": L.FORMAT_VERSION}, "preamble"),
+        _section(L.TAG_FILE, L.FILE_HEADER.pack(head, "video info")),
+    ]
+    next_frame = 0
+    total_elements = 0
+    for index, segment in enumerate(segments):
+        where = f"segment {index}"
+        if not isinstance(segment, Segment):
+            raise HeaderError(f"cannot write {where}: a {type(segment).__name__}, expected a Segment")
+        values = L.SEGMENT_HEADER.check(
+            {"first_frame": segment.first_frame, "num_frames": segment.num_frames, "tensor_count": len(segment.tensors)},
+            where,
+        )
+        if values["first_frame"] != next_frame:
+            raise HeaderError(f"cannot write {where}: starts at frame {values['first_frame']}, expected {next_frame}")
+        next_frame += values["num_frames"]
+        if next_frame > head["num_frames"]:
+            raise HeaderError(f"cannot write {where}: ends at frame {next_frame}, the video has {head['num_frames']}")
+        config = _config_bytes(segment.model_config, where)
+        entries, payloads = [], []
+        names: set[str] = set()
+        for position, tensor in enumerate(segment.tensors):
+            entry, payload, count, name = _encode_tensor(tensor, coder, f"{where} tensor {position}")
+            if name in names:
+                raise HeaderError(f"cannot write {where}: tensor name {name!r} appears twice")
+            names.add(name)
+            total_elements += count
+            if total_elements > L.MAX_ELEMENTS:
+                raise HeaderError(f"cannot write: more than {L.MAX_ELEMENTS} tensor elements in the file")
+            entries.append(entry)
+            payloads.append(payload)
+        parts.append(_section(L.TAG_SEGMENT, L.SEGMENT_HEADER.pack(values, where) + config))
+        parts.append(_section(L.TAG_TENSORS, b"".join(entries)))
+        parts.append(_section(L.TAG_DATA, b"".join(payloads)))
+    if next_frame != head["num_frames"]:
+        raise HeaderError(f"cannot write: segments cover {next_frame} frames, the video has {head['num_frames']}")
+    return b"".join(parts)
+
+
+def _section(tag: bytes, payload: bytes) -> bytes:
+    if len(payload) > L.MAX_SECTION_BYTES:
+        raise HeaderError(f"cannot write: section {tag.decode()} would be {len(payload)} bytes")
+    head = L.SECTION_HEAD.pack(tag, len(payload))
+    return head + payload + L.SECTION_CRC.pack(crc32(head, payload))
+
+
+def _check_json(value: Any, path: str, depth: int = 0) -> None:
+    if depth > MAX_CONFIG_DEPTH:
+        raise HeaderError(f"model_config is nested deeper than {MAX_CONFIG_DEPTH} levels at {path}")
+    if value is None or isinstance(value, (bool, int, str)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise HeaderError(f"model_config{path} is {value}, JSON has no non-finite numbers")
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_json(item, f"{path}[{i}]", depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise HeaderError(f"model_config{path} has a {type(key).__name__} key {key!r}; JSON keys are str")
+            _check_json(item, f"{path}[{key!r}]", depth + 1)
+        return
+    raise HeaderError(f"model_config{path} is a {type(value).__name__}, which JSON cannot hold")
+
+
+def _config_bytes(config: Any, where: str) -> bytes:
+    if not isinstance(config, dict):
+        raise HeaderError(f"cannot write {where}: model_config is a {type(config).__name__}, expected a dict")
+    try:
+        _check_json(config, "")
+    except HeaderError as exc:
+        raise HeaderError(f"cannot write {where}: {exc}") from None
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    raw = text.encode("utf-8")
+    if len(raw) > L.MAX_CONFIG_BYTES:
+        raise HeaderError(f"cannot write {where}: model_config is {len(raw)} bytes of JSON, at most {L.MAX_CONFIG_BYTES}")
+    return raw
+
+
+def _checked_shape(array: np.ndarray, where: str) -> tuple[int, ...]:
+    if not 1 <= array.ndim <= L.MAX_NDIM:
+        raise HeaderError(f"cannot write {where}: {array.ndim} dimensions, allowed 1..{L.MAX_NDIM}")
+    for dim in array.shape:
+        L.DIMENSION.check(dim, f"cannot write {where}")
+    if array.size > L.MAX_ELEMENTS:
+        raise HeaderError(f"cannot write {where}: {array.size} elements, at most {L.MAX_ELEMENTS}")
+    return tuple(int(d) for d in array.shape)
+
+
+def _checked_scales(scales: Any, channels: int, where: str) -> np.ndarray:
+    array = np.asarray(scales)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise HeaderError(f"cannot write {where}: scales are {array.dtype}, expected float32")
+    if array.shape not in ((1,), (channels,)):
+        raise HeaderError(f"cannot write {where}: scales have shape {array.shape}, expected (1,) or ({channels},)")
+    if not np.isfinite(array).all():
+        raise HeaderError(f"cannot write {where}: scales hold a non-finite value")
+    single = array.astype(np.float32)
+    if not np.array_equal(single.astype(array.dtype), array):
+        raise HeaderError(f"cannot write {where}: scales are not exactly representable as float32")
+    return single
+
+
+def _encode_tensor(tensor: Any, coder: RansCoder, where: str) -> tuple[bytes, bytes, int, str]:
+    """(table entry, DATA bytes, element count, name) of one tensor."""
+    if isinstance(tensor, (QuantizedTensor, RawTensor)):
+        L.TENSOR_ENTRY.by_name["name"].check(tensor.name, f"cannot write {where}")
+        where = f"{where} {tensor.name!r}"
+    if isinstance(tensor, QuantizedTensor):
+        symbols = np.asarray(tensor.symbols)
+        if not np.issubdtype(symbols.dtype, np.integer):
+            raise HeaderError(f"cannot write {where}: symbols are {symbols.dtype}, expected integers")
+        shape = _checked_shape(symbols, where)
+        bits = L.TENSOR_ENTRY.by_name["bits"].check(tensor.bits, f"cannot write {where}")
+        if bits < L.MIN_BITS:
+            raise HeaderError(f"cannot write {where}: bits = {bits}, allowed {L.MIN_BITS}..{L.MAX_BITS}")
+        limit = 2 ** (bits - 1) - 1
+        low, high = int(symbols.min()), int(symbols.max())
+        if low < -limit or high > limit:
+            raise HeaderError(f"cannot write {where}: symbols span {low}..{high}, {bits} bits allow -{limit}..{limit}")
+        scales = _checked_scales(tensor.scales, shape[0], where)
+        table, payload = coder.encode(symbols.reshape(-1))
+        fields = {
+            "name": tensor.name, "kind": L.KIND_QUANTIZED, "bits": bits, "ndim": len(shape),
+            "count": symbols.size, "scale_count": scales.size, "table_length": len(table),
+            "payload_length": len(payload),
+        }  # fmt: skip
+        extra = scales.astype("<f4").tobytes() + bytes(table)
+    elif isinstance(tensor, RawTensor):
+        values = np.asarray(tensor.values)
+        kinds = {np.dtype(np.float16): L.KIND_RAW_F16, np.dtype(np.float32): L.KIND_RAW_F32}
+        kind = kinds.get(values.dtype.newbyteorder("="))
+        if kind is None:
+            raise HeaderError(f"cannot write {where}: values are {values.dtype}, expected float16 or float32")
+        shape = _checked_shape(values, where)
+        payload = np.ascontiguousarray(values).astype(L.RAW_DTYPES[kind]).tobytes()
+        fields = {
+            "name": tensor.name, "kind": kind, "bits": 0, "ndim": len(shape), "count": values.size,
+            "scale_count": 0, "table_length": 0, "payload_length": len(payload),
+        }  # fmt: skip
+        extra = b""
+    else:
+        raise HeaderError(f"cannot write {where}: a {type(tensor).__name__}, expected QuantizedTensor or RawTensor")
+    entry = L.TENSOR_ENTRY.pack(fields, f"cannot write {where}")
+    dims = b"".join(L.DIMENSION.pack(d, f"cannot write {where}") for d in shape)
+    return entry + dims + extra, bytes(payload), int(fields["count"]), tensor.name
+
+
+# --- parsing (shared by read_bytes and describe) ------------------------------------------------------
+
+
+@dataclass
+class _Entry:
+    name: str
+    kind: int
+    bits: int
+    shape: tuple[int, ...]
+    count: int
+    scales: np.ndarray  # empty for a raw tensor
+    table: bytes
+    payload_offset: int
+    payload_length: int
+
+
+@dataclass
+class _ParsedSegment:
+    first_frame: int
+    num_frames: int
+    config: dict[str, Any]
+    entries: list[_Entry] = field(default_factory=list)
+
+
+@dataclass
+class _Parsed:
+    version: int
+    head: dict[str, Any]
+    sections: list[dict[str, Any]]
+    segments: list[_ParsedSegment]
+    size: int
+
+
+def _as_view(data: bytes | bytearray | memoryview) -> memoryview:
+    return memoryview(data if isinstance(data, bytes) else bytes(data))
+
+
+def _parse(view: memoryview) -> _Parsed:
+    size = len(view)
+    prefix = view[: len(L.MAGIC)].tobytes()
+    if prefix != L.MAGIC[: len(prefix)]:
+        raise BadMagicError(f"not a camcodec file: starts with {prefix[:8]!r}, expected {L.MAGIC!r}")
+    if size < len(L.MAGIC):
+        raise TruncatedError(f"file is {size} bytes, shorter than the {len(L.MAGIC)}-byte magic")
+    reader = ByteReader(view, len(L.MAGIC), where="preamble", overrun=TruncatedError)
+    version = L.PREAMBLE.unpack(reader)["format_version"]
+    if version != L.FORMAT_VERSION:
+        raise UnsupportedVersionError(f"format version {version}; this reader supports version {L.FORMAT_VERSION}")
+    sections: list[dict[str, Any]] = []
+
+    def section(tag: bytes, segment: int | None) -> tuple[ByteReader, int]:
+        reader.where = "file" if segment is None else f"segment {segment}"
+        offset, end = _read_section(reader, tag, sections, segment)
+        where = f"{tag.decode()} section at offset {offset}" + ("" if segment is None else f" (segment {segment})")
+        return ByteReader(view, offset + L.SECTION_HEAD.size, end, where=where, overrun=HeaderError), offset
+
+    head_reader, _ = section(L.TAG_FILE, None)
+    head = L.FILE_HEADER.unpack(head_reader)
+    _expect_end(head_reader)
+    if head["segment_count"] > head["num_frames"]:
+        raise HeaderError(f"{head_reader.where}: {head['segment_count']} segments for {head['num_frames']} frames")
+    segments = []
+    next_frame = 0
+    total_elements = 0
+    for index in range(head["segment_count"]):
+        seg_reader, _ = section(L.TAG_SEGMENT, index)
+        values = L.SEGMENT_HEADER.unpack(seg_reader)
+        if values["first_frame"] != next_frame:
+            raise HeaderError(f"{seg_reader.where}: starts at frame {values['first_frame']}, expected {next_frame}")
+        next_frame += values["num_frames"]
+        if next_frame > head["num_frames"]:
+            raise HeaderError(f"{seg_reader.where}: ends at frame {next_frame}, the video has {head['num_frames']}")
+        config = _parse_config(seg_reader.take(seg_reader.remaining, "model config"), seg_reader.where)
+        segment = _ParsedSegment(values["first_frame"], values["num_frames"], config)
+
+        table_reader, _ = section(L.TAG_TENSORS, index)
+        names: set[str] = set()
+        for _ in range(values["tensor_count"]):
+            entry = _parse_entry(table_reader)
+            if entry.name in names:
+                raise HeaderError(f"{table_reader.where}: tensor name {entry.name!r} appears twice")
+            names.add(entry.name)
+            total_elements += entry.count
+            if total_elements > L.MAX_ELEMENTS:
+                raise HeaderError(f"{table_reader.where}: more than {L.MAX_ELEMENTS} tensor elements in the file")
+            segment.entries.append(entry)
+        _expect_end(table_reader)
+
+        data_reader, _ = section(L.TAG_DATA, index)
+        expected = sum(e.payload_length for e in segment.entries)
+        if data_reader.remaining != expected:
+            raise HeaderError(
+                f"{data_reader.where}: holds {data_reader.remaining} bytes, the tensor table announces {expected}"
+            )
+        offset = data_reader.pos
+        for entry in segment.entries:
+            entry.payload_offset = offset
+            offset += entry.payload_length
+        segments.append(segment)
+    if next_frame != head["num_frames"]:
+        raise HeaderError(f"segments cover {next_frame} frames, the file header announces {head['num_frames']}")
+    if reader.remaining:
+        raise HeaderError(f"{reader.remaining} trailing bytes after the last section, at offset {reader.pos}")
+    return _Parsed(version, head, sections, segments, size)
+
+
+def _read_section(reader: ByteReader, tag: bytes, sections: list[dict[str, Any]], segment: int | None) -> tuple[int, int]:
+    """Check one section's framing and CRC; return (offset of the section, end of its payload)."""
+    offset = reader.pos
+    head = reader.take(L.SECTION_HEAD.size, f"header of section {tag.decode()}")
+    found, length = L.SECTION_HEAD.unpack(head)
+    name = found.decode("ascii", "backslashreplace")
+    if length + L.SECTION_CRC.size > reader.remaining:
+        raise TruncatedError(
+            f"{reader.where}: section {name!r} at offset {offset} announces {length} bytes,"
+            f" only {max(reader.remaining - L.SECTION_CRC.size, 0)} remain"
+        )
+    start = reader.pos
+    payload = reader.data[start : start + length]
+    reader.pos += length
+    (stored,) = L.SECTION_CRC.unpack(reader.take(L.SECTION_CRC.size, "section CRC"))
+    computed = crc32(head, payload)
+    if stored != computed:
+        raise ChecksumError(
+            f"{reader.where}: section {name!r} at offset {offset} is corrupted"
+            f" (CRC32 0x{computed:08x}, stored 0x{stored:08x})"
+        )
+    if found != tag:
+        raise HeaderError(f"{reader.where}: expected section {tag.decode()!r} at offset {offset}, found {name!r}")
+    sections.append({"tag": name, "offset": offset, "length": length, "crc32": f"0x{stored:08x}", "segment": segment})
+    return offset, start + length
+
+
+def _expect_end(reader: ByteReader) -> None:
+    if reader.remaining:
+        raise HeaderError(f"{reader.where}: {reader.remaining} unexpected bytes at offset {reader.pos}")
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate key in a JSON object")
+    return result
+
+
+def _parse_config(raw: bytes, where: str) -> dict[str, Any]:
+    try:
+        config = json.loads(raw.decode("utf-8"), parse_constant=_no_constants, object_pairs_hook=_unique_keys)
+    except UnicodeDecodeError:
+        raise HeaderError(f"{where}: model config is not UTF-8") from None
+    except RecursionError:
+        raise HeaderError(f"{where}: model config is nested too deeply") from None
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError
+        raise HeaderError(f"{where}: model config is not valid JSON ({str(exc).splitlines()[0]})") from None
+    if not isinstance(config, dict):
+        raise HeaderError(f"{where}: model config is a JSON {type(config).__name__}, expected an object")
+    return config
+
+
+def _parse_entry(reader: ByteReader) -> _Entry:
+    fields = L.TENSOR_ENTRY.unpack(reader)
+    name = fields["name"]
+    where = f"{reader.where}: tensor {name!r}"
+    shape = tuple(L.DIMENSION.unpack(reader) for _ in range(fields["ndim"]))
+    product = 1
+    for dim in shape:
+        product *= dim
+        if product > L.MAX_ELEMENTS:
+            raise HeaderError(f"{where}: shape {shape} has more than {L.MAX_ELEMENTS} elements")
+    if product != fields["count"]:
+        raise HeaderError(f"{where}: shape {shape} has {product} elements, the entry says {fields['count']}")
+    kind, bits, scale_count = fields["kind"], fields["bits"], fields["scale_count"]
+    scales = np.zeros(0, dtype=np.float32)
+    if kind == L.KIND_QUANTIZED:
+        if bits < L.MIN_BITS:
+            raise HeaderError(f"{where}: bits = {bits}, a quantized tensor needs {L.MIN_BITS}..{L.MAX_BITS}")
+        if scale_count not in (1, shape[0]):
+            raise HeaderError(f"{where}: {scale_count} scales, expected 1 or {shape[0]}")
+        if fields["table_length"] == 0:
+            raise HeaderError(f"{where}: a quantized tensor needs a frequency table")
+        scales = np.frombuffer(reader.take(L.SCALE.size * scale_count, "scales"), dtype="<f4").astype(np.float32)
+        if not np.isfinite(scales).all():
+            raise HeaderError(f"{where}: a scale is not finite")
+    else:
+        itemsize = np.dtype(L.RAW_DTYPES[kind]).itemsize
+        if bits or scale_count or fields["table_length"]:
+            raise HeaderError(f"{where}: a raw tensor must have bits, scale_count and table_length 0")
+        if fields["payload_length"] != fields["count"] * itemsize:
+            raise HeaderError(
+                f"{where}: {fields['payload_length']} payload bytes for {fields['count']} values of {itemsize} bytes"
+            )
+    table = reader.take(fields["table_length"], "frequency table")
+    return _Entry(name, kind, bits, shape, fields["count"], scales, table, -1, fields["payload_length"])
+
+
+# --- reading --------------------------------------------------------------------------------------
+
+
+def read_bytes(data: bytes, coder: RansCoder | None = None) -> Container:
+    """Parse, check and decode a whole file held in memory."""
+    coder = RansCoder() if coder is None else coder
+    view = _as_view(data)
+    parsed = _parse(view)
+    info = VideoInfo(**{name: parsed.head[name] for name in VIDEO_FIELDS})
+    segments = []
+    for index, seg in enumerate(parsed.segments):
+        tensors: list[QuantizedTensor | RawTensor] = []
+        for entry in seg.entries:
+            payload = view[entry.payload_offset : entry.payload_offset + entry.payload_length].tobytes()
+            where = f"segment {index} tensor {entry.name!r}"
+            if entry.kind == L.KIND_QUANTIZED:
+                symbols = _decode_symbols(coder, entry, payload, where)
+                tensors.append(QuantizedTensor(entry.name, symbols.reshape(entry.shape), entry.scales, entry.bits))
+            else:
+                dtype = np.dtype(L.RAW_DTYPES[entry.kind])
+                values = np.frombuffer(payload, dtype=dtype).astype(dtype.newbyteorder("="))
+                tensors.append(RawTensor(entry.name, values.reshape(entry.shape)))
+        segments.append(Segment(seg.first_frame, seg.num_frames, seg.config, tensors))
+    return Container(info, segments)
+
+
+def _decode_symbols(coder: RansCoder, entry: _Entry, payload: bytes, where: str) -> np.ndarray:
+    try:
+        symbols = coder.decode(entry.table, payload, entry.count)
+    except BitstreamError as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+    except (ValueError, RuntimeError, OverflowError, IndexError, TypeError) as exc:
+        raise HeaderError(f"{where}: the entropy coder failed ({type(exc).__name__}: {exc})") from None
+    symbols = np.asarray(symbols)
+    if symbols.shape != (entry.count,) or not np.issubdtype(symbols.dtype, np.integer):
+        raise HeaderError(f"{where}: the entropy coder returned {symbols.dtype} {symbols.shape}, expected {entry.count} ints")
+    limit = 2 ** (entry.bits - 1) - 1
+    if symbols.min() < -limit or symbols.max() > limit:
+        raise HeaderError(
+            f"{where}: decoded symbols span {symbols.min()}..{symbols.max()}, {entry.bits} bits allow -{limit}..{limit}"
+        )
+    return symbols.astype(np.int32, copy=False)
+
+
+def describe(data: bytes) -> dict[str, Any]:
+    """What a file holds, as a JSON-able dict, without decoding any payload (and without torch).
+
+    The file is parsed and every section's CRC is checked, so a corrupted file raises just as
+    :func:`read_bytes` would, except for errors only decoding a payload can reveal.
+    """
+    parsed = _parse(_as_view(data))
+    video = {name: parsed.head[name] for name in VIDEO_FIELDS}
+    segments = []
+    for index, seg in enumerate(parsed.segments):
+        tensors = [
+            {
+                "name": e.name,
+                "kind": L.KIND_NAMES[e.kind],
+                "shape": list(e.shape),
+                "bits": e.bits,
+                "elements": e.count,
+                "scales": len(e.scales),
+                "table_bytes": len(e.table),
+                "payload_bytes": e.payload_length,
+                "payload_offset": e.payload_offset,
+            }
+            for e in seg.entries
+        ]
+        segments.append(
+            {
+                "index": index,
+                "first_frame": seg.first_frame,
+                "num_frames": seg.num_frames,
+                "model_config": seg.config,
+                "tensors": tensors,
+                "elements": sum(t["elements"] for t in tensors),
+                "table_bytes": sum(t["table_bytes"] for t in tensors),
+                "payload_bytes": sum(t["payload_bytes"] for t in tensors),
+            }
+        )
+    pixels = video["width"] * video["height"] * video["num_frames"]
+    return {
+        "magic": L.MAGIC.hex(),
+        "format_version": parsed.version,
+        "file_bytes": parsed.size,
+        "bpp": 8 * parsed.size / pixels,
+        "video": video,
+        "sections": parsed.sections,
+        "segments": segments,
+    }
+
+
+def format_description(description: dict[str, Any]) -> str:
+    """A short human-readable rendering of :func:`describe`'s dict (for ``camcodec info``)."""
+    v = description["video"]
+    lines = [
+        f"camcodec file, format version {description['format_version']}, {description['file_bytes']} bytes"
+        f" ({description['bpp']:.5f} bpp)",
+        f"video: {v['width']}x{v['height']}, {v['num_frames']} frames at {v['fps_num']}/{v['fps_den']} fps,"
+        f" {v['pix_fmt']}, {v['color_matrix']}",
+        "sections: " + ", ".join(f"{s['tag']}@{s['offset']}+{s['length']}" for s in description["sections"]),
+    ]
+    for seg in description["segments"]:
+        end = seg["first_frame"] + seg["num_frames"]
+        lines.append(
+            f"segment {seg['index']}: frames {seg['first_frame']}..{end - 1}, {len(seg['tensors'])} tensors,"
+            f" {seg['elements']} elements, tables {seg['table_bytes']} B, payloads {seg['payload_bytes']} B"
+        )
+        lines.append("  model_config: " + json.dumps(seg["model_config"], sort_keys=True, separators=(",", ":")))
+        for t in seg["tensors"]:
+            bits = f"{t['bits']:2d} bits" if t["kind"] == "quantized" else t["kind"]
+            shape = "x".join(str(d) for d in t["shape"])
+            lines.append(
+                f"  {t['name']:<32} {shape:>16} {bits:>8}  table {t['table_bytes']:5d} B  payload {t['payload_bytes']:7d} B"
+            )
+    return "\n".join(lines)
+
+
+# --- files ----------------------------------------------------------------------------------------
+
+
+def write_file(path: str | os.PathLike[str], container: Container, coder: RansCoder | None = None) -> int:
+    """Write ``container`` to ``path`` atomically; return the number of bytes written.
+
+    The bytes go to a new temporary file in the same folder, which is flushed, fsync'ed and then
+    renamed over ``path`` with ``os.replace``. On any failure the temporary file is removed and a
+    previous file at ``path`` is left as it was.
+    """
+    data = write_bytes(container, coder)
+    target = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(target))
+    base = os.path.basename(target)
+    for _ in range(100):
+        temp = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp")
+        try:
+            handle = open(temp, "xb")  # noqa: SIM115 - closed below, on every path
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"{folder}: cannot create a temporary file next to {base}")
+    try:
+        with handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_folder(folder)
+    log.debug("wrote %s: %d bytes", target, len(data))
+    return len(data)
+
+
+def _fsync_folder(folder: str) -> None:
+    """Make the rename durable where the platform allows it (POSIX); best effort elsewhere."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_file(path: str | os.PathLike[str], coder: RansCoder | None = None) -> Container:
+    """Read and decode a .cam file (a missing file raises FileNotFoundError)."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    return read_bytes(data, coder)
