@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import bitstream as bs
-from bitstream import layout
+from bitstream import freqtable, layout
 
 REPO = Path(__file__).resolve().parents[1]
 ERRORS = [bs.BadMagicError, bs.UnsupportedVersionError, bs.TruncatedError, bs.ChecksumError, bs.HeaderError]
@@ -559,3 +559,13 @@ def test_describe_does_not_import_torch(tmp_path: Path, sample) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "stem.0.weight"
+
+
+def test_spec_documents_every_declared_field() -> None:
+    spec = (REPO / "docs" / "bitstream.md").read_text(encoding="utf-8")
+    records = [layout.PREAMBLE, layout.FILE_HEADER, layout.SEGMENT_HEADER, layout.TENSOR_ENTRY]
+    records += [freqtable.TABLE_RANGE, freqtable.TABLE_SHAPE, freqtable.TABLE_STRIDE]
+    names = [f.name for record in records for f in record.fields] + [layout.DIMENSION.name]
+    missing = [name for name in names if f"`{name}`" not in spec]
+    assert not missing, f"docs/bitstream.md does not describe {missing}"
+    assert layout.MAGIC.hex(" ").upper() in spec
