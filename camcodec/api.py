@@ -1,0 +1,60 @@
+"""The two front doors: ``encode`` a video to a file, ``decode`` a file to frames."""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from camcodec.config import DEFAULT_PRESET, resolve_config
+from camcodec.decoder import decode
+from camcodec.encoder import EncodeStats, Encoder, clip_from_array
+from camcodec.media import Clip, read_video
+
+Source = str | os.PathLike | np.ndarray | Clip
+
+
+def load_source(
+    source: Source,
+    *,
+    max_frames: int | None = None,
+    start: int = 0,
+    scale: tuple[int, int] | None = None,
+    size: tuple[int, int] | None = None,
+    fps: Fraction | None = None,
+) -> Clip:
+    """A clip from a path (any input kind), a uint8 (T, H, W, 3) array, or a clip as it is."""
+    if isinstance(source, Clip):
+        return source
+    if isinstance(source, np.ndarray):
+        frames = source[start : start + max_frames if max_frames else None]
+        return clip_from_array(frames, fps or Fraction(25))
+    return read_video(source, max_frames=max_frames, start=start, size=size, fps=fps, scale=scale)
+
+
+def encode(
+    source: Source,
+    out_path: str | os.PathLike,
+    *,
+    preset: str = DEFAULT_PRESET,
+    max_frames: int | None = None,
+    start: int = 0,
+    scale: tuple[int, int] | None = None,
+    size: tuple[int, int] | None = None,
+    fps: Fraction | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> EncodeStats:
+    """Encode ``source`` into the .cam file ``out_path``.
+
+    ``options`` are fields of ``EncodeConfig`` (steps, epochs, bits, cam, device, seed, ...), applied
+    over the preset; None leaves the preset's value.
+    """
+    config = resolve_config(preset, **options)
+    clip = load_source(source, max_frames=max_frames, start=start, scale=scale, size=size, fps=fps)
+    return Encoder(config, progress=progress).encode(clip, out_path).stats
+
+
+__all__ = ["decode", "encode", "load_source"]

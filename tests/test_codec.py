@@ -1,0 +1,74 @@
+"""End-to-end: encode a tiny clip, decode the file, and check it is exactly what the encoder measured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import camcodec
+from camcodec.config import resolve_config
+from camcodec.encoder import Encoder, clip_from_array
+from camcodec.metrics import psnr_uint8
+
+TINY = {"steps": 200, "params_per_pixel": 1.0, "lr": 1e-2, "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def encoded(tmp_path_factory) -> tuple[Path, camcodec.EncodeResult, np.ndarray]:
+    from conftest import moving_pattern
+
+    frames = moving_pattern()
+    path = tmp_path_factory.mktemp("enc") / "clip.cam"
+    result = Encoder(resolve_config("fast", **TINY)).encode(clip_from_array(frames), path)
+    return path, result, frames
+
+
+def test_decode_equals_what_encoder_reported(encoded):
+    path, result, frames = encoded
+    decoded = camcodec.decode(path, device="cpu")
+    assert decoded.dtype == np.uint8 and decoded.shape == frames.shape
+    assert np.array_equal(decoded, result.reconstruction)
+    assert result.stats.psnr == pytest.approx(psnr_uint8(frames, decoded))
+
+
+def test_bpp_is_the_real_file_size(encoded):
+    path, result, frames = encoded
+    t, h, w = frames.shape[:3]
+    assert result.stats.file_bytes == path.stat().st_size
+    assert result.stats.bpp == 8 * path.stat().st_size / (w * h * t)
+
+
+def test_training_learned_the_clip(encoded):
+    _, result, frames = encoded
+    flat = np.broadcast_to(frames.mean(axis=(0, 1, 2)).round().astype(np.uint8), frames.shape)
+    assert result.stats.psnr > psnr_uint8(frames, flat) + 3
+
+
+def test_random_access_matches_full_decode(encoded):
+    path, result, _ = encoded
+    decoder = camcodec.Decoder(path, device="cpu")
+    assert len(decoder) == 8
+    for index in (7, 0, 5, 3):
+        assert np.array_equal(decoder[index], result.reconstruction[index])
+    assert np.array_equal(decoder[2:6], result.reconstruction[2:6])
+    assert np.array_equal(camcodec.decode(path, frames=[6, 1], device="cpu"), result.reconstruction[[6, 1]])
+
+
+def test_same_seed_gives_identical_file(encoded, tmp_path):
+    path, _, frames = encoded
+    again = tmp_path / "again.cam"
+    Encoder(resolve_config("fast", **TINY)).encode(clip_from_array(frames), again)
+    assert again.read_bytes() == path.read_bytes()
+
+
+def test_plain_nerv_has_same_widths_and_decodes(tmp_path, clip):
+    from camcodec.config import size_model
+
+    config = resolve_config("fast", cam=False, **TINY)
+    cam_config = size_model(64, 48, 8, resolve_config("fast", **TINY))
+    plain_config = size_model(64, 48, 8, config)
+    assert plain_config.channels == cam_config.channels and not plain_config.cam
+    result = Encoder(config).encode(clip_from_array(clip), tmp_path / "plain.cam")
+    assert np.array_equal(camcodec.decode(tmp_path / "plain.cam", device="cpu"), result.reconstruction)
