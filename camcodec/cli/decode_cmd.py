@@ -1,0 +1,45 @@
+"""camcodec decode: render a .cam file to a video, Y4M, raw YUV or PNG frames."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from camcodec.cli.args import range_arg
+from camcodec.decoder import Decoder
+from camcodec.errors import InputError
+from camcodec.media import OUTPUT_KINDS, VideoWriter
+from tqdm.auto import tqdm
+
+HELP = "decode a .cam file; the output kind follows OUT's extension"
+
+
+def setup_args(parser: argparse.ArgumentParser) -> None:
+    kinds = ", ".join(f"{ext or 'folder'}: {what}" for ext, what in OUTPUT_KINDS.items())
+    parser.add_argument("input", help="a .cam file")
+    parser.add_argument("-o", "--output", required=True, help=f"output path ({kinds})")
+    parser.add_argument("--frames", type=range_arg, metavar="A:B", help="decode frames A to B-1 only")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    parser.add_argument("--codec", help="PyAV encoder for .mkv/.mp4/.webm outputs (e.g. libx265)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    decoder = Decoder(args.input, device=args.device)
+    try:
+        indices = decoder.select(args.frames)
+    except IndexError as exc:
+        raise InputError(f"--frames: {exc}") from None
+    if not indices:
+        raise InputError(f"--frames selects no frame of the {len(decoder)}")
+    # YUV outputs of an RGB source use BT.709; YUV sources get their own matrix back.
+    matrix = "bt709" if decoder.info.color_matrix == "rgb" else decoder.info.color_matrix
+    with VideoWriter(args.output, decoder.width, decoder.height, decoder.fps, codec=args.codec,
+                     color_matrix=matrix) as writer:
+        for frame in tqdm(decoder.iter_frames(indices), total=len(indices), desc="decode", unit="frame",
+                          disable=args.quiet, dynamic_ncols=True):
+            writer.write(frame[None])
+    seconds = time.perf_counter() - start
+    print(f"{args.output}: {len(indices)} frames {decoder.width}x{decoder.height} in {seconds:.1f} s")
+    return 0

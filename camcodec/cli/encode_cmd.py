@@ -1,0 +1,61 @@
+"""camcodec encode: compress a video into a .cam file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from camcodec import api
+from camcodec.cli.args import fps_arg, positive_int, size_arg
+from camcodec.config import DEFAULT_PRESET, LOSSES, PRESETS
+
+HELP = "compress a video (file, Y4M, raw YUV with --size, or PNG folder) into a .cam file"
+
+
+def setup_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", help="source video")
+    parser.add_argument("-o", "--output", required=True, help="the .cam file to write")
+    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS), help="size and training effort")
+    parser.add_argument("--frames", type=positive_int, help="encode at most N frames")
+    parser.add_argument("--start", type=int, default=0, help="first source frame to encode (default 0)")
+    parser.add_argument("--scale", type=size_arg, metavar="WxH", help="resize frames to WxH before encoding")
+    parser.add_argument("--size", type=size_arg, metavar="WxH", help="frame size of a raw .yuv source")
+    parser.add_argument("--fps", type=fps_arg, help="frame rate of a raw .yuv or PNG source (default 25)")
+    parser.add_argument("--steps", type=positive_int, help="training steps (overrides the preset's epochs)")
+    parser.add_argument("--epochs", type=positive_int, help="training passes over all frames")
+    parser.add_argument("--batch-size", type=positive_int, help="frames per training step")
+    parser.add_argument("--lr", type=float, help="peak learning rate")
+    parser.add_argument("--loss", choices=LOSSES, help="training loss")
+    parser.add_argument("--params-per-pixel", type=float, help="model size: parameters per pixel x frame")
+    parser.add_argument("--bits", type=int, help="quantization bits per weight (2-16, default 8)")
+    parser.add_argument("--no-cam", action="store_true", help="plain NeRV: no feature normalization or CAM grids")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    parser.add_argument("--seed", type=int, help="random seed (default 0)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    stats = api.encode(
+        args.input,
+        args.output,
+        preset=args.preset,
+        max_frames=args.frames,
+        start=args.start,
+        scale=args.scale,
+        size=args.size,
+        fps=args.fps,
+        progress=not args.quiet,
+        steps=args.steps,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        loss=args.loss,
+        params_per_pixel=args.params_per_pixel,
+        bits=args.bits,
+        cam=False if args.no_cam else None,
+        device=args.device,
+        seed=args.seed,
+    )
+    print(json.dumps(stats.to_dict()) if args.json else f"{stats.path}: {stats.summary()}")
+    return 0
