@@ -1,0 +1,289 @@
+"""The codecs the harness compares, each at several rate points, all fed the same uint8 RGB frames.
+
+Conventional codecs (through PyAV): the RGB frames are converted to 8-bit 4:2:0 (``yuv420p``) with BT.709
+in limited range (``camcodec.media.convert.from_rgb``, the writer's conversion), encoded at a constant
+rate factor into a Matroska file tagged BT.709, and read back with ``camcodec.media.read_video``, the same
+reader that produced the reference frames, so the inverse matrix is the same one.
+
+Rate: ``bytes`` is the coded video, the sum of the encoded packets plus the codec's global headers
+(extradata), without the Matroska container around them. The text that x264 and x265 write into the
+stream to record their own settings (an SEI message of about 0.7 kB and 2.3 kB) is left out of the
+stream itself: x265 with ``info=0``, x264 by dropping SEI NAL units with FFmpeg's ``filter_units``
+bitstream filter. On small clips that text alone would be a sizable share of the rate; the frames
+decode identically without it.
+
+Names (``--codecs``): ``x264`` and ``x265`` (preset medium; ``x264-veryslow`` etc. for another preset),
+``svtav1`` (preset 8; ``svtav1-4`` for preset 4), ``vp9`` (libvpx-vp9 good quality, cpu-used 1;
+``vp9-4`` for cpu-used 4) and ``camcodec``. Rate points are CRF values for the conventional codecs and
+``params_per_pixel`` values for camcodec.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import av
+import numpy as np
+from av.bitstream import BitStreamFilterContext
+
+from camcodec.errors import InputError, OutputError
+from camcodec.media import read_video
+from camcodec.media.convert import MATRICES, from_rgb
+
+log = logging.getLogger(__name__)
+
+MATRIX = "bt709"
+_AVCOL_RANGE_MPEG = 1
+_X26X_PRESETS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"
+)
+
+
+@dataclass(frozen=True)
+class Coded:
+    """One rate point of one codec on one sequence: the coded size, times, and the decoded frames."""
+
+    bytes: int
+    encode_s: float
+    decode_s: float
+    decoded: np.ndarray  # uint8 (T, H, W, 3)
+
+
+class Codec(Protocol):
+    """What the harness needs of a codec."""
+
+    name: str  # as in --codecs and in the results
+    label: str  # for plots and tables
+    default_points: tuple[float, ...]
+
+    def point_label(self, value: float) -> str: ...
+
+    def settings(self, value: float) -> str: ...
+
+    def stream_suffix(self) -> str: ...
+
+    def run(self, frames: np.ndarray, fps: Fraction, value: float, path: Path) -> Coded: ...
+
+
+def format_value(value: float) -> str:
+    """A rate-point value as short text: 27, 0.03."""
+    return f"{value:g}"
+
+
+def _temp_beside(path: Path) -> Path:
+    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+
+
+@dataclass(frozen=True)
+class Family:
+    """A conventional encoder and the knobs the harness sets."""
+
+    encoder: str
+    speed_option: str  # the encoder option that takes the preset
+    default_speed: str
+    speeds: tuple[str, ...]
+    default_points: tuple[float, ...]  # CRF values
+    options: dict[str, str] = field(default_factory=dict)
+    bsf: str | None = None  # bitstream filter applied to every packet before it is counted and stored
+
+
+FAMILIES: dict[str, Family] = {
+    "x264": Family(
+        "libx264", "preset", "medium", _X26X_PRESETS, (22, 27, 32, 37),
+        bsf="filter_units=remove_types=6",  # drop SEI NAL units: x264 writes its settings as text there
+    ),
+    "x265": Family(
+        "libx265", "preset", "medium", _X26X_PRESETS, (22, 27, 32, 37),
+        options={"x265-params": "log-level=error:info=0"},
+    ),
+    "svtav1": Family("libsvtav1", "preset", "8", tuple(str(i) for i in range(14)), (27, 35, 43, 51)),
+    "vp9": Family(
+        "libvpx-vp9", "cpu-used", "1", tuple(str(i) for i in range(9)), (27, 35, 43, 51),
+        options={"b": "0", "row-mt": "1", "deadline": "good"},
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ConventionalCodec:
+    """An encoder of ``FAMILIES`` at one preset; rate points are CRF values."""
+
+    family_name: str
+    speed: str
+
+    @property
+    def family(self) -> Family:
+        return FAMILIES[self.family_name]
+
+    @property
+    def name(self) -> str:
+        default = self.speed == self.family.default_speed
+        return self.family_name if default else f"{self.family_name}-{self.speed}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.family_name} ({self.family.speed_option} {self.speed})"
+
+    @property
+    def default_points(self) -> tuple[float, ...]:
+        return self.family.default_points
+
+    def point_label(self, value: float) -> str:
+        return f"crf={format_value(value)}"
+
+    def options(self, value: float) -> dict[str, str]:
+        return {**self.family.options, self.family.speed_option: self.speed, "crf": format_value(value)}
+
+    def settings(self, value: float) -> str:
+        opts = " ".join(f"{k}={v}" for k, v in sorted(self.options(value).items()))
+        return f"{self.family.encoder} yuv420p {MATRIX} {opts}"
+
+    def stream_suffix(self) -> str:
+        return ".mkv"
+
+    def run(self, frames: np.ndarray, fps: Fraction, value: float, path: Path) -> Coded:
+        num_frames, height, width = frames.shape[:3]
+        if width % 2 or height % 2:
+            raise InputError(
+                f"{self.name}: 4:2:0 needs an even frame size, got {width}x{height}; use --scale to pick one"
+            )
+        temp = _temp_beside(path)
+        try:
+            coded_bytes, encode_s = self._encode(frames, fps, value, temp)
+            os.replace(temp, path)
+        finally:
+            temp.unlink(missing_ok=True)
+        start = time.perf_counter()
+        decoded = read_video(path).frames
+        decode_s = time.perf_counter() - start
+        if decoded.shape != frames.shape:
+            raise OutputError(f"{path}: decoded {decoded.shape}, expected {frames.shape}")
+        return Coded(coded_bytes, encode_s, decode_s, decoded)
+
+    def _encode(self, frames: np.ndarray, fps: Fraction, value: float, path: Path) -> tuple[int, float]:
+        """Encode to ``path``; (coded bytes, seconds spent in the encoder)."""
+        encoder = self.family.encoder
+        container = av.open(os.fspath(path), mode="w", format="matroska")
+        try:
+            try:
+                stream = container.add_stream(encoder, rate=fps)
+            except (av.FFmpegError, ValueError) as exc:
+                raise InputError(f"{self.name}: no encoder {encoder} in this PyAV build ({exc})") from None
+            stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+            stream.codec_context.options = self.options(value)
+            stream.codec_context.colorspace = MATRICES[MATRIX][1]
+            stream.codec_context.color_range = _AVCOL_RANGE_MPEG
+            bsf = BitStreamFilterContext(self.family.bsf, in_stream=stream) if self.family.bsf else None
+            total = 0
+            seconds = 0.0
+
+            def mux(packets: list[Any]) -> None:
+                nonlocal total
+                if bsf is not None:
+                    packets = [out for packet in packets for out in bsf.filter(packet)]
+                for packet in packets:
+                    packet.stream = stream
+                    total += packet.size
+                    container.mux(packet)
+
+            for index, rgb in enumerate(frames):
+                frame = from_rgb(rgb, "yuv420p", MATRIX)
+                frame.pts = index
+                start = time.perf_counter()
+                packets = stream.encode(frame)
+                seconds += time.perf_counter() - start
+                mux(packets)
+            start = time.perf_counter()
+            packets = stream.encode(None)
+            seconds += time.perf_counter() - start
+            mux(packets)
+            if bsf is not None:
+                mux(bsf.filter(None))
+            extradata = stream.codec_context.extradata
+            total += len(extradata) if extradata else 0
+        except (av.FFmpegError, OSError) as exc:
+            raise OutputError(f"{path}: {self.name} encoding failed ({exc})") from None
+        finally:
+            container.close()
+        return total, seconds
+
+
+@dataclass(frozen=True)
+class CamcodecCodec:
+    """camcodec; rate points are ``params_per_pixel`` values, other encode options fixed for the run."""
+
+    preset: str | None = None  # None: camcodec's default preset
+    steps: int | None = None
+    device: str = "auto"
+    progress: bool = False
+
+    name: ClassVar[str] = "camcodec"
+    default_points: ClassVar[tuple[float, ...]] = (0.01, 0.03, 0.08)
+
+    @property
+    def label(self) -> str:
+        return f"camcodec ({self.preset or 'default preset'})"
+
+    def point_label(self, value: float) -> str:
+        return f"ppp={format_value(value)}"
+
+    def settings(self, value: float) -> str:
+        parts = [f"preset={self.preset or 'default'}", f"params_per_pixel={format_value(value)}"]
+        if self.steps is not None:
+            parts.append(f"steps={self.steps}")
+        return "camcodec " + " ".join(parts)
+
+    def stream_suffix(self) -> str:
+        return ".cam"
+
+    def run(self, frames: np.ndarray, fps: Fraction, value: float, path: Path) -> Coded:
+        import camcodec  # the codec under test; imported here so the harness's other parts load without it
+
+        options: dict[str, Any] = {"params_per_pixel": float(value), "device": self.device}
+        if self.preset is not None:
+            options["preset"] = self.preset
+        if self.steps is not None:
+            options["steps"] = self.steps
+        temp = _temp_beside(path)
+        try:
+            start = time.perf_counter()
+            camcodec.encode(frames, temp, progress=self.progress, **options)
+            encode_s = time.perf_counter() - start
+            os.replace(temp, path)
+        finally:
+            temp.unlink(missing_ok=True)
+        start = time.perf_counter()
+        decoded = camcodec.decode(path, device=self.device)
+        decode_s = time.perf_counter() - start
+        if decoded.shape != frames.shape:
+            raise OutputError(f"{path}: decoded {decoded.shape}, expected {frames.shape}")
+        return Coded(path.stat().st_size, encode_s, decode_s, decoded)
+
+
+CODEC_HELP = "x264, x265 (x264-veryslow, ...: another preset), svtav1 (svtav1-N), vp9 (vp9-N: cpu-used), camcodec"
+
+
+def make_codec(
+    name: str, *, camcodec_preset: str | None = None, steps: int | None = None, device: str = "auto",
+    progress: bool = False,
+) -> Codec:
+    """The codec a ``--codecs`` name stands for."""
+    text = name.strip().lower()
+    if text == "camcodec":
+        return CamcodecCodec(camcodec_preset, steps, device, progress)
+    family_name, _, speed = text.partition("-")
+    family = FAMILIES.get(family_name)
+    if family is None:
+        raise InputError(f"unknown codec {name!r}; known: {CODEC_HELP}")
+    speed = speed or family.default_speed
+    if speed not in family.speeds:
+        raise InputError(
+            f"unknown {family.speed_option} {speed!r} for {family_name}; choose from {', '.join(family.speeds)}"
+        )
+    return ConventionalCodec(family_name, speed)
