@@ -1,0 +1,156 @@
+"""The results of a run: one row per sequence x codec x rate point, kept in ``results.json`` and ``results.csv``.
+
+The output folder is the record of an experiment and can be filled over several runs: a row is reused
+(the point skipped) when the same sequence, codec and rate point was measured with the same settings;
+a row whose settings differ (say, another ``--steps`` for camcodec) is measured again and replaced.
+A sequence must be read the same way in every run that writes to a folder (same source, frame limit and
+scale); otherwise the run is refused, so that one folder never mixes incomparable numbers.
+
+Both files are rewritten atomically (temporary file, then ``os.replace``) after every point, so an
+interrupted run leaves every finished point on disk.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from camcodec.errors import InputError, OutputError
+
+log = logging.getLogger(__name__)
+
+RESULTS_JSON = "results.json"
+RESULTS_CSV = "results.csv"
+FORMAT_VERSION = 1
+#: The fields of a sequence's setup that must not change between runs into one folder.
+SETUP_KEYS = ("source", "max_frames", "scale")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured rate point. ``bpp = 8 * bytes / (width * height * frames)``."""
+
+    sequence: str
+    codec: str
+    point: str  # e.g. "crf=27", "ppp=0.03"
+    value: float  # the rate knob: CRF or params_per_pixel
+    frames: int
+    width: int
+    height: int
+    bytes: int
+    bpp: float
+    psnr_rgb: float
+    psnr_yuv: float
+    ms_ssim: float
+    encode_s: float
+    decode_s: float
+    settings: str  # everything that determines the coded result besides the frames
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.sequence, self.codec, self.point)
+
+    def to_json(self) -> dict[str, Any]:
+        # JSON has no infinity: a lossless point's PSNR is stored as null.
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Row:
+        values = {}
+        for f in fields(cls):
+            value = data[f.name]
+            if f.name.startswith("psnr") and value is None:
+                value = math.inf
+            values[f.name] = value
+        return cls(**values)
+
+
+COLUMNS = [f.name for f in fields(Row)]
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write a file by way of a temporary file beside it and ``os.replace``."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if isinstance(data, str):
+            temp.write_text(data, encoding="utf-8")
+        else:
+            temp.write_bytes(data)
+        os.replace(temp, path)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+class ResultStore:
+    """Rows and sequence setups of one output folder."""
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.folder = Path(folder)
+        self.sequences: dict[str, dict[str, Any]] = {}
+        self.rows: dict[tuple[str, str, str], Row] = {}
+        path = self.folder / RESULTS_JSON
+        if path.is_file():
+            self._load(path)
+
+    def _load(self, path: Path) -> None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("version") != FORMAT_VERSION:
+                raise ValueError(f"format version {data.get('version')!r}, expected {FORMAT_VERSION}")
+            self.sequences = dict(data["sequences"])
+            for item in data["rows"]:
+                row = Row.from_json(item)
+                self.rows[row.key] = row
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise InputError(f"{path}: not a results file of this harness ({exc}); use another --out") from None
+        log.info("%s: %d rows from earlier runs", path, len(self.rows))
+
+    def check_sequence(self, name: str, setup: dict[str, Any]) -> None:
+        """Record how a sequence is read; refuse a folder where it was read another way."""
+        old = self.sequences.get(name)
+        if old is not None:
+            changed = [k for k in SETUP_KEYS if old.get(k) != setup.get(k)]
+            if changed:
+                was = ", ".join(f"{k}={old.get(k)}" for k in changed)
+                now = ", ".join(f"{k}={setup.get(k)}" for k in changed)
+                raise InputError(
+                    f"{self.folder}: sequence {name!r} was measured there with {was}; this run asks for "
+                    f"{now}; use another --out"
+                )
+        self.sequences[name] = {**(old or {}), **setup}
+
+    def note_sequence(self, name: str, **info: Any) -> None:
+        """Add what reading the sequence revealed (frames, width, height)."""
+        self.sequences.setdefault(name, {}).update(info)
+
+    def done(self, sequence: str, codec: str, point: str, settings: str) -> bool:
+        row = self.rows.get((sequence, codec, point))
+        return row is not None and row.settings == settings
+
+    def add(self, row: Row) -> None:
+        """Record a row (replacing one with the same key) and save both files."""
+        self.rows[row.key] = row
+        self.save()
+
+    def sorted_rows(self) -> list[Row]:
+        return sorted(self.rows.values(), key=lambda r: (r.sequence, r.codec, r.bpp))
+
+    def save(self) -> None:
+        rows = self.sorted_rows()
+        data = {"version": FORMAT_VERSION, "sequences": self.sequences, "rows": [r.to_json() for r in rows]}
+        write_atomic(self.folder / RESULTS_JSON, json.dumps(data, indent=1) + "\n")
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for row in rows:
+            writer.writerow([getattr(row, c) for c in COLUMNS])
+        write_atomic(self.folder / RESULTS_CSV, text.getvalue())
