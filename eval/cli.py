@@ -1,0 +1,184 @@
+"""``camcodec eval``: the harness's commands (``rd``), plugged into the camcodec CLI by entry point.
+
+The camcodec console script finds this module through the ``camcodec.commands`` entry-point group and
+calls ``setup_args(parser)`` and ``run(args)``; ``python -m eval`` builds its own parser from the same two
+(``main(argv)``). This module imports only argparse at load time: the harness's heavy parts (torch,
+PyAV, matplotlib) load when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from fractions import Fraction
+
+HELP = "evaluate camcodec: rate-distortion against x264, x265, SVT-AV1 and VP9, BD-rate, plots"
+
+RD_HELP = "rate-distortion run over sequences and codecs; writes results.csv/json, bdrate.md, rd_*.png"
+RD_EPILOG = """\
+sources: video files, Y4M, raw I420 (.yuv with --size or WxH in the name), PNG folders, or uvg:FOLDER
+for the official UVG 1080p 8-bit files (Beauty_1920x1080_120fps_420_8bit_YUV.yuv, ...).
+codecs: x264, x265 (preset medium; x264-veryslow etc. for another preset), svtav1 (preset 8; svtav1-N),
+vp9 (cpu-used 1; vp9-N), camcodec.
+points: CRF values for conventional codecs, params_per_pixel for camcodec; --points 22,27,32 sets every
+conventional codec, --points x265=27,32 one codec, --points camcodec=0.01,0.03 camcodec (repeat the option).
+Points already in --out are skipped, so an interrupted run resumes where it stopped.
+example: camcodec eval rd bunny.mp4 --codecs camcodec,x264,x265 --scale 320x180 --frames 60 --out rd/
+"""
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH, e.g. 320x180, got {text!r}") from None
+    if width < 1 or height < 1:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return width, height
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _fps(text: str) -> Fraction:
+    try:
+        fps = Fraction(text).limit_denominator(1_000_000)
+    except (ValueError, ZeroDivisionError):
+        fps = Fraction(0)
+    if fps <= 0:
+        raise argparse.ArgumentTypeError(f"expected a frame rate like 25 or 30000/1001, got {text!r}")
+    return fps
+
+
+def _codec_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of codecs")
+    return names
+
+
+def parse_points(specs: list[str]) -> dict[str, tuple[float, ...]]:
+    """``["22,27", "camcodec=0.01,0.03"]`` -> ``{"*": (22, 27), "camcodec": (0.01, 0.03)}``."""
+    points: dict[str, tuple[float, ...]] = {}
+    for spec in specs:
+        codec, sep, values = spec.rpartition("=")
+        key = codec.strip().lower() if sep else "*"
+        try:
+            parsed = tuple(float(v) for v in values.split(",") if v.strip())
+        except ValueError:
+            parsed = ()
+        if not parsed:
+            raise argparse.ArgumentTypeError(f"expected [CODEC=]V1,V2,..., got {spec!r}")
+        points[key] = parsed
+    return points
+
+
+def _points_arg(text: str) -> str:
+    parse_points([text])  # validate early, keep the text
+    return text
+
+
+def setup_rd_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sources", nargs="+", metavar="SOURCE", help="sequences (see below)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created; reused to resume)")
+    parser.add_argument(
+        "--codecs", type=_codec_list, default=["camcodec", "x264", "x265"], metavar="LIST",
+        help="comma-separated codecs (default camcodec,x264,x265)",
+    )
+    parser.add_argument("--anchor", help="BD-rate anchor (default x265 when run, else the first codec)")
+    parser.add_argument(
+        "--points", type=_points_arg, action="append", default=[], metavar="[CODEC=]V,V,...",
+        help="rate points (CRFs; params_per_pixel for camcodec); repeatable",
+    )
+    parser.add_argument("--frames", type=_positive_int, metavar="N", help="use the first N frames of each sequence")
+    parser.add_argument("--scale", type=_size, metavar="WxH", help="resize every sequence to WxH first")
+    parser.add_argument(
+        "--size", type=_size, metavar="WxH", help="frame size of raw .yuv sources without it in the name"
+    )
+    parser.add_argument("--fps", type=_fps, help="frame rate of raw and PNG sources (default 25)")
+    parser.add_argument("--camcodec-preset", metavar="NAME", help="camcodec preset (default: camcodec's default)")
+    parser.add_argument("--steps", type=_positive_int, help="camcodec training steps (overrides the preset)")
+    parser.add_argument("--device", default="auto", help="camcodec device: auto, cpu or cuda (default auto)")
+    parser.add_argument("--keep-streams", action="store_true", help="keep the encoded files in DIR/streams/")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def setup_args(parser: argparse.ArgumentParser) -> None:
+    """The ``eval`` subcommand's parser: one sub-subcommand per harness command."""
+    commands = parser.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND", required=True)
+    rd = commands.add_parser(
+        "rd", help=RD_HELP, description=RD_HELP, epilog=RD_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    setup_rd_args(rd)
+
+
+def run_rd_command(args: argparse.Namespace) -> int:
+    from eval.rd import RDConfig, run_rd
+
+    # SVT-AV1 prints its configuration to stderr unless told otherwise; keep errors only.
+    os.environ.setdefault("SVT_LOG", "1")
+    config = RDConfig(
+        sources=list(args.sources),
+        out=args.out,
+        codecs=list(args.codecs),
+        anchor=args.anchor,
+        points=parse_points(args.points),
+        frames=args.frames,
+        scale=args.scale,
+        size=args.size,
+        fps=args.fps,
+        camcodec_preset=args.camcodec_preset,
+        steps=args.steps,
+        device=args.device,
+        keep_streams=args.keep_streams,
+        progress=not args.quiet,
+    )
+    report = run_rd(config)
+    print(report.markdown)
+    print(f"{report.folder}: {report.measured} points measured, {report.skipped} reused from earlier runs")
+    return 0
+
+
+COMMANDS = {"rd": run_rd_command}
+
+
+def run(args: argparse.Namespace) -> int:
+    return COMMANDS[args.eval_command](args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m eval``."""
+    parser = argparse.ArgumentParser(prog="python -m eval", description=HELP)
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    setup_args(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m eval``: run a command; camcodec errors become one line on stderr and exit code 2."""
+    from camcodec.errors import CamcodecError
+
+    args = build_parser().parse_args(argv)
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return run(args)
+    except CamcodecError as exc:
+        print(f"eval {args.eval_command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"eval {args.eval_command}: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        print(f"eval {args.eval_command}: error: {exc}", file=sys.stderr)
+        return 1
