@@ -1,0 +1,266 @@
+"""eval: metrics against hand-computed values, BD-rate on constructed curves, sources, and small end-to-end runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import moving_pattern
+from pytorch_msssim import ms_ssim as reference_ms_ssim
+
+from camcodec.errors import InputError
+from camcodec.media import write_video
+from eval import cli
+from eval.bdrate import bd_quality, bd_rate
+from eval.codecs import make_codec
+from eval.datasets import file_sequence, parse_uvg_name, resolve_sources, uvg_sequences
+from eval.metrics import measure, ms_ssim, psnr_rgb, psnr_yuv, rgb_to_yuv420
+from eval.rd import RDConfig, run_rd
+from eval.results import RESULTS_CSV, RESULTS_JSON
+
+OUTPUTS = ("results.csv", "results.json", "bdrate.md", "rd_psnr.png", "rd_msssim.png")
+
+
+def psnr_db(mse: float) -> float:
+    return 10 * math.log10(255**2 / mse)
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+
+
+def test_psnr_rgb_is_the_mean_of_per_frame_psnr():
+    ref = np.full((2, 48, 64, 3), 100, np.uint8)
+    dec = ref.copy()
+    dec[0] += 5  # MSE 25
+    dec[1] += 10  # MSE 100
+    assert psnr_rgb(ref, dec) == pytest.approx((psnr_db(25) + psnr_db(100)) / 2, abs=1e-9)
+
+
+def test_rgb_to_yuv420_bt709_by_hand():
+    gray = np.full((1, 2, 2, 3), 128, np.uint8)
+    # Y = 16 + 219 * 128/255 = 125.93 -> 126; Cb = Cr = 128
+    y, u, v = rgb_to_yuv420(gray)
+    assert (y == 126).all() and u.item() == 128 and v.item() == 128
+    reddish = gray.copy()
+    reddish[..., 0] = 138
+    # E_Y = 0.2126 * 138/255 + 0.7874 * 128/255 = 0.51030 -> Y = 127.76 -> 128
+    # Cb = 128 + 224 * (0.50196 - 0.51030) / 1.8556 = 126.99 -> 127
+    # Cr = 128 + 224 * (0.54118 - 0.51030) / 1.5748 = 132.39 -> 132
+    y, u, v = rgb_to_yuv420(reddish)
+    assert (y == 128).all() and u.item() == 127 and v.item() == 132
+
+
+def test_rgb_to_yuv420_averages_chroma_over_2x2_blocks():
+    frame = np.zeros((1, 2, 2, 3), np.uint8)
+    frame[0, :, 0] = (0, 0, 255)  # left column blue, right column black
+    y, u, v = rgb_to_yuv420(frame)
+    # blue: Y = 16 + 219 * 0.0722 = 31.8 -> 32, Cb = 240, Cr = 128 - 224 * 0.0722 / 1.5748 = 117.73
+    assert y[0].tolist() == [[32, 16], [32, 16]]
+    assert u.item() == 184  # (240 + 240 + 128 + 128) / 4
+    assert v.item() == 123  # (117.73 * 2 + 128 * 2) / 4 = 122.87
+    odd = np.zeros((2, 3, 5, 3), np.uint8)
+    y, u, v = rgb_to_yuv420(odd)
+    assert y.shape == (2, 3, 5) and u.shape == v.shape == (2, 2, 3)
+
+
+def test_psnr_yuv_weights_6_1_1():
+    ref = np.full((1, 48, 64, 3), 128, np.uint8)
+    dec = ref.copy()
+    dec[..., 0] = 138  # Y differs by 2, U by 1, V by 4 (see the test above)
+    expected = (6 * psnr_db(4) + psnr_db(1) + psnr_db(16)) / 8
+    assert psnr_yuv(ref, dec) == pytest.approx(expected, abs=1e-9)
+
+
+def test_ms_ssim_is_the_mean_of_per_frame_values():
+    ref = moving_pattern(3)
+    dec = np.clip(ref.astype(np.int16) + np.random.default_rng(0).integers(-20, 21, ref.shape), 0, 255).astype(np.uint8)
+    assert ms_ssim(ref, ref) == pytest.approx(1.0, abs=1e-6)
+    tensors = [torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255 for a in (ref, dec)]
+    # 48 pixels on the short side: the Gaussian window shrinks to 3 for five scales
+    per_frame = [
+        reference_ms_ssim(tensors[0][i : i + 1], tensors[1][i : i + 1], data_range=1.0, win_size=3).item()
+        for i in range(len(ref))
+    ]
+    assert ms_ssim(ref, dec) == pytest.approx(float(np.mean(per_frame)), abs=1e-5)
+    quality = measure(ref, dec)
+    assert quality.ms_ssim == pytest.approx(ms_ssim(ref, dec)) and quality.psnr_rgb == psnr_rgb(ref, dec)
+
+
+def test_metrics_refuse_mismatched_frames():
+    with pytest.raises(InputError, match="differ in shape"):
+        psnr_rgb(moving_pattern(2), moving_pattern(3))
+    with pytest.raises(InputError, match="uint8"):
+        psnr_yuv(moving_pattern(2).astype(np.float32), moving_pattern(2))
+
+
+# ------------------------------------------------------------------------------------------------ BD-rate
+
+RATES = [0.02, 0.05, 0.11, 0.26]
+PSNR = [30.1, 33.0, 35.6, 38.2]
+
+
+@pytest.mark.parametrize("method", ["pchip", "cubic"])
+def test_bd_rate_of_identical_curves_is_zero(method):
+    assert bd_rate(RATES, PSNR, RATES, PSNR, method) == pytest.approx(0.0, abs=1e-12)
+    assert bd_quality(RATES, PSNR, RATES, PSNR, method) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("method", ["pchip", "cubic"])
+def test_bd_rate_of_twice_the_bits_is_plus_100_percent(method):
+    double = [2 * r for r in RATES]
+    assert bd_rate(RATES, PSNR, double, PSNR, method) == pytest.approx(1.0, abs=1e-9)
+    assert bd_rate(double, PSNR, RATES, PSNR, method) == pytest.approx(-0.5, abs=1e-9)
+
+
+def test_bd_quality_of_a_constant_gain():
+    assert bd_quality(RATES, PSNR, RATES, [q + 0.75 for q in PSNR]) == pytest.approx(0.75, abs=1e-9)
+
+
+def test_bd_rate_is_undefined_without_a_shared_range():
+    assert math.isnan(bd_rate(RATES, PSNR, RATES, [q + 20 for q in PSNR]))
+    assert math.isnan(bd_rate(RATES, PSNR, RATES[:1], PSNR[:1]))
+    assert math.isnan(bd_rate(RATES, PSNR, RATES[:2], [33.0, 33.0]))  # a repeated quality
+    with pytest.raises(InputError):
+        bd_rate(RATES, PSNR, [0.0, 0.1], [30, 31])
+
+
+# ------------------------------------------------------------------------------------------------ sources
+
+
+def test_uvg_folder_recognises_official_names(tmp_path):
+    frame_bytes = 1920 * 1080 * 3 // 2
+    (tmp_path / "Beauty_1920x1080_120fps_420_8bit_YUV.yuv").write_bytes(bytes(frame_bytes))
+    (tmp_path / "Jockey_3840x2160_120fps_420_10bit_YUV.yuv").write_bytes(b"")  # 4K 10-bit: not the benchmark
+    (tmp_path / "notes.txt").write_text("copyright")
+    (tmp_path / "ShakeNDry_1920x1080_120fps_420_8bit_YUV.y4m").write_bytes(b"")
+    found = uvg_sequences(tmp_path, f"uvg:{tmp_path}")
+    assert [s.name for s in found] == ["Beauty", "ShakeNDry"]
+    beauty = found[0]
+    assert beauty.size == (1920, 1080) and beauty.fps == 120 and beauty.uvg
+    assert found[1].size is None  # Y4M carries its own size
+    clip = beauty.read(max_frames=1, scale=(64, 36))
+    assert clip.frames.shape == (1, 36, 64, 3) and clip.color_matrix == "bt709"
+    assert parse_uvg_name("ReadySteadyGo_1920x1080_120fps_420_8bit_YUV.yuv")[0] == "ReadySetGo"
+    assert parse_uvg_name("Unknown_1920x1080_120fps_420_8bit_YUV.yuv") is None
+    with pytest.raises(InputError, match="no such folder"):
+        resolve_sources([f"uvg:{tmp_path / 'nothing'}"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no UVG files"):
+        resolve_sources([f"uvg:{tmp_path / 'empty'}"])
+
+
+def test_raw_size_from_the_file_name_and_unique_names(tmp_path):
+    raw = tmp_path / "bus_352x288_420_f20_b8.yuv"
+    raw.write_bytes(b"")
+    assert file_sequence(str(raw)).size == (352, 288)
+    unnamed = tmp_path / "clip.yuv"
+    unnamed.write_bytes(b"")
+    with pytest.raises(InputError, match="--size"):
+        file_sequence(str(unnamed))
+    names = [s.name for s in resolve_sources([str(raw), str(raw)])]
+    assert names == ["bus_352x288_420_f20_b8", "bus_352x288_420_f20_b8-2"]
+
+
+# ------------------------------------------------------------------------------------------------ runs
+
+
+@pytest.fixture
+def source(tmp_path) -> Path:
+    path = tmp_path / "pattern.y4m"
+    write_video(path, moving_pattern(8), 25)
+    return path
+
+
+def test_end_to_end_x264_writes_every_output_and_resumes(source, tmp_path, capsys):
+    out = tmp_path / "rd"
+    argv = ["rd", str(source), "--codecs", "x264", "--points", "20,36", "--out", str(out), "-q"]
+    assert cli.main(argv) == 0
+    for name in OUTPUTS:
+        assert (out / name).is_file(), name
+    assert (out / "rd_psnr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (out / "streams").exists()  # encoded files are removed unless --keep-streams
+
+    data = json.loads((out / RESULTS_JSON).read_text())
+    rows = data["rows"]
+    assert [r["point"] for r in rows] == ["crf=36", "crf=20"]
+    for row in rows:
+        assert (row["frames"], row["width"], row["height"]) == (8, 64, 48)
+        assert row["bpp"] == pytest.approx(8 * row["bytes"] / (64 * 48 * 8))
+        assert 20 < row["psnr_rgb"] < 60 and 0 < row["ms_ssim"] <= 1 and row["encode_s"] >= 0
+    assert rows[1]["bpp"] > rows[0]["bpp"] and rows[1]["psnr_rgb"] > rows[0]["psnr_rgb"]
+    csv_lines = (out / RESULTS_CSV).read_text().splitlines()
+    assert csv_lines[0].startswith("sequence,codec,point,value,frames,width,height,bytes,bpp,psnr_rgb,psnr_yuv,ms_ssim")
+    assert len(csv_lines) == 3
+    assert "crf=20" in (out / "bdrate.md").read_text()
+    assert "2 points measured" in capsys.readouterr().out
+
+    # The same command again measures nothing; a new point is added beside the old ones.
+    before = (out / RESULTS_JSON).read_text()
+    assert cli.main(argv) == 0
+    assert "0 points measured, 2 reused" in capsys.readouterr().out
+    assert (out / RESULTS_JSON).read_text() == before
+    report = run_rd(RDConfig([str(source)], out, codecs=["x264"], points={"*": (20, 28, 36)}))
+    assert (report.measured, report.skipped) == (1, 2)
+    assert len(json.loads((out / RESULTS_JSON).read_text())["rows"]) == 3
+
+    # Another frame limit into the same folder is refused: one line, exit code 2.
+    assert cli.main(argv + ["--frames", "4"]) == 2
+    assert "use another --out" in capsys.readouterr().err
+
+
+def test_bd_rate_between_two_presets_in_a_run(source, tmp_path):
+    config = RDConfig(
+        [str(source)], tmp_path / "rd", codecs=["x264-veryfast", "x264"], anchor="x264", points={"*": (20, 28, 36)}
+    )
+    report = run_rd(config)
+    assert "BD-rate against x264 (preset medium)" in report.markdown
+    assert "| x264 (preset veryfast) |" in report.markdown
+    assert "n/a" not in report.markdown.split("## Rate points")[0]
+
+
+def test_camcodec_point(source, tmp_path):
+    config = RDConfig(
+        [str(source)], tmp_path / "rd", codecs=["camcodec"], points={"camcodec": (0.05,)},
+        camcodec_preset="fast", steps=4, device="cpu", keep_streams=True,
+    )
+    report = run_rd(config)
+    assert report.measured == 1
+    (row,) = json.loads((tmp_path / "rd" / RESULTS_JSON).read_text())["rows"]
+    cam = tmp_path / "rd" / "streams" / "pattern" / "camcodec_ppp=0.05.cam"
+    assert row["point"] == "ppp=0.05" and row["bytes"] == cam.stat().st_size
+    assert row["settings"] == "camcodec preset=fast params_per_pixel=0.05 steps=4"
+    assert row["psnr_rgb"] > 5 and row["decode_s"] > 0
+
+
+def test_errors_are_one_line(source, tmp_path, capsys):
+    odd = tmp_path / "odd.y4m"
+    write_video(odd, moving_pattern(2, height=47), 25)
+    assert cli.main(["rd", str(odd), "--codecs", "x264", "--points", "30", "--out", str(tmp_path / "o"), "-q"]) == 2
+    assert "even frame size" in capsys.readouterr().err
+    assert cli.main(["rd", str(source), "--codecs", "x266", "--out", str(tmp_path / "o"), "-q"]) == 2
+    assert "unknown codec" in capsys.readouterr().err
+    with pytest.raises(InputError, match="anchor"):
+        run_rd(RDConfig([str(source)], tmp_path / "o", codecs=["x264"], anchor="vp9"))
+    with pytest.raises(InputError, match="preset"):
+        make_codec("x265-turbo")
+
+
+def test_points_option():
+    assert cli.parse_points(["22,27", "camcodec=0.01,0.03"]) == {"*": (22, 27), "camcodec": (0.01, 0.03)}
+    with pytest.raises(argparse.ArgumentTypeError):
+        cli.parse_points(["x264="])
+
+
+def test_plugs_into_a_parent_parser_like_the_camcodec_command():
+    parser = argparse.ArgumentParser(prog="camcodec")
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    commands = parser.add_subparsers(dest="command", required=True)
+    cli.setup_args(commands.add_parser("eval", help=cli.HELP))
+    args = parser.parse_args(["eval", "rd", "a.mp4", "--out", "d", "--scale", "320x180", "--frames", "60"])
+    assert (args.command, args.eval_command, args.scale, args.frames) == ("eval", "rd", (320, 180), 60)
+    assert args.codecs == ["camcodec", "x264", "x265"] and callable(cli.run)
