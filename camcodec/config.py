@@ -10,6 +10,11 @@ from camcodec.errors import InputError
 from camcodec.model import ModelConfig, block_channels, choose_strides, parameter_count
 
 LOSSES = ("mse", "l1-msssim")
+FINETUNE_LR = 0.1  # fine-tuning phases (after pruning, quantization-aware) run at this fraction of lr
+# Coded bits per weight after quantization and rANS, measured on trained CAM-NeRVs; sizes a model for
+# a target rate before training (the pruning ratio then lands the target on the real coded size).
+CODED_BITS_PER_WEIGHT = {4: 3.0, 5: 3.9, 6: 4.8, 7: 5.8, 8: 6.8}
+TARGET_PRUNE_HEADROOM = 0.8  # size the network 1/0.8 too large, so pruning has room to land the target
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,10 @@ class EncodeConfig:
     warmup: float = 0.2  # fraction of training with a linear warm-up from 0.1 x lr
     loss: str = "mse"
     bits: int = 8
+    prune: float = 0.0  # fraction of conv/linear weights zeroed by global magnitude pruning
+    finetune: float = 0.1  # fine-tuning after pruning, as a fraction of the training steps
+    qat: float = 0.1  # quantization-aware fine-tuning, as a fraction of the training steps (0: none)
+    target_bpp: float | None = None  # choose size and pruning to land near this rate
     cam: bool = True
     cam_points: int = 32
     min_params: int = 2_000  # floor for tiny clips
@@ -40,6 +49,9 @@ class EncodeConfig:
             (0 <= self.warmup < 1, "warmup must be in [0, 1)"),
             (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}"),
             (2 <= self.bits <= 16, "bits must be in 2..16"),
+            (0 <= self.prune < 1, "prune must be in [0, 1)"),
+            (0 <= self.finetune <= 1 and 0 <= self.qat <= 1, "finetune and qat must be in [0, 1]"),
+            (self.target_bpp is None or 0 < self.target_bpp <= 24, "target bpp must be in (0, 24]"),
             (2 <= self.cam_points <= 4096, "cam_points must be in 2..4096"),
             (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "device must be auto, cpu or cuda"),
         ]
@@ -48,9 +60,14 @@ class EncodeConfig:
                 raise InputError(message)
 
     def total_steps(self, num_frames: int) -> int:
+        """Steps of the main training phase."""
         if self.steps is not None:
             return self.steps
         return self.epochs * math.ceil(num_frames / self.batch_size)
+
+    def phase_steps(self, num_frames: int, fraction: float) -> int:
+        """Steps of a fine-tuning phase that lasts ``fraction`` of the training (0 when fraction is 0)."""
+        return math.ceil(fraction * self.total_steps(num_frames)) if fraction > 0 else 0
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -61,19 +78,37 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 DEFAULT_PRESET = "medium"
 
+# The rate ladder: model size, bits and pruning for a few named rates. The bpp in each comment is
+# what the rung gives on 1080p-like content with the medium preset.
+RATES: dict[str, dict[str, Any]] = {
+    "xs": {"params_per_pixel": 0.0025, "bits": 6, "prune": 0.2},
+    "s": {"params_per_pixel": 0.006, "bits": 6, "prune": 0.2},
+    "m": {"params_per_pixel": 0.015, "bits": 6, "prune": 0.1},
+    "l": {"params_per_pixel": 0.035, "bits": 6, "prune": 0.0},
+    "xl": {"params_per_pixel": 0.06, "bits": 8, "prune": 0.0},
+}
 
-def resolve_config(preset: str = DEFAULT_PRESET, **overrides: Any) -> EncodeConfig:
-    """Defaults, then the preset, then every override that is not None."""
+
+def resolve_config(preset: str = DEFAULT_PRESET, rate: str | None = None, **overrides: Any) -> EncodeConfig:
+    """Defaults, then the preset, then the rate rung, then every override that is not None."""
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    if rate is not None and rate not in RATES:
+        raise InputError(f"unknown rate {rate!r}; choose from {', '.join(RATES)}")
     known = {f.name for f in fields(EncodeConfig)}
     unknown = set(overrides) - known
     if unknown:
         raise InputError(f"unknown encode options: {', '.join(sorted(unknown))}")
-    config = replace(EncodeConfig(), **PRESETS[preset])
+    config = replace(EncodeConfig(), **PRESETS[preset], **(RATES[rate] if rate else {}))
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     config.validate()
     return config
+
+
+def params_for_target(target_bpp: float, bits: int) -> float:
+    """Parameters per pixel x frame for a network that, pruned by ~20%, codes to ``target_bpp``."""
+    coded = CODED_BITS_PER_WEIGHT.get(bits, bits * 0.85)
+    return target_bpp / coded / TARGET_PRUNE_HEADROOM
 
 
 def size_model(width: int, height: int, num_frames: int, config: EncodeConfig) -> ModelConfig:

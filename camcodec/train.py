@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from camcodec.config import EncodeConfig
@@ -39,15 +41,41 @@ def frames_to_tensor(frames_uint8, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(frames_uint8).to(device).permute(0, 3, 1, 2).contiguous()
 
 
+WeightMap = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stretch of optimization: plain training, fine-tuning after pruning, or quantization-aware.
+
+    ``weights`` maps the model's parameters to the tensors the forward pass uses (masked, fake-quantized);
+    None uses the parameters as they are.
+    """
+
+    name: str
+    steps: int
+    lr: float
+    warmup: float = 0.0
+    weights: WeightMap | None = None
+
+
 @dataclass
 class TrainResult:
+    phase: str
     steps: int
     frame_steps: int
     seconds: float
-    psnr: float  # of the float model over the last pass, from the training MSE
+    psnr: float  # over the phase's last pass over the frames, from the training MSE
 
 
-def train(model: nn.Module, frames: torch.Tensor, config: EncodeConfig, *, progress: bool = False) -> TrainResult:
+def fit(
+    model: nn.Module,
+    frames: torch.Tensor,
+    phase: Phase,
+    config: EncodeConfig,
+    *,
+    progress: bool = False,
+) -> TrainResult:
     """Fit ``model`` to ``frames`` (uint8, T x 3 x H x W, on the model's device) with Adam.
 
     Each step takes a batch of frames from a seeded permutation of all frames, so that every frame is
@@ -55,39 +83,43 @@ def train(model: nn.Module, frames: torch.Tensor, config: EncodeConfig, *, progr
     """
     num_frames = frames.shape[0]
     device = frames.device
-    total = config.total_steps(num_frames)
     batch = min(config.batch_size, num_frames)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999))
+    optimizer = torch.optim.Adam(model.parameters(), lr=phase.lr)
     generator = torch.Generator().manual_seed(config.seed)
     order = torch.empty(0, dtype=torch.long)
-    recent: list[float] = []  # per-step MSE over the last pass, for the PSNR shown and returned
     window = math.ceil(num_frames / batch)
+    recent = torch.zeros(window, device=device)  # per-step MSE of the last pass, kept on the device
     start = time.perf_counter()
     model.train()
-    bar = tqdm(total=total, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
-    for step in range(total):
+    bar = tqdm(total=phase.steps, desc=phase.name, unit="step", disable=not progress, dynamic_ncols=True)
+    for step in range(phase.steps):
         if len(order) < batch:
             order = torch.cat([order, torch.randperm(num_frames, generator=generator)])
-        indices, order = order[:batch], order[batch:]
+        indices, order = order[:batch].to(device), order[batch:]
         for group in optimizer.param_groups:
-            group["lr"] = config.lr * lr_factor(step / total, config.warmup)
-        target = frames[indices.to(device)].float().div_(255)
-        pred = model(frame_times(indices.to(device), num_frames))
+            group["lr"] = phase.lr * lr_factor(step / phase.steps, phase.warmup)
+        target = frames[indices].float().div_(255)
+        times = frame_times(indices, num_frames)
+        if phase.weights is None:
+            pred = model(times)
+        else:
+            pred = functional_call(model, phase.weights(dict(model.named_parameters())), (times,))
         loss = reconstruction_loss(pred, target, config.loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        mse = loss.item() if config.loss == "mse" else F.mse_loss(pred.detach(), target).item()
-        recent = (recent + [mse])[-window:]
+        recent[step % window] = loss.detach() if config.loss == "mse" else F.mse_loss(pred.detach(), target)
         bar.update(1)
-        if step % 10 == 0 or step == total - 1:
-            bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{mse_to_psnr(sum(recent) / len(recent)):.2f}")
+        if progress and (step % 25 == 0 or step == phase.steps - 1):
+            seen = recent[: min(step + 1, window)]
+            bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{mse_to_psnr(seen.mean().item()):.2f}")
     bar.close()
     model.eval()
     seconds = time.perf_counter() - start
-    psnr = mse_to_psnr(sum(recent) / max(len(recent), 1))
-    log.info("trained %d steps (%d frame-steps) in %.1f s, float PSNR %.2f dB", total, total * batch, seconds, psnr)
-    return TrainResult(steps=total, frame_steps=total * batch, seconds=seconds, psnr=psnr)
+    psnr = mse_to_psnr(recent[: min(phase.steps, window)].mean().item())
+    log.info("%s: %d steps (%d frame-steps) in %.1f s, PSNR %.2f dB", phase.name, phase.steps,
+             phase.steps * batch, seconds, psnr)
+    return TrainResult(phase.name, phase.steps, phase.steps * batch, seconds, psnr)
 
 
 def mse_to_psnr(mse: float) -> float:

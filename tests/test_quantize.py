@@ -7,12 +7,19 @@ import pytest
 import torch
 
 from camcodec.model import CAMNeRV, ModelConfig
-from camcodec.quantize import channel_scales, load_quantized, quantize_model, quantize_tensor
+from camcodec.quantize import (
+    channel_scales,
+    fake_quantize,
+    load_quantized,
+    per_channel,
+    quantize_model,
+    quantize_tensor,
+)
 
 
 @pytest.mark.parametrize("bits", [4, 6, 8])
 def test_per_channel_error_is_at_most_half_a_step(bits):
-    weight = torch.randn(6, 5, 3, 3) * torch.linspace(0.01, 2, 6)[:, None, None, None]
+    weight = torch.randn(6, 16, 3, 3) * torch.linspace(0.01, 2, 6)[:, None, None, None]
     q = quantize_tensor("w", weight, bits)
     levels = 2 ** (bits - 1) - 1
     assert q.symbols.dtype == np.int32 and q.scales.shape == (6,)
@@ -20,6 +27,19 @@ def test_per_channel_error_is_at_most_half_a_step(bits):
     assert np.all(np.abs(q.symbols).reshape(6, -1).max(axis=1) == levels)  # each channel uses its full range
     error = np.abs(q.dequantize() - weight.numpy())
     assert np.all(error <= q.scales[:, None, None, None] / 2 + 1e-7)
+
+
+def test_small_channels_share_one_scale():
+    assert per_channel((6, 16, 3, 3)) and not per_channel((6, 5, 3, 3)) and not per_channel((7,))
+    assert quantize_tensor("grid", torch.randn(16, 32), 8).scales.shape == (1,)
+
+
+def test_fake_quantize_forward_is_the_dequantized_tensor_and_passes_gradients():
+    weight = torch.randn(6, 16, 3, 3, requires_grad=True)
+    fq = fake_quantize(weight, 6)
+    assert np.array_equal(fq.detach().numpy(), quantize_tensor("w", weight, 6).dequantize())
+    fq.sum().backward()
+    assert torch.equal(weight.grad, torch.ones_like(weight))
 
 
 def test_one_dimensional_and_zero_tensors():

@@ -1,0 +1,67 @@
+"""From a trained float network to the tensors in the file: pruning, quantization-aware fine-tuning,
+and the choice of pruning that lands a target file size."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+import bitstream
+from camcodec.prune import magnitude_masks
+from camcodec.quantize import fake_quantize, quantize_model
+from camcodec.train import WeightMap
+
+log = logging.getLogger(__name__)
+
+Masks = dict[str, torch.Tensor]
+# Builds the file's bytes from the quantized tensors, so sizes include every header and table.
+FileBuilder = Callable[[list[bitstream.QuantizedTensor]], bytes]
+
+
+def masked_weights(masks: Masks) -> WeightMap:
+    """Forward with pruned weights held at zero (their gradients are zero too)."""
+
+    def weights(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {name: p * masks[name] if name in masks else p for name, p in params.items()}
+
+    return weights
+
+
+def quantized_weights(masks: Masks, bits: int) -> WeightMap:
+    """Forward with exactly the weights the decoder will use; straight-through gradients."""
+    pruned = masked_weights(masks)
+
+    def weights(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {name: fake_quantize(p, bits) for name, p in pruned(params).items()}
+
+    return weights
+
+
+def coded_size(model: nn.Module, masks: Masks, bits: int, build: FileBuilder) -> int:
+    return len(build(quantize_model(model, bits, masks)))
+
+
+def prune_for_target(model: nn.Module, bits: int, target_bytes: int, build: FileBuilder,
+                     max_ratio: float = 0.9, iterations: int = 12) -> tuple[float, int]:
+    """The pruning ratio whose coded file comes closest to ``target_bytes`` without exceeding it.
+
+    Bisects the global magnitude-pruning ratio on the real coded size of the current weights. When
+    even the unpruned network codes smaller than the target, returns 0 and the size it codes to.
+    """
+    size = coded_size(model, {}, bits, build)
+    if size <= target_bytes:
+        return 0.0, size
+    low, high = 0.0, max_ratio
+    best = (max_ratio, coded_size(model, magnitude_masks(model, max_ratio), bits, build))
+    for _ in range(iterations):
+        mid = (low + high) / 2
+        size = coded_size(model, magnitude_masks(model, mid), bits, build)
+        if size <= target_bytes:
+            high, best = mid, (mid, size)
+        else:
+            low = mid
+    log.info("pruning %.3f codes to %d bytes for a target of %d", best[0], best[1], target_bytes)
+    return best

@@ -1,0 +1,80 @@
+"""Pruning, quantization-aware fine-tuning and rate control."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import camcodec
+from camcodec.compress import quantized_weights
+from camcodec.config import resolve_config
+from camcodec.decoder import to_uint8
+from camcodec.encoder import Encoder, clip_from_array
+from camcodec.model import CAMNeRV, ModelConfig, frame_times
+from camcodec.prune import apply_masks, magnitude_masks, prunable_names, sparsity
+from camcodec.quantize import load_quantized, quantize_model
+from camcodec.train import Phase, fit, frames_to_tensor
+
+FAST = {"steps": 150, "params_per_pixel": 1.0, "lr": 1e-2, "device": "cpu"}
+
+
+def tiny_model() -> CAMNeRV:
+    torch.manual_seed(0)
+    return CAMNeRV(ModelConfig(64, 48, 8, (4, 2), (12, 8, 8), 24, cam_points=4))
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.3, 0.6])
+def test_pruning_leaves_the_stated_fraction_of_zeros(ratio):
+    model = tiny_model()
+    masks = magnitude_masks(model, ratio)
+    assert set(masks) == set(prunable_names(model))
+    apply_masks(model, masks)
+    assert sparsity(model) == pytest.approx(ratio, abs=1e-3)
+    assert all(torch.all(block.gamma_delta == 0) for block in model.blocks)  # grids are not prunable weights
+
+
+def test_qat_forward_equals_the_decoder_bit_for_bit(clip):
+    model = tiny_model()
+    frames = frames_to_tensor(clip, torch.device("cpu"))
+    config = resolve_config("fast", **FAST)
+    masks = magnitude_masks(model, 0.3)
+    weights = quantized_weights(masks, 6)
+    fit(model, frames, Phase("qat", 20, 1e-3, 0.0, weights), config)
+    times = frame_times(torch.arange(8), 8)
+    with torch.no_grad():
+        qat_out = torch.func.functional_call(model, weights(dict(model.named_parameters())), (times,))
+    decoded = tiny_model()
+    apply_masks(model, masks)
+    load_quantized(decoded, quantize_model(model, 6))
+    with torch.no_grad():
+        decoder_out = decoded.eval()(times)
+    assert torch.equal(qat_out, decoder_out)
+
+
+@pytest.mark.parametrize("bits", [4, 6, 8])
+@pytest.mark.parametrize("prune", [0.0, 0.3])
+def test_file_decodes_after_every_bits_and_prune(clip, tmp_path, bits, prune):
+    path = tmp_path / "c.cam"
+    config = resolve_config("fast", bits=bits, prune=prune, **FAST)
+    result = Encoder(config).encode(clip_from_array(clip), path)
+    assert np.array_equal(camcodec.decode(path, device="cpu"), result.reconstruction)
+    assert [p["phase"] for p in result.stats.phases] == ["train", "prune", "qat"] if prune else ["train", "qat"]
+    assert result.stats.psnr > 20
+
+
+def test_lower_bits_and_pruning_make_smaller_files(clip, tmp_path):
+    sizes = {}
+    for bits, prune in ((8, 0.0), (6, 0.0), (6, 0.5)):
+        path = tmp_path / f"{bits}-{prune}.cam"
+        Encoder(resolve_config("fast", bits=bits, prune=prune, **FAST)).encode(clip_from_array(clip), path)
+        sizes[bits, prune] = path.stat().st_size
+    assert sizes[8, 0.0] > sizes[6, 0.0] > sizes[6, 0.5]
+
+
+@pytest.mark.parametrize("target", [1.0, 2.0])
+def test_target_bpp_lands_within_15_percent(clip, tmp_path, target):
+    config = resolve_config("fast", target_bpp=target, **{k: v for k, v in FAST.items() if k != "params_per_pixel"})
+    result = Encoder(config).encode(clip_from_array(clip), tmp_path / "t.cam")
+    assert result.stats.target_bpp == target
+    assert abs(result.stats.bpp - target) <= 0.15 * target
