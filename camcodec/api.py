@@ -39,6 +39,7 @@ def encode(
     out_path: str | os.PathLike,
     *,
     preset: str = DEFAULT_PRESET,
+    rate: str | None = None,
     max_frames: int | None = None,
     start: int = 0,
     scale: tuple[int, int] | None = None,
@@ -49,10 +50,11 @@ def encode(
 ) -> EncodeStats:
     """Encode ``source`` into the .cam file ``out_path``.
 
-    ``options`` are fields of ``EncodeConfig`` (steps, epochs, bits, cam, device, seed, ...), applied
-    over the preset; None leaves the preset's value.
+    ``preset`` sets the training effort, ``rate`` a rung of the rate ladder (xs ... xl); ``options``
+    are fields of ``EncodeConfig`` (target_bpp, steps, bits, prune, cam, device, seed, ...) applied over
+    both; None leaves their value.
     """
-    config = resolve_config(preset, **options)
+    config = resolve_config(preset, rate, **options)
     clip = load_source(source, max_frames=max_frames, start=start, scale=scale, size=size, fps=fps)
     return Encoder(config, progress=progress).encode(clip, out_path).stats
 

@@ -5,22 +5,24 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 
 import numpy as np
 import torch
 
 import bitstream
-from camcodec.config import EncodeConfig, resolve_config, size_model
+from camcodec.compress import FileBuilder, masked_weights, prune_for_target, quantized_weights
+from camcodec.config import FINETUNE_LR, EncodeConfig, params_for_target, resolve_config, size_model
 from camcodec.decoder import Decoder
 from camcodec.device import resolve_device
 from camcodec.errors import InputError
 from camcodec.media import Clip
 from camcodec.metrics import psnr_uint8
 from camcodec.model import CAMNeRV, count_parameters
+from camcodec.prune import apply_masks, magnitude_masks
 from camcodec.quantize import quantize_model
-from camcodec.train import frames_to_tensor, train
+from camcodec.train import Phase, fit, frames_to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +39,19 @@ class EncodeStats:
     file_bytes: int
     bpp: float  # 8 x file bytes / (W x H x frames)
     psnr: float  # RGB PSNR (dB) of the frames the file decodes to, against the source
-    float_psnr: float  # PSNR of the unquantized network during its last training pass
-    train_steps: int
+    bits: int
+    prune: float
+    target_bpp: float | None
+    phases: list[dict]  # per phase (train, prune, qat): steps, frame_steps, seconds, psnr of its last pass
     encode_seconds: float
     device: str
 
     def summary(self) -> str:
+        target = f" (target {self.target_bpp:g})" if self.target_bpp is not None else ""
         return (
             f"{self.frames} frames {self.width}x{self.height}, {self.parameters:,} params, "
-            f"{self.file_bytes:,} bytes, {self.bpp:.4f} bpp, PSNR {self.psnr:.2f} dB, {self.encode_seconds:.1f} s"
+            f"{self.file_bytes:,} bytes, {self.bpp:.4f} bpp{target}, PSNR {self.psnr:.2f} dB, "
+            f"{self.encode_seconds:.1f} s"
         )
 
     def to_dict(self) -> dict:
@@ -83,6 +89,10 @@ class Encoder:
         start = time.perf_counter()
         device = resolve_device(config.device)
         num_frames, height, width = clip.frames.shape[:3]
+        target_bytes = None
+        if config.target_bpp is not None:
+            target_bytes = int(config.target_bpp * width * height * num_frames / 8)
+            config = replace(config, params_per_pixel=params_for_target(config.target_bpp, config.bits))
         model_config = size_model(width, height, num_frames, config)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
@@ -92,8 +102,6 @@ class Encoder:
             clip.source, num_frames, width, height, count_parameters(model),
             model_config.strides, model_config.channels, model_config.cam, device,
         )
-        trained = train(model, frames_to_tensor(clip.frames, device), config, progress=self.progress)
-
         info = bitstream.VideoInfo(
             width=width,
             height=height,
@@ -103,8 +111,26 @@ class Encoder:
             pix_fmt=clip.pix_fmt,
             color_matrix=clip.color_matrix,
         )
-        segment = bitstream.Segment(0, num_frames, model_config.to_dict(), quantize_model(model, config.bits))
-        file_bytes = bitstream.write_file(out_path, bitstream.Container(info, [segment]))
+
+        def build(tensors: list[bitstream.QuantizedTensor]) -> bitstream.Container:
+            return bitstream.Container(info, [bitstream.Segment(0, num_frames, model_config.to_dict(), tensors)])
+
+        frames = frames_to_tensor(clip.frames, device)
+        phases = [fit(model, frames, Phase("train", config.total_steps(num_frames), config.lr, config.warmup), config,
+                      progress=self.progress)]
+        bits, ratio = config.bits, config.prune
+        if target_bytes is not None:
+            bits, ratio = self._rate_for_target(model, bits, target_bytes, lambda t: bitstream.write_bytes(build(t)))
+        masks = magnitude_masks(model, ratio) if ratio > 0 else {}
+        finetune_lr = config.lr * FINETUNE_LR
+        if masks and config.finetune > 0:
+            phase = Phase("prune", config.phase_steps(num_frames, config.finetune), finetune_lr, 0.0, masked_weights(masks))
+            phases.append(fit(model, frames, phase, config, progress=self.progress))
+        if config.qat > 0:
+            phase = Phase("qat", config.phase_steps(num_frames, config.qat), finetune_lr, 0.0, quantized_weights(masks, bits))
+            phases.append(fit(model, frames, phase, config, progress=self.progress))
+        apply_masks(model, masks)
+        file_bytes = bitstream.write_file(out_path, build(quantize_model(model, bits)))
 
         # Measure what the written file decodes to, so the reported quality is the file's, not the model's.
         reconstruction = Decoder(out_path, device=str(device)).render(range(num_frames))
@@ -117,10 +143,22 @@ class Encoder:
             file_bytes=file_bytes,
             bpp=8 * file_bytes / (width * height * num_frames),
             psnr=psnr_uint8(clip.frames, reconstruction),
-            float_psnr=trained.psnr,
-            train_steps=trained.steps,
+            bits=bits,
+            prune=ratio,
+            target_bpp=config.target_bpp,
+            phases=[asdict(p) for p in phases],
             encode_seconds=time.perf_counter() - start,
             device=str(device),
         )
         log.info("encoded %s", stats.summary())
         return EncodeResult(stats, reconstruction)
+
+    @staticmethod
+    def _rate_for_target(model: CAMNeRV, bits: int, target_bytes: int, build: FileBuilder) -> tuple[int, float]:
+        """(bits, pruning ratio) that land the coded size at the target: prune a network that codes too
+        large; give one that codes well under the target more bits, up to 8."""
+        while True:
+            ratio, size = prune_for_target(model, bits, target_bytes, build)
+            if ratio > 0 or size >= 0.9 * target_bytes or bits >= 8:
+                return bits, ratio
+            bits += 1

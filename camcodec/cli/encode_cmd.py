@@ -7,7 +7,7 @@ import json
 
 from camcodec import api
 from camcodec.cli.args import fps_arg, positive_int, size_arg
-from camcodec.config import DEFAULT_PRESET, LOSSES, PRESETS
+from camcodec.config import DEFAULT_PRESET, LOSSES, PRESETS, RATES
 
 HELP = "compress a video (file, Y4M, raw YUV with --size, or PNG folder) into a .cam file"
 
@@ -15,7 +15,9 @@ HELP = "compress a video (file, Y4M, raw YUV with --size, or PNG folder) into a 
 def setup_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="source video")
     parser.add_argument("-o", "--output", required=True, help="the .cam file to write")
-    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS), help="size and training effort")
+    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS), help="training effort")
+    parser.add_argument("--rate", choices=list(RATES), help="rate ladder rung: model size, bits and pruning")
+    parser.add_argument("--bpp", type=float, help="target bits per pixel: size, bits and pruning chosen to land it")
     parser.add_argument("--frames", type=positive_int, help="encode at most N frames")
     parser.add_argument("--start", type=int, default=0, help="first source frame to encode (default 0)")
     parser.add_argument("--scale", type=size_arg, metavar="WxH", help="resize frames to WxH before encoding")
@@ -28,6 +30,8 @@ def setup_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss", choices=LOSSES, help="training loss")
     parser.add_argument("--params-per-pixel", type=float, help="model size: parameters per pixel x frame")
     parser.add_argument("--bits", type=int, help="quantization bits per weight (2-16, default 8)")
+    parser.add_argument("--prune", type=float, help="fraction of conv/linear weights pruned (0-1)")
+    parser.add_argument("--qat", type=float, help="quantization-aware fine-tuning, fraction of training steps")
     parser.add_argument("--no-cam", action="store_true", help="plain NeRV: no feature normalization or CAM grids")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--seed", type=int, help="random seed (default 0)")
@@ -40,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
         args.input,
         args.output,
         preset=args.preset,
+        rate=args.rate,
+        target_bpp=args.bpp,
+        prune=args.prune,
+        qat=args.qat,
         max_frames=args.frames,
         start=args.start,
         scale=args.scale,
