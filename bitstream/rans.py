@@ -13,11 +13,39 @@ Facts about ``compressai.ans`` (from its C++ source) that this module relies on:
   inputs (an empty input crashes the process), so at least ``MIN_CODED`` symbols are coded: shorter
   tensors are padded with rank 0 and the padding is dropped after decoding.
 * Its checks are C ``assert``s (compiled out) and its decoder does not bound-check the payload, so
-  :meth:`RansCoder.decode` validates the table, the payload's length and the count first, and hands
-  the decoder a zero-padded copy of the payload.
+  :meth:`RansCoder.decode` validates the table, the payload's length, its first state and the count
+  first, and proves (below) that the decoder stays inside the buffer it is given.
+
+Bounding what the decoder reads (compressai 1.2, ``rans_interface.cpp`` and ``rans64.h``):
+
+* The in-model path reads at most one 32-bit word per symbol (``Rans64DecAdvance`` renormalizes once).
+  Only the escape path (the symbol in the CDF's last slot) reads more: a chain of 4-bit bypass
+  counts, each continuation longer than the last, that a forged payload can stretch far beyond any
+  padding. The decoder is therefore given a CDF with one more, unreachable entry
+  (``[..., 65535, 65536, 65537]``, ``cdf_length = size + 3``): the escape slot keeps its frequency of
+  1 at the same place, so valid payloads decode exactly as before, but compressai's ``max_value``
+  (``cdf_length - 2``) is now the unreachable slot, so the bypass path never runs. Decoding the old
+  escape slot yields rank ``size``, which is refused.
+* A valid payload starts with the encoder's final state, which is at least ``RANS64_L = 2**31``; a
+  smaller one is refused. From a state ``x >= 2**31`` one decoding step leaves ``x >= 2**15`` and
+  one renormalization multiplies it by at least ``2**32``, so the state never falls below ``2**31``.
+  Each step consumes at most ``info + SLACK`` bits of state, where ``info = log2(2**16 / freq)`` is
+  the symbol's information, and each word read adds at least 32: after ``n`` symbols of total
+  information ``I`` the decoder has read at most ``(33 + I + n * SLACK) / 32`` words beyond the first
+  two. Conversely a valid payload of ``W`` words holds at most
+  ``budget = (32 + SLACK) * (W - 2) + 33 + n * SLACK`` bits of information.
+* Symbols are decoded in chunks (``set_stream`` / ``decode_stream``); after each chunk the information
+  decoded so far is checked against ``budget``. A payload that runs over it is refused, and until then
+  the decoder cannot read more than ``padding_words()`` words past the payload: that many zero words
+  follow it in the buffer. This also bounds the work a forged payload causes: a symbol of rank ``r``
+  costs ``r + 1`` comparisons in compressai's linear CDF search but carries at least ``log2(r + 1)``
+  bits, so the search work is at most ``count + 4096 * (budget + 16 * CHUNK)``, proportional to the
+  payload, and memory beyond the output is one chunk.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -28,9 +56,14 @@ from bitstream.errors import BitstreamError, HeaderError
 MAX_COUNT = 2**28
 #: Fewest symbols handed to compressai's encoder (see the module docstring).
 MIN_CODED = 8
-#: Zero bytes appended after a payload for the decoder, beyond 4 per coded symbol.
-DECODER_SLACK = 4096
 WORD = 4
+#: The rANS state after the encoder's flush, hence the decoder's first state, is at least this.
+RANS64_L = 2**31
+#: Upper bound on the bits of state one decoding step consumes, or one word read adds, beyond the
+#: symbol's information (resp. 32): -log2(1 - 2**-15) = 4.4029e-5, rounded up.
+SLACK = 4.5e-5
+#: Symbols decoded per call between two checks of the information budget.
+CHUNK = 1 << 14
 
 
 def _ans():
@@ -101,13 +134,47 @@ class RansCoder:
             raise HeaderError(f"rANS payload of {len(payload)} bytes is not a whole number (>= 2) of 32-bit words")
         if len(payload) > WORD * (coded + 2):
             raise HeaderError(f"rANS payload of {len(payload)} bytes is longer than {coded} symbols can produce")
+        if int.from_bytes(payload[: 2 * WORD], "little") < RANS64_L:
+            raise HeaderError("rANS payload starts with a state below 2**31, which no encoder produces: corrupt payload")
+        words = len(payload) // WORD
         freqs = parsed.freqs()
         order = freqtable.rank_order(freqs)
-        cdf = _quantized_cdf(freqs[order])
-        padded = bytes(payload) + bytes(WORD * coded + DECODER_SLACK)
-        ranks = np.asarray(
-            _ans().RansDecoder().decode_with_indexes(padded, [0] * coded, [cdf], [len(cdf)], [0]), dtype=np.int64
-        )
-        if ranks.min() < 0 or ranks.max() >= parsed.size or ranks[count:].any():
-            raise HeaderError("rANS payload decodes to symbols outside the table's range: corrupt payload")
+        # The encoder's CDF plus one unreachable entry: compressai's escape (bypass) path never runs.
+        cdf = _quantized_cdf(freqs[order]) + [freqtable.TOTAL + 1]
+        ranked = np.append(freqs[order], 1)  # the escape slot's frequency, rank `size`
+        info = np.log2(freqtable.TOTAL / ranked)
+        budget = (32 + SLACK) * (words - 2) + 33 + coded * SLACK + 1.0
+        padded = bytes(payload) + bytes(WORD * padding_words(words, coded))
+        decoder = _ans().RansDecoder()
+        decoder.set_stream(padded)
+        ranks = np.empty(coded, dtype=np.int32)
+        indexes = [0] * min(CHUNK, coded)
+        spent = 0.0
+        for start in range(0, coded, CHUNK):
+            size = min(CHUNK, coded - start)
+            chunk = np.asarray(
+                decoder.decode_stream(indexes if size == len(indexes) else [0] * size, [cdf], [len(cdf)], [0]),
+                dtype=np.int64,
+            )
+            if chunk.min() < 0 or chunk.max() >= parsed.size:
+                raise HeaderError("rANS payload decodes to symbols outside the table's range: corrupt payload")
+            spent += float(info[chunk].sum())
+            if spent > budget:
+                raise HeaderError(
+                    f"rANS payload of {len(payload)} bytes is too short for the symbols it decodes to: corrupt payload"
+                )
+            ranks[start : start + size] = chunk
+        if ranks[count:].any():
+            raise HeaderError("rANS payload decodes to non-zero padding: corrupt payload")
         return (order[ranks[:count]] + parsed.low).astype(np.int32)
+
+
+def padding_words(words: int, coded: int) -> int:
+    """Zero words after a payload of ``words`` words that cover every read of the decoder (module docstring).
+
+    Until the information check stops it, the decoder reads at most
+    ``(33 + budget + 16 * CHUNK + coded * SLACK) / 32`` words past the first two, and never more than
+    one per symbol; the difference to the payload's ``words - 2`` is what may lie beyond it.
+    """
+    beyond = (66 + SLACK * (words - 2) + 2 * coded * SLACK + 16 * CHUNK + 1.0) / 32
+    return min(coded + 2, math.ceil(beyond) + 2)
