@@ -206,8 +206,8 @@ def render_markdown(
         "Bjontegaard delta rate: the mean difference in bits at equal quality over the quality range both "
         "curves cover (PCHIP interpolation of log-rate). Negative means fewer bits than the anchor. "
         "MS-SSIM is interpolated on a dB scale, -10 log10(1 - MS-SSIM). Each number is a mean over the "
-        "sequences where both curves share a quality range (last column); BD-PSNR is the mean PSNR gain at "
-        "equal rate.",
+        "sequences where it is defined (last column: where the PSNR-RGB curves share a quality range); "
+        "BD-PSNR is the mean PSNR gain at equal rate, over the shared rate range.",
         "",
         bd_table(means, len(sequences), labels) if means else "(no codec besides the anchor)",
         "",
@@ -239,6 +239,7 @@ def plot_rd(
 ) -> None:
     """An RD plot of the mean curves (``metric``: ``"psnr_rgb"`` or ``"ms_ssim"``), written atomically."""
     from matplotlib.figure import Figure  # no pyplot: no global figure state
+    from matplotlib.ticker import FuncFormatter, LogLocator
 
     labels = labels or {}
     rows = store.sorted_rows()
@@ -254,9 +255,13 @@ def plot_rd(
     for name, published in (reference or {}).items():
         ax.plot(
             [b for b, _ in published], [q for _, q in published],
-            linestyle="--", marker="x", linewidth=1, alpha=0.7, label=f"{name} (published, UVG 1080p, all frames)",
+            linestyle="--", marker="x", linewidth=1, alpha=0.7, label=f"{name} (published, UVG 1080p)",
         )
     ax.set_xscale("log")
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+    ax.xaxis.set_minor_formatter(plain)
     ax.set_xlabel("bits per pixel")
     ax.set_ylabel({"psnr_rgb": "RGB PSNR (dB)", "ms_ssim": "MS-SSIM"}[metric])
     sizes = {(store.sequences.get(s, {}).get("width"), store.sequences.get(s, {}).get("height")) for s in sequences}
