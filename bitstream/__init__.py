@@ -15,7 +15,15 @@ from bitstream.errors import (
     TruncatedError,
     UnsupportedVersionError,
 )
-from bitstream.fileformat import describe, format_description, read_bytes, read_file, write_bytes, write_file
+from bitstream.fileformat import (
+    describe,
+    format_description,
+    read_bytes,
+    read_file,
+    read_path,
+    write_bytes,
+    write_file,
+)
 from bitstream.layout import FORMAT_VERSION, MAGIC
 from bitstream.rans import RansCoder
 
@@ -39,6 +47,7 @@ __all__ = [
     "format_description",
     "read_bytes",
     "read_file",
+    "read_path",
     "write_bytes",
     "write_file",
 ]

@@ -9,11 +9,13 @@ that says what is wrong and where.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
 import os
 import secrets
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -283,6 +285,10 @@ def _parse(view: memoryview) -> _Parsed:
         next_frame += values["num_frames"]
         if next_frame > head["num_frames"]:
             raise HeaderError(f"{seg_reader.where}: ends at frame {next_frame}, the video has {head['num_frames']}")
+        if seg_reader.remaining > L.MAX_CONFIG_BYTES:  # (an empty config is refused as invalid JSON)
+            raise HeaderError(
+                f"{seg_reader.where}: model config is {seg_reader.remaining} bytes, at most {L.MAX_CONFIG_BYTES}"
+            )
         config = _parse_config(seg_reader.take(seg_reader.remaining, "model config"), seg_reader.where)
         segment = _ParsedSegment(values["first_frame"], values["num_frames"], config)
 
@@ -353,6 +359,13 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 parses to inf: refused like a literal Infinity
+        raise ValueError(f"number {text[:20]} is out of the float range")
+    return value
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result = dict(pairs)
     if len(result) != len(pairs):
@@ -362,7 +375,9 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _parse_config(raw: bytes, where: str) -> dict[str, Any]:
     try:
-        config = json.loads(raw.decode("utf-8"), parse_constant=_no_constants, object_pairs_hook=_unique_keys)
+        config = json.loads(
+            raw.decode("utf-8"), parse_constant=_no_constants, parse_float=_finite_float, object_pairs_hook=_unique_keys
+        )
     except UnicodeDecodeError:
         raise HeaderError(f"{where}: model config is not UTF-8") from None
     except RecursionError:
@@ -585,7 +600,31 @@ def _fsync_folder(folder: str) -> None:
 
 
 def read_file(path: str | os.PathLike[str], coder: RansCoder | None = None) -> Container:
-    """Read and decode a .cam file (a missing file raises FileNotFoundError)."""
-    with open(path, "rb") as handle:
-        data = handle.read()
-    return read_bytes(data, coder)
+    """Read and decode a .cam file.
+
+    A missing file raises FileNotFoundError, a folder IsADirectoryError (OSErrors, as ``open`` would);
+    anything else that is not a regular file (a FIFO, a device such as /dev/zero) raises BitstreamError
+    without blocking or reading from it.
+    """
+    return read_bytes(read_path(path), coder)
+
+
+def read_path(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of the regular file at ``path``: never blocks on a FIFO nor reads an endless device."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
+        if not stat.S_ISREG(info.st_mode):
+            raise BitstreamError(f"{os.fsdecode(os.fspath(path))}: not a regular file, cannot be a .cam file")
+        chunks, size = [], 0
+        while size < info.st_size:
+            chunk = os.read(fd, info.st_size - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
