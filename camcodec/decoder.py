@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
+import typing
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import torch
 
 import bitstream
 from camcodec.device import resolve_device
-from camcodec.errors import HeaderError, InputError
-from camcodec.model import CAMNeRV, ModelConfig, frame_times
+from camcodec.errors import BitstreamError, HeaderError, InputError
+from camcodec.model import CAMNeRV, ModelConfig, frame_times, parameter_count
 from camcodec.quantize import load_quantized
 
 log = logging.getLogger(__name__)
@@ -27,16 +29,126 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
 
 
 def build_segment_model(segment: bitstream.Segment, info: bitstream.VideoInfo, device: torch.device) -> CAMNeRV:
-    """The network of one segment with its dequantized weights; a mismatch with the file is a HeaderError."""
+    """The network of one segment with its dequantized weights; a mismatch with the file is a HeaderError.
+
+    ``Decoder`` has already checked the config against the tensor table (``check_segment``) before
+    the payloads were decoded; this re-checks what it builds, for callers that come with a container.
+    """
+    where = f"segment at frame {segment.first_frame}"
+    config = checked_model_config(segment.model_config, where)
+    if (config.width, config.height, config.num_frames) != (info.width, info.height, segment.num_frames):
+        raise HeaderError(f"{where}: model size does not match the video info")
+    if any(not isinstance(t, bitstream.QuantizedTensor) for t in segment.tensors):
+        raise HeaderError(f"{where}: holds a raw (unquantized) tensor; camcodec models store quantized tensors only")
+    held = sum(int(np.asarray(t.symbols).size) for t in segment.tensors)
+    if held != parameter_count(config):
+        raise HeaderError(f"{where}: the model config has {parameter_count(config):,} parameters, the file holds {held:,}")
     try:
-        config = ModelConfig.from_dict(segment.model_config)
-        if (config.width, config.height, config.num_frames) != (info.width, info.height, segment.num_frames):
-            raise ValueError("model size does not match the video info")
         model = CAMNeRV(config)
         load_quantized(model, segment.tensors)
     except ValueError as exc:
-        raise HeaderError(f"segment at frame {segment.first_frame}: {exc}") from None
+        raise HeaderError(f"{where}: {exc}") from None
     return model.to(device).eval()
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    """Whether a JSON value has the type a ModelConfig field declares (bools are not numbers here)."""
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)):
+            return False
+        items = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        return not items or all(_type_ok(v, items[0]) for v in value)
+    return True  # a type this check does not know: ModelConfig.from_dict decides
+
+
+def checked_model_config(data: Any, where: str) -> ModelConfig:
+    """A file's model config as a ModelConfig; anything malformed (type, range, key) is a HeaderError."""
+    if isinstance(data, dict):
+        hints = typing.get_type_hints(ModelConfig)
+        for key, value in data.items():
+            if key in hints and not _type_ok(value, hints[key]):
+                kind = getattr(hints[key], "__name__", str(hints[key])) if not typing.get_args(hints[key]) else "list of int"
+                raise HeaderError(f"{where}: model config {key} = {str(value)[:40]} is not a {kind}")
+    try:
+        return ModelConfig.from_dict(data)
+    except (ValueError, TypeError, OverflowError, ZeroDivisionError) as exc:
+        raise HeaderError(f"{where}: {exc}") from None
+
+
+def check_segment(segment: dict[str, Any], video: dict[str, Any], where: str) -> None:
+    """Check one segment of ``bitstream.describe()`` against the network it describes, before decoding.
+
+    The config must be valid, match the video, and describe exactly the tensors the file holds: the
+    same names, shapes and therefore parameter count. So a config claiming a huge network (or a huge
+    video) is refused before anything is allocated for it; the network itself is never larger than
+    the tensor table, which the format bounds (2**28 elements per file).
+    """
+    config = checked_model_config(segment["model_config"], where)
+    if (config.width, config.height, config.num_frames) != (video["width"], video["height"], segment["num_frames"]):
+        raise HeaderError(
+            f"{where}: the model renders {config.num_frames} frames of {config.width}x{config.height}, the file"
+            f" header says {segment['num_frames']} of {video['width']}x{video['height']}"
+        )
+    expected = parameter_count(config)
+    if expected != segment["elements"]:
+        raise HeaderError(
+            f"{where}: the model config has {expected:,} parameters, the tensor table holds {segment['elements']:,}"
+        )
+    with torch.device("meta"):  # shapes only: allocates nothing
+        shapes = {name: tuple(value.shape) for name, value in CAMNeRV(config).state_dict().items()}
+    stored = {t["name"]: tuple(t["shape"]) for t in segment["tensors"]}
+    for tensor in segment["tensors"]:
+        if tensor["kind"] != "quantized":
+            raise HeaderError(f"{where}: tensor {tensor['name']!r} is {tensor['kind']}; camcodec stores quantized tensors only")
+    if stored != shapes:
+        wrong = sorted(set(stored) ^ set(shapes)) or sorted(n for n in stored if stored[n] != shapes[n])
+        raise HeaderError(f"{where}: the tensors do not match the model config (first mismatch: {wrong[0]!r})")
+
+
+def read_source(source: str | os.PathLike) -> bytes:
+    """The bytes of a .cam file; a path that cannot be read is an InputError naming it."""
+    label = os.fsdecode(os.fspath(source))
+    try:
+        return bitstream.read_path(source)
+    except FileNotFoundError:
+        raise InputError(f"{label}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{label}: is a directory, not a .cam file") from None
+    except NotADirectoryError:
+        raise InputError(f"{label}: no such file (a parent is not a directory)") from None
+    except PermissionError:
+        raise InputError(f"{label}: permission denied") from None
+    except OSError as exc:
+        raise InputError(f"{label}: cannot read ({exc.strerror or exc})") from None
+    except BitstreamError as exc:
+        raise InputError(str(exc)) from None
+
+
+def load_container(source: str | os.PathLike | bytes) -> bitstream.Container:
+    """Read, check and decode a .cam file (path or bytes) for decoding.
+
+    Every header is parsed and checked, and each segment's model config is checked against its tensor
+    table, before any payload is decoded or any network is built. Errors name the file.
+    """
+    label = None if isinstance(source, (bytes, bytearray, memoryview)) else os.fsdecode(os.fspath(source))
+    data = bytes(source) if label is None else read_source(source)
+    try:
+        description = bitstream.describe(data)
+        for index, segment in enumerate(description["segments"]):
+            check_segment(segment, description["video"], f"segment {index}")
+        return bitstream.read_bytes(data)
+    except BitstreamError as exc:
+        if label is None:
+            raise
+        raise type(exc)(f"{label}: {exc}") from None
 
 
 class Decoder:
@@ -48,15 +160,7 @@ class Decoder:
     """
 
     def __init__(self, source: str | os.PathLike | bytes, device: str = "auto"):
-        if isinstance(source, bytes):
-            self.container = bitstream.read_bytes(source)
-        else:
-            try:
-                self.container = bitstream.read_file(source)
-            except FileNotFoundError:
-                raise InputError(f"{os.fspath(source)}: no such file") from None
-            except IsADirectoryError:
-                raise InputError(f"{os.fspath(source)}: is a directory, not a .cam file") from None
+        self.container = load_container(source)
         self.device = resolve_device(device)
         self.info = self.container.info
         self._models = [build_segment_model(s, self.info, self.device) for s in self.container.segments]
