@@ -46,17 +46,21 @@ def encode(
     size: tuple[int, int] | None = None,
     fps: Fraction | None = None,
     progress: bool = False,
+    checkpoint_interval: float | None = None,
+    resume: bool = False,
     **options: Any,
 ) -> EncodeStats:
     """Encode ``source`` into the .cam file ``out_path``.
 
     ``preset`` sets the training effort, ``rate`` a rung of the rate ladder (xs ... xl); ``options``
     are fields of ``EncodeConfig`` (target_bpp, steps, bits, prune, cam, device, seed, ...) applied over
-    both; None leaves their value.
+    both; None leaves their value. ``checkpoint_interval`` (seconds) saves ``out_path + ".ckpt"`` while
+    training; ``resume`` continues an interrupted encode from it.
     """
     config = resolve_config(preset, rate, **options)
     clip = load_source(source, max_frames=max_frames, start=start, scale=scale, size=size, fps=fps)
-    return Encoder(config, progress=progress).encode(clip, out_path).stats
+    encoder = Encoder(config, progress=progress, checkpoint_interval=checkpoint_interval, resume=resume)
+    return encoder.encode(clip, out_path).stats
 
 
 __all__ = ["decode", "encode", "load_source"]

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 import bitstream
+from camcodec.checkpoint import EncodeCheckpoint, fingerprint
 from camcodec.compress import FileBuilder, masked_weights, prune_for_target, quantized_weights
 from camcodec.config import FINETUNE_LR, EncodeConfig, params_for_target, resolve_config, size_model
 from camcodec.decoder import Decoder
@@ -79,10 +80,21 @@ class Encoder:
     >>> Encoder(resolve_config("fast")).encode(clip, "out.cam").stats.bpp   # doctest: +SKIP
     """
 
-    def __init__(self, config: EncodeConfig | None = None, *, progress: bool = False):
+    def __init__(
+        self,
+        config: EncodeConfig | None = None,
+        *,
+        progress: bool = False,
+        checkpoint_interval: float | None = None,
+        resume: bool = False,
+    ):
+        """``checkpoint_interval``: seconds between checkpoints (``OUT.ckpt``; None: no checkpoints);
+        ``resume``: continue from the checkpoint of an interrupted encode of the same source and options."""
         self.config = config or resolve_config()
         self.config.validate()
         self.progress = progress
+        self.checkpoint_interval = checkpoint_interval
+        self.resume = resume
 
     def encode(self, clip: Clip, out_path: str | os.PathLike) -> EncodeResult:
         config = self.config
@@ -116,19 +128,34 @@ class Encoder:
             return bitstream.Container(info, [bitstream.Segment(0, num_frames, model_config.to_dict(), tensors)])
 
         frames = frames_to_tensor(clip.frames, device)
-        phases = [fit(model, frames, Phase("train", config.total_steps(num_frames), config.lr, config.warmup), config,
-                      progress=self.progress)]
-        bits, ratio = config.bits, config.prune
-        if target_bytes is not None:
-            bits, ratio = self._rate_for_target(model, bits, target_bytes, lambda t: bitstream.write_bytes(build(t)))
-        masks = magnitude_masks(model, ratio) if ratio > 0 else {}
+        ckpt = EncodeCheckpoint(out_path, model, fingerprint(clip.frames, asdict(config), model_config.to_dict()),
+                                self.checkpoint_interval)
+        state = ckpt.load() if self.resume else None
+
+        def run(phase: Phase) -> None:
+            """Run the phase unless a resumed checkpoint has it done; checkpoint at its end."""
+            nonlocal state
+            if any(r.phase == phase.name for r in ckpt.done):
+                return
+            ckpt.done.append(fit(model, frames, phase, config, progress=self.progress, resume=state,
+                                 checkpointer=ckpt if self.checkpoint_interval is not None else None))
+            state = None
+            if self.checkpoint_interval is not None:
+                ckpt.save()
+
+        run(Phase("train", config.total_steps(num_frames), config.lr, config.warmup))
+        if ckpt.bits is None:  # decide the rate once, on the trained network
+            ckpt.bits, ckpt.ratio = config.bits, config.prune
+            if target_bytes is not None:
+                ckpt.bits, ckpt.ratio = self._rate_for_target(model, config.bits, target_bytes,
+                                                              lambda t: bitstream.write_bytes(build(t)))
+            ckpt.masks = magnitude_masks(model, ckpt.ratio) if ckpt.ratio > 0 else {}
+        bits, ratio, masks = ckpt.bits, ckpt.ratio, ckpt.masks
         finetune_lr = config.lr * FINETUNE_LR
         if masks and config.finetune > 0:
-            phase = Phase("prune", config.phase_steps(num_frames, config.finetune), finetune_lr, 0.0, masked_weights(masks))
-            phases.append(fit(model, frames, phase, config, progress=self.progress))
+            run(Phase("prune", config.phase_steps(num_frames, config.finetune), finetune_lr, 0.0, masked_weights(masks)))
         if config.qat > 0:
-            phase = Phase("qat", config.phase_steps(num_frames, config.qat), finetune_lr, 0.0, quantized_weights(masks, bits))
-            phases.append(fit(model, frames, phase, config, progress=self.progress))
+            run(Phase("qat", config.phase_steps(num_frames, config.qat), finetune_lr, 0.0, quantized_weights(masks, bits)))
         apply_masks(model, masks)
         file_bytes = bitstream.write_file(out_path, build(quantize_model(model, bits)))
 
@@ -146,10 +173,11 @@ class Encoder:
             bits=bits,
             prune=ratio,
             target_bpp=config.target_bpp,
-            phases=[asdict(p) for p in phases],
+            phases=[asdict(p) for p in ckpt.done],
             encode_seconds=time.perf_counter() - start,
             device=str(device),
         )
+        ckpt.remove()
         log.info("encoded %s", stats.summary())
         return EncodeResult(stats, reconstruction)
 

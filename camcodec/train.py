@@ -7,6 +7,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +69,24 @@ class TrainResult:
     psnr: float  # over the phase's last pass over the frames, from the training MSE
 
 
+@dataclass
+class FitState:
+    """Everything besides the model's weights that a phase needs to continue exactly where it stopped."""
+
+    step: int  # steps done
+    optimizer: dict
+    generator: torch.Tensor
+    order: torch.Tensor  # frames still to visit in the current pass
+    recent: torch.Tensor  # per-step MSE of the last pass
+    seconds: float
+
+
+class Checkpointer(Protocol):
+    def due(self) -> bool: ...
+
+    def save(self, state: FitState) -> None: ...
+
+
 def fit(
     model: nn.Module,
     frames: torch.Tensor,
@@ -75,11 +94,15 @@ def fit(
     config: EncodeConfig,
     *,
     progress: bool = False,
+    resume: FitState | None = None,
+    checkpointer: Checkpointer | None = None,
 ) -> TrainResult:
     """Fit ``model`` to ``frames`` (uint8, T x 3 x H x W, on the model's device) with Adam.
 
     Each step takes a batch of frames from a seeded permutation of all frames, so that every frame is
-    seen once per pass; the learning rate follows ``lr_factor`` of the progress in [0, 1).
+    seen once per pass; the learning rate follows ``lr_factor`` of the progress in [0, 1). With a
+    ``checkpointer``, the state is handed over whenever it is due; ``resume`` continues from one, and
+    then gives the same weights as an uninterrupted run.
     """
     num_frames = frames.shape[0]
     device = frames.device
@@ -89,10 +112,17 @@ def fit(
     order = torch.empty(0, dtype=torch.long)
     window = math.ceil(num_frames / batch)
     recent = torch.zeros(window, device=device)  # per-step MSE of the last pass, kept on the device
-    start = time.perf_counter()
+    first, earlier_seconds = 0, 0.0
+    if resume is not None:
+        optimizer.load_state_dict(resume.optimizer)
+        generator.set_state(resume.generator)
+        order, recent = resume.order.clone(), resume.recent.to(device)
+        first, earlier_seconds = resume.step, resume.seconds
+    start = time.perf_counter() - earlier_seconds
     model.train()
-    bar = tqdm(total=phase.steps, desc=phase.name, unit="step", disable=not progress, dynamic_ncols=True)
-    for step in range(phase.steps):
+    bar = tqdm(total=phase.steps, initial=first, desc=phase.name, unit="step", disable=not progress,
+               dynamic_ncols=True)
+    for step in range(first, phase.steps):
         if len(order) < batch:
             order = torch.cat([order, torch.randperm(num_frames, generator=generator)])
         indices, order = order[:batch].to(device), order[batch:]
@@ -113,6 +143,9 @@ def fit(
         if progress and (step % 25 == 0 or step == phase.steps - 1):
             seen = recent[: min(step + 1, window)]
             bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{mse_to_psnr(seen.mean().item()):.2f}")
+        if checkpointer is not None and step + 1 < phase.steps and checkpointer.due():
+            checkpointer.save(FitState(step + 1, optimizer.state_dict(), generator.get_state(), order.clone(),
+                                       recent.cpu(), time.perf_counter() - start))
     bar.close()
     model.eval()
     seconds = time.perf_counter() - start

@@ -61,7 +61,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"camcodec {args.command}: error: {exc}", file=sys.stderr)
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

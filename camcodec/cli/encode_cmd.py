@@ -35,6 +35,9 @@ def setup_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cam", action="store_true", help="plain NeRV: no feature normalization or CAM grids")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--seed", type=int, help="random seed (default 0)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted encode from OUT.ckpt")
+    parser.add_argument("--checkpoint-interval", type=float, default=60.0, metavar="SECONDS",
+                        help="save OUT.ckpt this often while training (default 60; removed when done)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -54,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
         size=args.size,
         fps=args.fps,
         progress=not args.quiet,
+        checkpoint_interval=args.checkpoint_interval,
+        resume=args.resume,
         steps=args.steps,
         epochs=args.epochs,
         batch_size=args.batch_size,

@@ -1,0 +1,106 @@
+"""Checkpoints of an encode in progress, so that an interrupted encode can be resumed.
+
+The checkpoint sits next to the output as ``OUT.ckpt``, is replaced atomically, and is removed once
+the .cam file is written. It is tied to one encode by a fingerprint of the source frames, the options
+and the model config: resuming with anything changed is refused rather than mixing two encodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from camcodec.errors import InputError
+from camcodec.train import FitState, TrainResult
+
+log = logging.getLogger(__name__)
+
+
+def fingerprint(frames: np.ndarray, options: dict, model_config: dict) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(json.dumps({"options": options, "model": model_config, "shape": frames.shape}, sort_keys=True,
+                             default=str).encode())
+    digest.update(np.ascontiguousarray(frames).data)
+    return digest.hexdigest()
+
+
+class EncodeCheckpoint:
+    """Saves the model, the finished phases and the running phase's state at most every ``interval`` s."""
+
+    def __init__(self, out_path: str | os.PathLike, model: nn.Module, fingerprint: str, interval: float = 60.0):
+        self.path = Path(f"{os.fspath(out_path)}.ckpt")
+        self.model = model
+        self.fingerprint = fingerprint
+        self.interval = interval
+        self.done: list[TrainResult] = []  # phases finished
+        self.bits: int | None = None  # set once training is done and the rate is decided
+        self.ratio = 0.0
+        self.masks: dict[str, torch.Tensor] = {}
+        self._last = time.monotonic()
+
+    def due(self) -> bool:
+        return time.monotonic() - self._last >= self.interval
+
+    def save(self, state: FitState | None = None) -> None:
+        """Write the checkpoint atomically; ``state`` is the running phase's, None at a phase boundary."""
+        payload = {
+            "fingerprint": self.fingerprint,
+            "model": self.model.state_dict(),
+            "done": [asdict(r) for r in self.done],
+            "bits": self.bits,
+            "ratio": self.ratio,
+            "masks": self.masks,
+            "fit": asdict(state) if state is not None else None,
+        }
+        fd, temp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                torch.save(payload, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, self.path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+        self._last = time.monotonic()
+        log.debug("checkpoint saved: %d phases done, step %s", len(self.done), state.step if state else "-")
+
+    def load(self) -> FitState | None:
+        """Restore a saved encode into this one; returns the running phase's state (None at a boundary).
+
+        Raises InputError when there is no checkpoint to resume, it is unreadable, or it belongs to
+        another encode.
+        """
+        if not self.path.is_file():
+            raise InputError(f"{self.path}: no checkpoint to resume (encode without --resume)")
+        try:
+            payload: dict[str, Any] = torch.load(self.path, map_location="cpu", weights_only=True)
+            if payload["fingerprint"] != self.fingerprint:
+                raise InputError(f"{self.path}: checkpoint of a different encode (source or options changed); "
+                                 "delete it or encode without --resume")
+            self.model.load_state_dict(payload["model"])
+            self.done = [TrainResult(**r) for r in payload["done"]]
+            self.bits, self.ratio, self.masks = payload["bits"], payload["ratio"], payload["masks"]
+            state = FitState(**payload["fit"]) if payload["fit"] is not None else None
+        except InputError:
+            raise
+        except Exception as exc:  # a damaged checkpoint: any unpickling or key error
+            raise InputError(f"{self.path}: unreadable checkpoint ({type(exc).__name__}); delete it") from None
+        device = next(self.model.parameters()).device
+        self.masks = {name: mask.to(device) for name, mask in self.masks.items()}
+        log.info("resuming after %d finished phases%s", len(self.done), f", step {state.step}" if state else "")
+        return state
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)

@@ -1,0 +1,106 @@
+"""Interrupted encodes: checkpoints, a killed encode resumed to the same file, refusals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import camcodec
+from camcodec.cli import main
+from camcodec.media import write_video
+
+OPTIONS = ["--preset", "fast", "--steps", "400", "--params-per-pixel", "1.0", "--lr", "0.01", "--prune", "0.2",
+           "--device", "cpu", "-q"]
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    from conftest import moving_pattern
+
+    path = tmp_path_factory.mktemp("resume") / "source.mkv"
+    write_video(path, moving_pattern(), Fraction(25))
+    return path
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(source, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "ref.cam"
+    assert main(["encode", str(source), "-o", str(out), *OPTIONS]) == 0
+    assert not os.path.exists(f"{out}.ckpt")
+    return out.read_bytes()
+
+
+def test_killed_encode_resumes_to_the_identical_file(source, uninterrupted, tmp_path):
+    out = tmp_path / "clip.cam"
+    ckpt = tmp_path / "clip.cam.ckpt"
+    command = [sys.executable, "-m", "camcodec", "encode", str(source), "-o", str(out), *OPTIONS,
+               "--checkpoint-interval", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert ckpt.exists() and not out.exists(), "the encode should have been killed mid-training"
+
+    assert main(["encode", str(source), "-o", str(out), *OPTIONS, "--resume"]) == 0
+    assert out.read_bytes() == uninterrupted
+    assert not ckpt.exists()
+    assert camcodec.decode(out, device="cpu").shape == (8, 48, 64, 3)
+
+
+def test_resume_refuses_a_checkpoint_of_another_encode(source, tmp_path, capsys):
+    out = tmp_path / "clip.cam"
+    short = [o if o != "400" else "40" for o in OPTIONS]
+    from camcodec.checkpoint import EncodeCheckpoint  # write a checkpoint of a different encode
+
+    model = camcodec.encoder.CAMNeRV(camcodec.encoder.size_model(64, 48, 8, camcodec.resolve_config("fast")))
+    EncodeCheckpoint(out, model, "another-encode").save()
+    assert main(["encode", str(source), "-o", str(out), *short, "--resume"]) == 2
+    assert "different encode" in capsys.readouterr().err
+    (tmp_path / "clip.cam.ckpt").write_bytes(b"garbage")
+    assert main(["encode", str(source), "-o", str(out), *short, "--resume"]) == 2
+    assert "unreadable checkpoint" in capsys.readouterr().err
+    (tmp_path / "clip.cam.ckpt").unlink()
+    assert main(["encode", str(source), "-o", str(out), *short, "--resume"]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_resume_from_a_phase_boundary_matches(source, uninterrupted, tmp_path):
+    """A checkpoint written at the end of a phase (no running state) also resumes exactly."""
+    from camcodec.config import resolve_config
+    from camcodec.encoder import Encoder
+
+    out = tmp_path / "clip.cam"
+    config = resolve_config("fast", steps=400, params_per_pixel=1.0, lr=0.01, prune=0.2, device="cpu")
+    clip = camcodec.api.load_source(source)
+    # An encode that saves only at phase ends, stopped right after its training phase:
+    encoder = Encoder(config, checkpoint_interval=1e9)
+    from camcodec import train as train_module
+
+    real_fit, calls = train_module.fit, []
+
+    def fit_then_stop(*args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real_fit(*args, **kwargs)
+
+    camcodec.encoder.fit = fit_then_stop
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            encoder.encode(clip, out)
+    finally:
+        camcodec.encoder.fit = real_fit
+    assert not out.exists() and (tmp_path / "clip.cam.ckpt").exists()
+    Encoder(config, checkpoint_interval=1e9, resume=True).encode(clip, out)
+    assert np.array_equal(np.frombuffer(out.read_bytes(), np.uint8), np.frombuffer(uninterrupted, np.uint8))
