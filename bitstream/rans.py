@@ -46,6 +46,7 @@ Bounding what the decoder reads (compressai 1.2, ``rans_interface.cpp`` and ``ra
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -67,7 +68,11 @@ CHUNK = 1 << 14
 
 
 def _ans():
-    from compressai import ans  # noqa: PLC0415 - deliberately lazy: compressai imports torch
+    with warnings.catch_warnings():
+        # compressai's import uses torch.jit.script, which torch >= 2.9 deprecates with a two-line
+        # FutureWarning on stderr: noise for the user of a command whose errors are one line.
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script", category=FutureWarning)
+        from compressai import ans  # noqa: PLC0415 - deliberately lazy: compressai imports torch
 
     return ans
 
@@ -78,6 +83,7 @@ def _quantized_cdf(freqs: np.ndarray) -> list[int]:
     The frequencies are exact multiples of 2**-16 summing to 1, so compressai's rounding is the
     identity; the result is checked against the integer cumulative sum all the same.
     """
+    _ans()
     from compressai._CXX import pmf_to_quantized_cdf  # noqa: PLC0415 - lazy, see _ans
 
     full = np.append(freqs, 1)
