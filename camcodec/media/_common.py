@@ -13,7 +13,10 @@ AV_ERRORS = (av.FFmpegError, ValueError, OSError)
 
 def one_line(exc: BaseException) -> str:
     """An exception as short single-line text (FFmpeg's message without errno and path)."""
-    text = exc.strerror if isinstance(exc, av.FFmpegError) and exc.strerror else str(exc)
+    if isinstance(exc, (av.FFmpegError, OSError)) and exc.strerror:
+        text = exc.strerror  # without the errno number and the (often temporary) file name
+    else:
+        text = str(exc)
     return " ".join(str(text).split()) or type(exc).__name__
 
 

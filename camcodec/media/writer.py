@@ -95,6 +95,27 @@ def _reserve(parent: Path, name: str, suffix: str, folder: bool) -> Path:
             continue
 
 
+def check_output_path(path: str | os.PathLike[str]) -> None:
+    """Refuse, with an OutputError naming it, an output file path that cannot be written.
+
+    For a check before long work (an encode trains for minutes before it writes): the folder must
+    exist and take a new file (one is created and removed), and the path must not be a folder.
+    """
+    label = os.fsdecode(os.fspath(path))
+    target = Path(label)
+    parent = target.parent
+    if not parent.exists():
+        raise OutputError(f"{label}: folder {parent} does not exist")
+    if not parent.is_dir():
+        raise OutputError(f"{label}: {parent} is not a folder")
+    if target.is_dir():
+        raise OutputError(f"{label}: is a folder, not a file")
+    try:
+        os.unlink(_reserve(parent, target.name, "", folder=False))
+    except OSError as exc:
+        raise OutputError(f"{label}: cannot write in folder {parent} ({one_line(exc)})") from None
+
+
 class VideoWriter:
     """Streaming, atomic video writer; use as a context manager.
 
@@ -137,8 +158,10 @@ class VideoWriter:
             log.warning("%s: %s stores no colour matrix; readers will assume bt709", self.label, self.kind)
 
         parent = self.path.parent
-        if not parent.is_dir():
+        if not parent.exists():
             raise OutputError(f"{self.label}: folder {parent} does not exist")
+        if not parent.is_dir():
+            raise OutputError(f"{self.label}: {parent} is not a folder")
         if self.kind == "/":
             self._check_png_target()
         elif self.path.is_dir():
