@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from types import ModuleType
+from typing import NoReturn
 
 from camcodec import __version__
 from camcodec.cli import decode_cmd, encode_cmd, info_cmd
@@ -16,6 +18,8 @@ from camcodec.errors import CamcodecError
 
 BUILTIN_COMMANDS: dict[str, ModuleType] = {"encode": encode_cmd, "decode": decode_cmd, "info": info_cmd}
 PLUGIN_GROUP = "camcodec.commands"
+
+log = logging.getLogger(__name__)
 
 
 def subcommands() -> dict[str, ModuleType]:
@@ -31,8 +35,19 @@ def subcommands() -> dict[str, ModuleType]:
     return commands
 
 
+class UsageError(Exception):
+    """A command line argparse refuses; ``main`` prints it as one line and returns 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: no usage block, a pointer to --help instead (subparsers inherit it)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)")
+
+
 def setup_args(commands: dict[str, ModuleType] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="camcodec",
         description="Neural video codec: a CAM-NeRV network overfitted to the video is the compressed file.",
     )
@@ -44,20 +59,50 @@ def setup_args(commands: dict[str, ModuleType] | None = None) -> argparse.Argume
     return parser
 
 
+def one_line(text: object) -> str:
+    """Any message as a single line (embedded newlines, e.g. from torch or FFmpeg, become spaces)."""
+    return " ".join(str(text).split())
+
+
+def _os_message(exc: OSError) -> str:
+    """'<file>: <reason>' for an OSError, without errno numbers."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    files = [os.fsdecode(f) for f in (exc.filename, exc.filename2) if f is not None]
+    return ": ".join([*files[:1], reason]) if files else reason
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run a subcommand; errors become one line on stderr and exit code 2 (1 for other failures)."""
+    """Run a subcommand; every error becomes one line on stderr, never a traceback.
+
+    Exit codes: 0 success; 2 a bad command line, input, file or option (``CamcodecError``); 1 any other
+    failure (the operating system's, or a bug: run with -vv for its traceback); 130 interrupted.
+    ``--help`` and ``--version`` exit through SystemExit(0), as argparse does.
+    """
     commands = subcommands()
-    args = setup_args(commands).parse_args(argv)
+    try:
+        args = setup_args(commands).parse_args(argv)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    prefix = f"camcodec {args.command}"
     try:
         return commands[args.command].run(args)
     except CamcodecError as exc:
-        print(f"camcodec {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prefix}: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"camcodec {args.command}: interrupted", file=sys.stderr)
+        print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
     except OSError as exc:
-        print(f"camcodec {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prefix}: error: {one_line(_os_message(exc))}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f"{prefix}: error: out of memory", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: one line for the user, the traceback for -vv
+        log.debug("traceback of the internal error", exc_info=True)
+        hint = "" if args.verbose >= 2 else " (run with -vv for the traceback)"
+        print(f"{prefix}: internal error: {type(exc).__name__}: {one_line(exc)}{hint}", file=sys.stderr)
         return 1

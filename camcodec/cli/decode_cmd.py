@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     except IndexError as exc:
         raise InputError(f"--frames: {exc}") from None
     if not indices:
-        raise InputError(f"--frames selects no frame of the {len(decoder)}")
+        chosen = "" if args.frames is None else f" {_range_text(args.frames)}"
+        raise InputError(f"{args.input}: --frames{chosen} selects no frame; the video has {len(decoder)} (0..{len(decoder) - 1})")
     # YUV outputs of an RGB source use BT.709; YUV sources get their own matrix back.
     matrix = "bt709" if decoder.info.color_matrix == "rgb" else decoder.info.color_matrix
     with VideoWriter(args.output, decoder.width, decoder.height, decoder.fps, codec=args.codec,
@@ -43,3 +44,7 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     print(f"{args.output}: {len(indices)} frames {decoder.width}x{decoder.height} in {seconds:.1f} s")
     return 0
+
+
+def _range_text(frames: slice) -> str:
+    return f"{'' if frames.start is None else frames.start}:{'' if frames.stop is None else frames.stop}"

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import bitstream
-from camcodec.errors import InputError
+from camcodec.decoder import read_source
 
 HELP = "show a .cam file's header: video info, model config, tensor table, section sizes"
 
@@ -18,9 +17,10 @@ def setup_args(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    path = Path(args.input)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    description = bitstream.describe(path.read_bytes())
+    data = read_source(args.input)
+    try:
+        description = bitstream.describe(data)
+    except bitstream.BitstreamError as exc:
+        raise type(exc)(f"{args.input}: {exc}") from None
     print(json.dumps(description, indent=2) if args.json else bitstream.format_description(description))
     return 0
