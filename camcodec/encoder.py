@@ -154,8 +154,8 @@ class Encoder:
         finetune_lr = config.lr * FINETUNE_LR
         if masks and config.finetune > 0:
             run(Phase("prune", config.phase_steps(num_frames, config.finetune), finetune_lr, 0.0, masked_weights(masks)))
-        if config.qat > 0:
-            run(Phase("qat", config.phase_steps(num_frames, config.qat), finetune_lr, 0.0, quantized_weights(masks, bits)))
+        if config.qat_fraction > 0:
+            run(Phase("qat", config.phase_steps(num_frames, config.qat_fraction), finetune_lr, 0.0, quantized_weights(masks, bits)))
         apply_masks(model, masks)
         file_bytes = bitstream.write_file(out_path, build(quantize_model(model, bits)))
 
