@@ -1,19 +1,18 @@
 """``camcodec eval``: the harness's commands (``rd``), plugged into the camcodec CLI by entry point.
 
 The camcodec console script finds this module through the ``camcodec.commands`` entry-point group and
-calls ``setup_args(parser)`` and ``run(args)``; ``python -m eval`` builds its own parser from the same two
-(``main(argv)``). This module imports only argparse at load time: the harness's heavy parts (torch,
-PyAV, matplotlib) load when a command runs.
+calls ``setup_args(parser)`` and ``run(args)``; ``python -m eval`` goes through the same command
+(``main(argv)``). The harness's own heavy parts (PyAV encoders, matplotlib) load when a command runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
-from fractions import Fraction
+
+from camcodec.cli.args import fps_arg, positive_int, size_arg
 
 HELP = "evaluate camcodec: rate-distortion against x264, x265, SVT-AV1 and VP9, BD-rate, plots"
 
@@ -28,36 +27,6 @@ conventional codec, --points x265=27,32 one codec, --points camcodec=0.01,0.03 c
 Points already in --out are skipped, so an interrupted run resumes where it stopped.
 example: camcodec eval rd bunny.mp4 --codecs camcodec,x264,x265 --scale 320x180 --frames 60 --out rd/
 """
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WxH, e.g. 320x180, got {text!r}") from None
-    if width < 1 or height < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return width, height
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _fps(text: str) -> Fraction:
-    try:
-        fps = Fraction(text).limit_denominator(1_000_000)
-    except (ValueError, ZeroDivisionError):
-        fps = Fraction(0)
-    if fps <= 0:
-        raise argparse.ArgumentTypeError(f"expected a frame rate like 25 or 30000/1001, got {text!r}")
-    return fps
 
 
 def _codec_list(text: str) -> list[str]:
@@ -100,14 +69,14 @@ def setup_rd_args(parser: argparse.ArgumentParser) -> None:
         "--points", type=_points_arg, action="append", default=[], metavar="[CODEC=]V,V,...",
         help="rate points (CRFs; params_per_pixel for camcodec); repeatable",
     )
-    parser.add_argument("--frames", type=_positive_int, metavar="N", help="use the first N frames of each sequence")
-    parser.add_argument("--scale", type=_size, metavar="WxH", help="resize every sequence to WxH first")
+    parser.add_argument("--frames", type=positive_int, metavar="N", help="use the first N frames of each sequence")
+    parser.add_argument("--scale", type=size_arg, metavar="WxH", help="resize every sequence to WxH first")
     parser.add_argument(
-        "--size", type=_size, metavar="WxH", help="frame size of raw .yuv sources without it in the name"
+        "--size", type=size_arg, metavar="WxH", help="frame size of raw .yuv sources without it in the name"
     )
-    parser.add_argument("--fps", type=_fps, help="frame rate of raw and PNG sources (default 25)")
+    parser.add_argument("--fps", type=fps_arg, help="frame rate of raw and PNG sources (default 25)")
     parser.add_argument("--camcodec-preset", metavar="NAME", help="camcodec preset (default: camcodec's default)")
-    parser.add_argument("--steps", type=_positive_int, help="camcodec training steps (overrides the preset)")
+    parser.add_argument("--steps", type=positive_int, help="camcodec training steps (overrides the preset)")
     parser.add_argument("--device", default="auto", help="camcodec device: auto, cpu or cuda (default auto)")
     parser.add_argument("--keep-streams", action="store_true", help="keep the encoded files in DIR/streams/")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -156,29 +125,8 @@ def run(args: argparse.Namespace) -> int:
     return COMMANDS[args.eval_command](args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of ``python -m eval``."""
-    parser = argparse.ArgumentParser(prog="python -m eval", description=HELP)
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    setup_args(parser)
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m eval``: run a command; camcodec errors become one line on stderr and exit code 2."""
-    from camcodec.errors import CamcodecError
+    """``python -m eval ARGS``: the same as ``camcodec eval ARGS``."""
+    from camcodec.cli import main as camcodec_main
 
-    args = build_parser().parse_args(argv)
-    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return run(args)
-    except CamcodecError as exc:
-        print(f"eval {args.eval_command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"eval {args.eval_command}: interrupted", file=sys.stderr)
-        return 130
-    except OSError as exc:
-        print(f"eval {args.eval_command}: error: {exc}", file=sys.stderr)
-        return 1
+    return camcodec_main(["eval", *(sys.argv[1:] if argv is None else argv)])
