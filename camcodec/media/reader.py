@@ -43,6 +43,14 @@ _TEXT_FORMATS = {"tty", "bin", "xbin", "adf", "idf"}
 _TEXT_CODECS = {"ansi", "bintext", "xbin", "idf"}
 # Estimated frame counts from container metadata are trusted for preallocation up to this many bytes.
 _MAX_ESTIMATE_BYTES = 8 << 30
+#: Largest side ``scale=`` may ask for (a .cam file holds frames up to 16384 x 16384).
+MAX_SCALE_SIDE = 16384
+# Y4M colour spaces FFmpeg's demuxer knows (the C tag of the stream header).
+_Y4M_COLORSPACES = {
+    "420jpeg", "420mpeg2", "420paldv", "420", "411", "422", "444", "444alpha", "mono",
+    *(f"{c}p{b}" for c in ("420", "422", "444") for b in (9, 10, 12, 14, 16)),
+    *(f"mono{b}" for b in (9, 10, 12, 16)),
+}  # fmt: skip
 
 
 def _av_url(path: Path) -> str:
@@ -115,6 +123,9 @@ class _ContainerSource(_Source):
         try:
             self.container = av.open(_av_url(path), mode="r")
         except AV_ERRORS as exc:
+            tag = _y4m_colorspace(path)
+            if tag is not None and tag not in _Y4M_COLORSPACES:
+                raise InputError(f"{label}: unsupported Y4M colour space C{tag}") from None
             raise InputError(f"{label}: not a readable video ({one_line(exc)})") from None
         try:
             self._setup(path)
@@ -167,6 +178,19 @@ class _ContainerSource(_Source):
 
     def close(self) -> None:
         self.container.close()
+
+
+def _y4m_colorspace(path: Path) -> str | None:
+    """The C tag of a Y4M stream header ("420" when absent), or None for anything that is not Y4M."""
+    try:
+        with open(path, "rb") as fh:
+            line = fh.readline(4096)
+    except OSError:
+        return None
+    if not line.startswith(b"YUV4MPEG2 "):
+        return None
+    tags = [t for t in line.split() if t.startswith(b"C")]
+    return tags[0][1:].decode("ascii", "replace") if tags else "420"
 
 
 def _y4m_frame_count(path: Path, label: str, pix_fmt: str, width: int, height: int) -> int:
@@ -348,6 +372,8 @@ def read_video(
     if not _is_count(start, 0):
         raise InputError(f"{label}: start must be a whole number >= 0, got {start!r}")
     out_size = None if scale is None else _as_size(scale, "scale", label)
+    if out_size is not None and max(out_size) > MAX_SCALE_SIDE:
+        raise InputError(f"{label}: scale {out_size[0]}x{out_size[1]} is larger than {MAX_SCALE_SIDE} on a side")
     src, label = _open_source(source, size, fps)
     try:
         return _read(src, label, max_frames, int(start), out_size)
@@ -362,16 +388,19 @@ def _read(
     first = next(frames, None)
     if first is None:
         if src.frames_seen == 0:
+            if src.kind == "raw":
+                raise InputError(f"{label}: is empty (0 bytes): no decodable video frames")
             raise InputError(f"{label}: no decodable video frames")
         raise InputError(f"{label}: start={start} is beyond the end of the video ({src.frames_seen} frames)")
     color = color_of_frame(first, src.untagged_matrix)
     width, height = out_size or (first.width, first.height)
 
     expected = None if src.num_frames is None else max(src.num_frames - start, 1)
-    if not src.exact and expected is not None:
-        expected = min(expected, max(1, _MAX_ESTIMATE_BYTES // (width * height * 3)))
     if max_frames is not None:
         expected = max_frames if expected is None else min(expected, max_frames)
+    if expected is not None and not (src.exact and src.num_frames is not None):
+        # A guess (container metadata, or only max_frames): preallocate a bounded amount; the buffer grows.
+        expected = min(expected, max(1, _MAX_ESTIMATE_BYTES // (width * height * 3)))
     buffer = _FrameBuffer(height, width, expected or 64)
 
     frame: VideoFrame | None = first
