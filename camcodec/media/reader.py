@@ -308,6 +308,8 @@ def _open_source(source: str | os.PathLike[str], size: Any, fps: Any) -> tuple[_
     path = Path(label)
     if not path.exists():
         raise InputError(f"{label}: no such file or folder")
+    if not path.is_dir() and not path.is_file():  # a FIFO or device: FFmpeg would block or read forever
+        raise InputError(f"{label}: not a regular file or folder")
     raw = path.suffix.lower() in RAW_EXTENSIONS and not path.is_dir()
     if raw and size is None:
         raise InputError(f"{label}: raw I420 has no header; give its size=(width, height)")
