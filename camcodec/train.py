@@ -66,7 +66,7 @@ class TrainResult:
     steps: int
     frame_steps: int
     seconds: float
-    psnr: float  # over the phase's last pass over the frames, from the training MSE
+    psnr: float  # RGB PSNR of all frames, rounded to 8 bits, with the weights the phase trained
 
 
 @dataclass
@@ -149,10 +149,26 @@ def fit(
     bar.close()
     model.eval()
     seconds = time.perf_counter() - start
-    psnr = mse_to_psnr(recent[: min(phase.steps, window)].mean().item())
+    psnr = evaluate_psnr(model, frames, phase.weights)
     log.info("%s: %d steps (%d frame-steps) in %.1f s, PSNR %.2f dB", phase.name, phase.steps,
              phase.steps * batch, seconds, psnr)
     return TrainResult(phase.name, phase.steps, phase.steps * batch, seconds, psnr)
+
+
+@torch.no_grad()
+def evaluate_psnr(model: nn.Module, frames: torch.Tensor, weights: WeightMap | None = None, batch: int = 8) -> float:
+    """Mean per-frame RGB PSNR of the model's 8-bit output over all frames (the codec's metric)."""
+    num_frames = frames.shape[0]
+    params = weights(dict(model.named_parameters())) if weights is not None else None
+    total = 0.0
+    for first in range(0, num_frames, batch):
+        indices = torch.arange(first, min(first + batch, num_frames), device=frames.device)
+        times = frame_times(indices, num_frames)
+        pred = model(times) if params is None else functional_call(model, params, (times,))
+        diff = pred.clamp(0, 1).mul(255).round() - frames[indices].float()
+        mse = diff.double().pow(2).flatten(1).mean(dim=1)
+        total += (10 * torch.log10(255.0**2 / mse)).sum().item()
+    return total / num_frames
 
 
 def mse_to_psnr(mse: float) -> float:
