@@ -1,0 +1,739 @@
+"""``camcodec bench``: speed and memory of camcodec's encoder (training) and decoder, per preset and size.
+
+What it measures, for each preset and frame size, on T frames of a real clip scaled to the size (or a
+generated pattern when no clip is at hand):
+
+* training: the network the encoder would build (``resolve_config`` -> ``size_model`` -> ``CAMNeRV``),
+  trained by ``camcodec.train.fit`` for a few warm-up steps, then N steps timed per repeat; frame-steps
+  per second from the median repeat;
+* time to a PSNR: a fresh network trained with the preset's own schedule (``total_steps``) until the
+  RGB PSNR of all T frames, rendered as the decoder renders them (8-bit), reaches the target, checked
+  once per pass over the frames; the checks' own time is not counted; bounded by a time budget;
+* decoding: a file written by ``camcodec.Encoder`` (N training steps; a dense network renders as fast
+  whatever its weights), its load time (``Decoder(path)``), frames per second with the network already
+  loaded and frames rendered to memory a render group at a time, and the end-to-end time of
+  ``camcodec decode FILE -o out.y4m`` in a fresh process (imports included: what a user waits for);
+* peak memory: resident set size (VmHWM, reset before each measurement through /proc/self/clear_refs;
+  the process-wide ``ru_maxrss`` where that is impossible) and the CUDA allocator's peak on a GPU;
+* MACs per output pixel of the decoder network, counted from the model config (convolutions and
+  linear layers; normalization, CAM and activations are element-wise and not counted);
+* the machine: CPU model, cores, torch threads, GPU, library versions, camcodec's git commit.
+
+Timing follows the benchmark rule: warm up first, synchronize the device inside the timed region,
+report medians (and every repeat in the JSON). No unit test times anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import logging
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import camcodec
+from camcodec.config import EncodeConfig, resolve_config, size_model
+from camcodec.decoder import Decoder, build_segment_model, load_container, to_uint8
+from camcodec.device import resolve_device
+from camcodec.encoder import Encoder, clip_from_array
+from camcodec.errors import InputError
+from camcodec.media import read_video
+from camcodec.metrics import psnr_uint8
+from camcodec.model import CAMNeRV, ModelConfig, count_parameters, frame_times
+from camcodec.train import FitState, Phase, fit, frames_to_tensor
+from eval.results import write_atomic
+
+HELP = "benchmark camcodec: training frame-steps/s, time to a PSNR, decoding frames/s, peak memory, MACs/pixel"
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+SHARED_CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "carphone_pristine.mp4"
+SYNTHETIC = "synthetic"
+CPU_SIZES = ((320, 180),)
+GPU_SIZES = ((320, 180), (1280, 720), (1920, 1080))
+MB = 1024 * 1024
+
+
+# ---------------------------------------------------------------------------------------------------
+# Command line
+
+
+def _size_list(text: str) -> list[tuple[int, int]]:
+    sizes = []
+    for item in text.split(","):
+        try:
+            width, height = (int(v) for v in item.strip().lower().split("x"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected sizes like 320x180,1280x720, got {text!r}") from None
+        if not (1 <= width <= 16384 and 1 <= height <= 16384):
+            raise argparse.ArgumentTypeError(f"frame size out of range: {item.strip()!r}")
+        sizes.append((width, height))
+    return sizes
+
+
+def _name_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of presets")
+    return names
+
+
+def _count(least: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = least - 1
+        if value < least:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {least}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def setup_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto: cuda when present)")
+    parser.add_argument(
+        "--sizes", type=_size_list, metavar="WxH,...",
+        help="frame sizes (default 320x180 on the CPU; 320x180,1280x720,1920x1080 on a GPU)",
+    )
+    parser.add_argument("--presets", type=_name_list, default=["fast", "medium"], metavar="LIST",
+                        help="encoder presets (default fast,medium)")
+    parser.add_argument(
+        "--source", metavar="CLIP",
+        help=f"clip scaled to each size (default {SHARED_CLIP.name} from the shared data when present, "
+        f"else '{SYNTHETIC}': a generated moving pattern)",
+    )
+    parser.add_argument("--frames", type=_count(1), default=16, metavar="T",
+                        help="frames of the clip used (default 16)")
+    parser.add_argument("--steps", type=_count(1), default=20, metavar="N",
+                        help="timed training steps per repeat (default 20)")
+    parser.add_argument("--warmup", type=_count(0), default=5, metavar="N", help="untimed warm-up steps (default 5)")
+    parser.add_argument("--repeats", type=_count(1), default=3, metavar="R",
+                        help="timed repeats; medians reported (default 3)")
+    parser.add_argument("--psnr", type=_positive_float, default=28.0, metavar="DB", help="PSNR to reach (default 28)")
+    parser.add_argument("--budget", type=_positive_float, default=60.0, metavar="S",
+                        help="seconds of training allowed to reach the PSNR, per preset and size (default 60)")
+    parser.add_argument("--threads", type=_count(1), metavar="N", help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--out", default="bench.json", metavar="JSON", help="results file (default bench.json)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    sizes = args.sizes or list(GPU_SIZES if device.type == "cuda" else CPU_SIZES)
+    for preset in args.presets:
+        resolve_config(preset)  # an unknown preset or a missing folder fails before anything is measured
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise InputError(f"{out}: the folder {out.parent} does not exist")
+    settings = BenchSettings(
+        device=device,
+        sizes=sizes,
+        presets=list(args.presets),
+        source=args.source or (str(SHARED_CLIP) if SHARED_CLIP.is_file() else SYNTHETIC),
+        frames=args.frames,
+        steps=args.steps,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        psnr=args.psnr,
+        budget=args.budget,
+        threads=args.threads,
+        progress=not args.quiet,
+    )
+    report = run_bench(settings)
+    write_atomic(out, json.dumps(report, indent=2, allow_nan=False) + "\n")
+    print(format_table(report))
+    print(f"{out}: {len(report['results'])} results")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="camcodec bench", description=HELP)
+    setup_args(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark from a list of arguments (for tests and ``python -m eval.bench``)."""
+    from camcodec.errors import CamcodecError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except CamcodecError as exc:
+        print(f"camcodec bench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+# ---------------------------------------------------------------------------------------------------
+# Measurement helpers
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], device: torch.device) -> float:
+    """Seconds of ``fn()``, with the device synchronized before the clock starts and before it stops."""
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def _proc_status_kb(key: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS; False where Linux does not allow it."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear:
+            clear.write("5")
+        return _proc_status_kb("VmHWM") is not None
+    except OSError:
+        return False
+
+
+def _max_rss_kb() -> int:
+    """``ru_maxrss`` in kB (Linux reports kB, macOS bytes)."""
+    value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return value // 1024 if sys.platform == "darwin" else value
+
+
+@dataclass
+class Memory:
+    """Peak memory of one measured stretch; filled in when the ``peak_memory`` block ends."""
+
+    rss_start_mb: float = 0.0
+    rss_peak_mb: float = 0.0
+    rss_method: str = ""
+    cuda_peak_mb: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rss_start_mb": round(self.rss_start_mb, 1),
+            "rss_peak_mb": round(self.rss_peak_mb, 1),
+            "rss_method": self.rss_method,
+            "cuda_peak_mb": None if self.cuda_peak_mb is None else round(self.cuda_peak_mb, 1),
+        }
+
+
+@contextmanager
+def peak_memory(device: torch.device) -> Iterator[Memory]:
+    """Peak RSS (and CUDA peak) of the block; RSS at the start is recorded for comparison."""
+    gc.collect()
+    memory = Memory()
+    resettable = _reset_peak_rss()
+    current = _proc_status_kb("VmRSS")
+    memory.rss_start_mb = (current if current is not None else _max_rss_kb()) / 1024
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    yield memory
+    synchronize(device)
+    if resettable:
+        memory.rss_peak_mb = (_proc_status_kb("VmHWM") or 0) / 1024
+        memory.rss_method = "VmHWM, reset before the measurement"
+    else:
+        memory.rss_peak_mb = _max_rss_kb() / 1024
+        memory.rss_method = "ru_maxrss since the process started"
+    if device.type == "cuda":
+        memory.cuda_peak_mb = torch.cuda.max_memory_allocated(device) / MB
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Frames and models
+
+
+def moving_pattern(num_frames: int, height: int, width: int) -> np.ndarray:
+    """A generated stand-in for real video: drifting colour waves and a sliding square, uint8 (T, H, W, 3)."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    scale = max(width, height) / 64.0
+    frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
+    for t in range(num_frames):
+        shift = 3.0 * t * scale
+        for c in range(3):
+            wave = np.sin((xx + shift) / ((6.0 + 2 * c) * scale) + c) * np.cos((yy - shift) / ((9.0 + c) * scale))
+            frames[t, :, :, c] = np.clip(127.5 + 100.0 * wave, 0, 255).astype(np.uint8)
+        side = max(1, int(12 * scale))
+        x0 = int((4 + 3 * t) * scale) % max(width - side, 1)
+        y0 = min(int(10 * scale), max(height - side, 0))
+        frames[t, y0 : y0 + side, x0 : x0 + side] = (240, 30, 30)
+    return frames
+
+
+def load_frames(source: str, width: int, height: int, num_frames: int) -> np.ndarray:
+    """uint8 (T, H, W, 3): the source scaled to W x H (its first T frames), or the generated pattern."""
+    if source == SYNTHETIC:
+        return moving_pattern(num_frames, height, width)
+    return read_video(source, scale=(width, height), max_frames=num_frames).frames
+
+
+def build_model(model_config: ModelConfig, config: EncodeConfig, device: torch.device) -> CAMNeRV:
+    """The network as the encoder builds it: seeded, then moved to the device."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return CAMNeRV(model_config).to(device)
+
+
+def decoder_macs(config: ModelConfig) -> dict[str, int]:
+    """Multiply-accumulates of one rendered frame, by layer kind, counted from the config.
+
+    The stem's two linear layers run once per frame; each block's 3x3 convolution runs on its input
+    resolution (before the pixel shuffle); the head's 3x3 convolution on the last, uncropped feature map.
+    """
+    h, w = config.base_size
+    c0, hidden = config.channels[0], config.stem_hidden
+    stem = 2 * config.pe_levels * hidden + hidden * c0 * h * w
+    blocks = 0
+    for c_in, c_out, stride in zip(config.channels[:-1], config.channels[1:], config.strides):
+        blocks += 9 * c_in * c_out * stride * stride * h * w
+        h, w = h * stride, w * stride
+    head = 9 * config.channels[-1] * 3 * h * w
+    return {"stem": stem, "blocks": blocks, "head": head, "total": stem + blocks + head}
+
+
+@torch.no_grad()
+def render_frames(model: CAMNeRV, num_frames: int, device: torch.device) -> np.ndarray:
+    """All frames as 8-bit RGB, rendered a render group at a time as ``camcodec.Decoder`` renders them."""
+    group = model.config.render_group
+    parts = []
+    for first in range(0, num_frames, group):
+        local = torch.arange(first, min(first + group, num_frames), device=device)
+        parts.append(to_uint8(model(frame_times(local, num_frames))))
+    return np.concatenate(parts)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The measurements
+
+
+def measure_training(model: CAMNeRV, frames: torch.Tensor, config: EncodeConfig, s: BenchSettings) -> dict[str, Any]:
+    """Frame-steps per second of ``fit``: warm-up steps, then ``repeats`` runs of ``steps`` timed steps."""
+    batch = min(config.batch_size, frames.shape[0])
+    with peak_memory(s.device) as memory:
+        if s.warmup:
+            fit(model, frames, Phase("warmup", s.warmup, config.lr, config.warmup), config)
+        seconds = [
+            timed(lambda: fit(model, frames, Phase("train", s.steps, config.lr, config.warmup), config), s.device)
+            for _ in range(s.repeats)
+        ]
+    mid = median(seconds)
+    return {
+        "batch_size": batch,
+        "warmup_steps": s.warmup,
+        "steps": s.steps,
+        "seconds": [round(v, 4) for v in seconds],
+        "steps_per_s": round(s.steps / mid, 3),
+        "frame_steps_per_s": round(s.steps * batch / mid, 3),
+        "memory": memory.to_dict(),
+    }
+
+
+class _Stop(Exception):
+    """Raised from inside ``fit`` (through its checkpointer hook) to end a run early."""
+
+
+class PsnrWatch:
+    """A ``camcodec.train.Checkpointer`` that checks the network's PSNR once per pass over the frames.
+
+    ``fit`` asks ``due()`` after every step and hands its state to ``save()`` when due; this uses that
+    hook to render all frames, compare them with the source, and stop ``fit`` (by raising) once the
+    target is reached or the time budget is spent. Time spent checking is measured and left out.
+    """
+
+    def __init__(self, model: CAMNeRV, reference: np.ndarray, target: float, every: int, budget: float,
+                 device: torch.device):
+        self.model, self.reference, self.target = model, reference, target
+        self.every, self.budget, self.device = every, budget, device
+        self.calls = 0
+        self.start = time.perf_counter()
+        self.excluded = 0.0
+        self.checks: list[tuple[int, float, float]] = []  # (steps, training seconds, PSNR)
+        self.out_of_time = False
+
+    def begin(self) -> None:
+        self.start, self.excluded = time.perf_counter(), 0.0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start - self.excluded
+
+    def due(self) -> bool:
+        self.calls += 1
+        if self.elapsed() > self.budget:
+            self.out_of_time = True
+            self.check(self.calls)  # where the budget ran out
+            raise _Stop
+        return self.calls % self.every == 0
+
+    def save(self, state: FitState) -> None:
+        if self.check(state.step) >= self.target:
+            raise _Stop
+
+    def check(self, steps: int) -> float:
+        synchronize(self.device)
+        begin = time.perf_counter()
+        seconds = begin - self.start - self.excluded
+        psnr = psnr_uint8(self.reference, render_frames(self.model, len(self.reference), self.device))
+        self.checks.append((steps, seconds, psnr))
+        self.excluded += time.perf_counter() - begin
+        return psnr
+
+
+def time_to_psnr(
+    model: CAMNeRV, reference: np.ndarray, frames: torch.Tensor, config: EncodeConfig, target: float,
+    budget: float, device: torch.device,
+) -> dict[str, Any]:
+    """Train ``model`` as the encoder's main phase does until its frames reach ``target`` dB (or the budget)."""
+    num_frames = frames.shape[0]
+    batch = min(config.batch_size, num_frames)
+    total = config.total_steps(num_frames)
+    watch = PsnrWatch(model, reference, target, math.ceil(num_frames / batch), budget, device)
+    watch.begin()
+    try:
+        fit(model, frames, Phase("train", total, config.lr, config.warmup), config, checkpointer=watch)
+        watch.check(total)  # fit asks no checkpointer after its last step
+    except _Stop:
+        pass
+    reached = next((c for c in watch.checks if c[2] >= target), None)
+    last = watch.checks[-1]
+    return {
+        "target_db": target,
+        "reached": reached is not None,
+        "steps": reached[0] if reached else None,
+        "frame_steps": reached[0] * batch if reached else None,
+        "seconds": round(reached[1], 3) if reached else None,
+        "best_db": round(max(c[2] for c in watch.checks), 3),
+        "last_steps": last[0],
+        "last_seconds": round(last[1], 3),
+        "budget_steps": total,
+        "budget_s": budget,
+        "stopped_by": "target" if reached else ("time budget" if watch.out_of_time else "steps"),
+        "check_every_steps": watch.every,
+        "checks": [[steps, round(seconds, 3), round(psnr, 3)] for steps, seconds, psnr in watch.checks],
+    }
+
+
+def encode_file(frames: np.ndarray, preset: str, s: BenchSettings, path: Path) -> dict[str, Any]:
+    """A .cam file of the frames, written by ``camcodec.Encoder`` after ``steps`` training steps (no QAT)."""
+    config = resolve_config(preset, steps=s.steps, qat=0.0, device=str(s.device))
+    start = time.perf_counter()
+    stats = Encoder(config).encode(clip_from_array(frames, Fraction(25)), path).stats
+    return {
+        "training_steps": s.steps,
+        "encode_seconds": round(time.perf_counter() - start, 3),
+        "file_bytes": stats.file_bytes,
+        "bpp": round(stats.bpp, 5),
+    }
+
+
+def measure_decoding(path: Path, num_frames: int, s: BenchSettings) -> dict[str, Any]:
+    """Load time, and frames per second of rendering to memory with the network already loaded."""
+    with peak_memory(s.device) as memory:
+        load = [timed(lambda: Decoder(path, device=str(s.device)), s.device) for _ in range(s.repeats)]
+        container = load_container(path)
+        model = build_segment_model(container.segments[0], container.info, s.device)
+        render_frames(model, num_frames, s.device)  # warm-up
+        seconds = [timed(lambda: render_frames(model, num_frames, s.device), s.device) for _ in range(s.repeats)]
+    return {
+        "frames": num_frames,
+        "render_group": model.config.render_group,
+        "load_seconds": round(median(load), 4),
+        "seconds": [round(v, 4) for v in seconds],
+        "fps": round(num_frames / median(seconds), 3),
+        "memory": memory.to_dict(),
+    }
+
+
+def decode_file_process(path: Path, s: BenchSettings) -> dict[str, Any]:
+    """``camcodec decode FILE -o out.y4m`` in a fresh process: wall time and the process's peak RSS."""
+    env = dict(os.environ)
+    if s.threads is not None:
+        env["OMP_NUM_THREADS"] = str(s.threads)
+    seconds, peaks = [], []
+    with tempfile.TemporaryDirectory(prefix="camcodec-bench-") as folder:
+        out = Path(folder) / "out.y4m"
+        command = [sys.executable, "-m", "camcodec", "decode", str(path), "-o", str(out),
+                   "--device", str(s.device), "-q"]
+        for _ in range(s.repeats):
+            out.unlink(missing_ok=True)
+            with tempfile.TemporaryFile() as errors:
+                start = time.perf_counter()
+                process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors, env=env)
+                _, status, usage = os.wait4(process.pid, 0)
+                seconds.append(time.perf_counter() - start)
+                process.returncode = os.waitstatus_to_exitcode(status)
+                if process.returncode != 0:
+                    errors.seek(0)
+                    message = errors.read().decode(errors="replace").strip()
+                    raise RuntimeError(f"camcodec decode failed ({process.returncode}): {message}")
+            peaks.append(usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024))
+        output_bytes = out.stat().st_size
+    return {
+        "command": "camcodec decode FILE -o out.y4m",
+        "seconds": [round(v, 3) for v in seconds],
+        "median_seconds": round(median(seconds), 3),
+        "output_bytes": output_bytes,
+        "rss_peak_mb": round(max(peaks), 1),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# The run
+
+
+@dataclass
+class BenchSettings:
+    device: torch.device
+    sizes: list[tuple[int, int]]
+    presets: list[str]
+    source: str
+    frames: int = 16
+    steps: int = 20
+    warmup: int = 5
+    repeats: int = 3
+    psnr: float = 28.0
+    budget: float = 60.0
+    threads: int | None = None
+    progress: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "device": str(self.device),
+            "sizes": [f"{w}x{h}" for w, h in self.sizes],
+            "presets": self.presets,
+            "source": self.source,
+            "frames": self.frames,
+            "steps": self.steps,
+            "warmup": self.warmup,
+            "repeats": self.repeats,
+            "psnr_target_db": self.psnr,
+            "psnr_budget_s": self.budget,
+            "threads": self.threads,
+        }
+
+
+def bench_one(preset: str, width: int, height: int, source_frames: np.ndarray, s: BenchSettings,
+              folder: Path) -> dict[str, Any]:
+    """Every measurement for one preset and size."""
+    config = resolve_config(preset, device=str(s.device))
+    num_frames = len(source_frames)
+    model_config = size_model(width, height, num_frames, config)
+    macs = decoder_macs(model_config)
+    row: dict[str, Any] = {
+        "preset": preset,
+        "width": width,
+        "height": height,
+        "frames": num_frames,
+        "parameters": None,
+        "model_config": model_config.to_dict(),
+        "macs_per_frame": macs,
+        "macs_per_pixel": round(macs["total"] / (width * height), 2),
+    }
+    frames = frames_to_tensor(source_frames, s.device)
+
+    _progress(s, f"{preset} {width}x{height}: training speed")
+    model = build_model(model_config, config, s.device)
+    row["parameters"] = count_parameters(model)
+    row["train"] = measure_training(model, frames, config, s)
+    del model
+    _progress(s, f"{preset} {width}x{height}: time to {s.psnr:g} dB (budget {s.budget:g} s)")
+    model = build_model(model_config, config, s.device)
+    row["time_to_psnr"] = time_to_psnr(model, source_frames, frames, config, s.psnr, s.budget, s.device)
+    del model, frames
+
+    _progress(s, f"{preset} {width}x{height}: decoding")
+    path = folder / f"{preset}_{width}x{height}.cam"
+    row["file"] = encode_file(source_frames, preset, s, path)
+    row["decode"] = measure_decoding(path, num_frames, s)
+    row["decode_file"] = decode_file_process(path, s)
+    path.unlink(missing_ok=True)
+    return row
+
+
+def run_bench(s: BenchSettings) -> dict[str, Any]:
+    load_before = _load_average()
+    results = []
+    clips: dict[tuple[int, int], np.ndarray] = {}
+    with tempfile.TemporaryDirectory(prefix="camcodec-bench-") as folder:
+        for width, height in s.sizes:
+            clips[(width, height)] = load_frames(s.source, width, height, s.frames)
+            for preset in s.presets:
+                try:
+                    results.append(bench_one(preset, width, height, clips[(width, height)], s, Path(folder)))
+                except torch.cuda.OutOfMemoryError as exc:
+                    torch.cuda.empty_cache()
+                    message = " ".join(str(exc).split())[:200]
+                    log.warning("%s %dx%d: out of GPU memory: %s", preset, width, height, message)
+                    results.append({"preset": preset, "width": width, "height": height,
+                                    "error": f"out of GPU memory: {message}"})
+            del clips[(width, height)]
+    return {
+        "schema": SCHEMA_VERSION,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "argv": list(sys.argv),
+        "machine": {**machine_info(s.device), "load_average": {"start": load_before, "end": _load_average()}},
+        "settings": s.to_dict(),
+        "results": results,
+    }
+
+
+def _load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages: on a shared machine, a high load explains noisy figures."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
+def _progress(s: BenchSettings, message: str) -> None:
+    if s.progress:
+        print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The machine and the table
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str | None:
+    """camcodec's checkout as ``git describe --always --dirty``, when it is a git checkout."""
+    try:
+        result = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=Path(camcodec.__file__).resolve().parent,
+            capture_output=True, text=True, timeout=10, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip() or None
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    import av
+
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cuda = device.type == "cuda"
+    props = torch.cuda.get_device_properties(device) if cuda else None
+    return {
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": usable,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "device": str(device),
+        "gpu": props.name if props else None,
+        "gpu_memory_mb": round(props.total_memory / MB) if props else None,
+        "cuda": torch.version.cuda if cuda else None,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "torch": torch.__version__,
+        "av": av.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "camcodec": camcodec.__version__,
+        "camcodec_commit": git_commit(),
+    }
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """A short aligned table of the headline figures, with the machine above it."""
+    m = report["machine"]
+    gpu = f", GPU {m['gpu']}" if m["gpu"] else ""
+    load = m["load_average"]["start"]
+    busy = f", load {load[0]:.1f} before the run" if load else ""
+    head = (f"{m['cpu']} ({m['cpus_usable']} usable CPUs, torch {m['torch']}, {m['torch_threads']} threads{gpu}), "
+            f"device {m['device']}{busy}")
+    cuda = m["gpu"] is not None
+    columns = ["preset", "size", "params", "train f-steps/s", f"to {report['settings']['psnr_target_db']:g} dB",
+               "decode fps", "load s", "file decode s", "MACs/px", "peak RSS MB train/decode"]
+    if cuda:
+        columns.append("CUDA MB train/dec")
+    rows = []
+    for r in report["results"]:
+        size = f"{r['width']}x{r['height']}"
+        if "error" in r:
+            rows.append([r["preset"], size, r["error"]] + [""] * (len(columns) - 3))
+            continue
+        t = r["time_to_psnr"]
+        reach = (f"{t['seconds']:.1f} s ({t['steps']} st)" if t["reached"]
+                 else f"no ({t['best_db']:.1f} dB, {t['last_seconds']:.0f} s)")
+        train_mem, dec_mem = r["train"]["memory"], r["decode"]["memory"]
+        dec_rss = r["decode_file"]["rss_peak_mb"]  # a fresh process: the in-process figure holds training's leftovers
+        row = [
+            r["preset"], size, f"{r['parameters']:,}", _fmt(r["train"]["frame_steps_per_s"]), reach,
+            _fmt(r["decode"]["fps"]), _fmt(r["decode"]["load_seconds"], 2), _fmt(r["decode_file"]["median_seconds"], 2),
+            f"{r['macs_per_pixel']:,.0f}", f"{train_mem['rss_peak_mb']:.0f}/{dec_rss:.0f}",
+        ]
+        if cuda:
+            row.append(f"{_fmt(train_mem['cuda_peak_mb'], 0)}/{_fmt(dec_mem['cuda_peak_mb'], 0)}")
+        rows.append(row)
+    widths = [max(len(str(x)) for x in col) for col in zip(columns, *rows)]
+    lines = [head, "  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
