@@ -235,7 +235,7 @@ class _RawSource(_Source):
         if rest:
             raise InputError(
                 f"{label}: {nbytes} bytes is not a whole number of {self.width}x{self.height} I420 frames "
-                f"of {self.frame_bytes} bytes ({whole} frames and {rest} bytes left over); check size="
+                f"of {self.frame_bytes} bytes ({whole} frames and {rest} bytes left over): is the frame size right?"
             )
         self.num_frames = whole
 
@@ -312,9 +312,11 @@ def _open_source(source: str | os.PathLike[str], size: Any, fps: Any) -> tuple[_
         raise InputError(f"{label}: not a regular file or folder")
     raw = path.suffix.lower() in RAW_EXTENSIONS and not path.is_dir()
     if raw and size is None:
-        raise InputError(f"{label}: raw I420 has no header; give its size=(width, height)")
+        raise InputError(f"{label}: raw I420 has no header; give its frame size (--size WxH, or size=(W, H))")
     if not raw and size is not None:
-        raise InputError(f"{label}: size= is only for raw .yuv/.i420/.raw files; this one gives its own size")
+        raise InputError(
+            f"{label}: a frame size (--size, size=) is only for raw .yuv/.i420/.raw files; this one has its own"
+        )
     rate = DEFAULT_FPS if fps is None else _as_fraction(fps, "fps", label)
     try:
         if path.is_dir():
