@@ -141,7 +141,7 @@ class RansCoder:
         if len(payload) > WORD * (coded + 2):
             raise HeaderError(f"rANS payload of {len(payload)} bytes is longer than {coded} symbols can produce")
         if int.from_bytes(payload[: 2 * WORD], "little") < RANS64_L:
-            raise HeaderError("rANS payload starts with a state below 2**31, which no encoder produces: corrupt payload")
+            raise HeaderError("rANS payload starts with a state below 2**31, which no encoder writes: corrupt payload")
         words = len(payload) // WORD
         freqs = parsed.freqs()
         order = freqtable.rank_order(freqs)

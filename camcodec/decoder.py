@@ -41,8 +41,9 @@ def build_segment_model(segment: bitstream.Segment, info: bitstream.VideoInfo, d
     if any(not isinstance(t, bitstream.QuantizedTensor) for t in segment.tensors):
         raise HeaderError(f"{where}: holds a raw (unquantized) tensor; camcodec models store quantized tensors only")
     held = sum(int(np.asarray(t.symbols).size) for t in segment.tensors)
-    if held != parameter_count(config):
-        raise HeaderError(f"{where}: the model config has {parameter_count(config):,} parameters, the file holds {held:,}")
+    expected = parameter_count(config)
+    if held != expected:
+        raise HeaderError(f"{where}: the model config has {expected:,} parameters, the file holds {held:,}")
     try:
         model = CAMNeRV(config)
         load_quantized(model, segment.tensors)
@@ -75,7 +76,8 @@ def checked_model_config(data: Any, where: str) -> ModelConfig:
         hints = typing.get_type_hints(ModelConfig)
         for key, value in data.items():
             if key in hints and not _type_ok(value, hints[key]):
-                kind = getattr(hints[key], "__name__", str(hints[key])) if not typing.get_args(hints[key]) else "list of int"
+                hint = hints[key]
+                kind = "list of int" if typing.get_args(hint) else getattr(hint, "__name__", str(hint))
                 raise HeaderError(f"{where}: model config {key} = {str(value)[:40]} is not a {kind}")
     try:
         return ModelConfig.from_dict(data)
@@ -107,7 +109,9 @@ def check_segment(segment: dict[str, Any], video: dict[str, Any], where: str) ->
     stored = {t["name"]: tuple(t["shape"]) for t in segment["tensors"]}
     for tensor in segment["tensors"]:
         if tensor["kind"] != "quantized":
-            raise HeaderError(f"{where}: tensor {tensor['name']!r} is {tensor['kind']}; camcodec stores quantized tensors only")
+            raise HeaderError(
+                f"{where}: tensor {tensor['name']!r} is {tensor['kind']}; camcodec stores quantized tensors only"
+            )
     if stored != shapes:
         wrong = sorted(set(stored) ^ set(shapes)) or sorted(n for n in stored if stored[n] != shapes[n])
         raise HeaderError(f"{where}: the tensors do not match the model config (first mismatch: {wrong[0]!r})")

@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--frames: {exc}") from None
     if not indices:
         chosen = "" if args.frames is None else f" {_range_text(args.frames)}"
-        raise InputError(f"{args.input}: --frames{chosen} selects no frame; the video has {len(decoder)} (0..{len(decoder) - 1})")
+        last = len(decoder) - 1
+        raise InputError(f"{args.input}: --frames{chosen} selects no frame; the video has {len(decoder)} (0..{last})")
     # YUV outputs of an RGB source use BT.709; YUV sources get their own matrix back.
     matrix = "bt709" if decoder.info.color_matrix == "rgb" else decoder.info.color_matrix
     with VideoWriter(args.output, decoder.width, decoder.height, decoder.fps, codec=args.codec,
