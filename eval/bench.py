@@ -4,11 +4,13 @@ What it measures, for each preset and frame size, on T frames of a real clip sca
 generated pattern when no clip is at hand):
 
 * training: the network the encoder would build (``resolve_config`` -> ``size_model`` -> ``CAMNeRV``),
-  trained by ``camcodec.train.fit`` for a few warm-up steps, then N steps timed per repeat; frame-steps
+  trained by ``camcodec.train.fit``: per repeat one call, a few warm-up steps, then N steps timed
+  between fit's per-step hook calls (its set-up and its closing PSNR pass are left out); frame-steps
   per second from the median repeat;
 * time to a PSNR: a fresh network trained with the preset's own schedule (``total_steps``) until the
-  RGB PSNR of all T frames, rendered as the decoder renders them (8-bit), reaches the target, checked
-  once per pass over the frames; the checks' own time is not counted; bounded by a time budget;
+  PSNR of all T frames (``camcodec.train.evaluate_psnr``: 8-bit RGB, as the decoder renders them)
+  reaches the target, checked once per pass over the frames; the checks' own time is not counted;
+  bounded by a time budget;
 * decoding: a file written by ``camcodec.Encoder`` (N training steps; a dense network renders as fast
   whatever its weights), its load time (``Decoder(path)``), frames per second with the network already
   loaded and frames rendered to memory a render group at a time, and the end-to-end time of
@@ -56,9 +58,8 @@ from camcodec.device import resolve_device
 from camcodec.encoder import Encoder, clip_from_array
 from camcodec.errors import InputError
 from camcodec.media import read_video
-from camcodec.metrics import psnr_uint8
 from camcodec.model import CAMNeRV, ModelConfig, count_parameters, frame_times
-from camcodec.train import FitState, Phase, fit, frames_to_tensor
+from camcodec.train import FitState, Phase, evaluate_psnr, fit, frames_to_tensor
 from eval.results import write_atomic
 
 HELP = "benchmark camcodec: training frame-steps/s, time to a PSNR, decoding frames/s, peak memory, MACs/pixel"
@@ -137,7 +138,8 @@ def setup_args(parser: argparse.ArgumentParser) -> None:
                         help="frames of the clip used (default 16)")
     parser.add_argument("--steps", type=_count(1), default=20, metavar="N",
                         help="timed training steps per repeat (default 20)")
-    parser.add_argument("--warmup", type=_count(0), default=5, metavar="N", help="untimed warm-up steps (default 5)")
+    parser.add_argument("--warmup", type=_count(1), default=5, metavar="N",
+                        help="untimed warm-up steps before each repeat's timed steps (default 5)")
     parser.add_argument("--repeats", type=_count(1), default=3, metavar="R",
                         help="timed repeats; medians reported (default 3)")
     parser.add_argument("--psnr", type=_positive_float, default=28.0, metavar="DB", help="PSNR to reach (default 28)")
@@ -354,20 +356,51 @@ def render_frames(model: CAMNeRV, num_frames: int, device: torch.device) -> np.n
 # The measurements
 
 
+class StepClock:
+    """A ``camcodec.train.Checkpointer`` that never saves: it notes the time after chosen steps.
+
+    ``fit`` asks ``due()`` after every step but its last; timing between two of those calls leaves out
+    what ``fit`` does before its first step (optimizer set-up) and after its last (the PSNR pass over
+    all frames), so the figure is the steady training loop alone.
+    """
+
+    def __init__(self, marks: tuple[int, int], device: torch.device):
+        self.marks, self.device = marks, device
+        self.steps = 0
+        self.times: dict[int, float] = {}
+
+    def due(self) -> bool:
+        self.steps += 1
+        if self.steps in self.marks:
+            synchronize(self.device)
+            self.times[self.steps] = time.perf_counter()
+        return False
+
+    def save(self, state: FitState) -> None:  # never due
+        raise AssertionError("StepClock.save called")
+
+    @property
+    def seconds(self) -> float:
+        first, last = self.marks
+        return self.times[last] - self.times[first]
+
+
 def measure_training(model: CAMNeRV, frames: torch.Tensor, config: EncodeConfig, s: BenchSettings) -> dict[str, Any]:
-    """Frame-steps per second of ``fit``: warm-up steps, then ``repeats`` runs of ``steps`` timed steps."""
+    """Frame-steps per second of ``fit``: per repeat one ``fit`` call, warm-up steps, then N timed steps."""
     batch = min(config.batch_size, frames.shape[0])
+    lead = s.warmup  # >= 1: a fit call's first step also creates the optimizer's state
+    seconds = []
     with peak_memory(s.device) as memory:
-        if s.warmup:
-            fit(model, frames, Phase("warmup", s.warmup, config.lr, config.warmup), config)
-        seconds = [
-            timed(lambda: fit(model, frames, Phase("train", s.steps, config.lr, config.warmup), config), s.device)
-            for _ in range(s.repeats)
-        ]
+        for _ in range(s.repeats):
+            clock = StepClock((lead, lead + s.steps), s.device)
+            # One step more than the marks: fit asks its checkpointer after every step but the last.
+            phase = Phase("train", lead + s.steps + 1, config.lr, config.warmup)
+            fit(model, frames, phase, config, checkpointer=clock)
+            seconds.append(clock.seconds)
     mid = median(seconds)
     return {
         "batch_size": batch,
-        "warmup_steps": s.warmup,
+        "warmup_steps": lead,
         "steps": s.steps,
         "seconds": [round(v, 4) for v in seconds],
         "steps_per_s": round(s.steps / mid, 3),
@@ -380,19 +413,25 @@ class _Stop(Exception):
     """Raised from inside ``fit`` (through its checkpointer hook) to end a run early."""
 
 
+def _finite(value: float) -> float | None:
+    """A PSNR for JSON: rounded, or None where it is infinite (frames reproduced exactly)."""
+    return round(value, 3) if math.isfinite(value) else None
+
+
 class PsnrWatch:
     """A ``camcodec.train.Checkpointer`` that checks the network's PSNR once per pass over the frames.
 
     ``fit`` asks ``due()`` after every step and hands its state to ``save()`` when due; this uses that
-    hook to render all frames, compare them with the source, and stop ``fit`` (by raising) once the
-    target is reached or the time budget is spent. Time spent checking is measured and left out.
+    hook to measure the PSNR of all frames as the codec does (``camcodec.train.evaluate_psnr``: 8-bit
+    RGB, mean over frames) and to stop ``fit`` (by raising) once the target is reached or the time budget
+    is spent. Time spent checking is measured and left out of the training time.
     """
 
-    def __init__(self, model: CAMNeRV, reference: np.ndarray, target: float, every: int, budget: float,
+    def __init__(self, model: CAMNeRV, frames: torch.Tensor, target: float, every: int, budget: float,
                  device: torch.device):
-        self.model, self.reference, self.target = model, reference, target
+        self.model, self.frames, self.target = model, frames, target
         self.every, self.budget, self.device = every, budget, device
-        self.calls = 0
+        self.steps = 0
         self.start = time.perf_counter()
         self.excluded = 0.0
         self.checks: list[tuple[int, float, float]] = []  # (steps, training seconds, PSNR)
@@ -401,16 +440,13 @@ class PsnrWatch:
     def begin(self) -> None:
         self.start, self.excluded = time.perf_counter(), 0.0
 
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start - self.excluded
-
     def due(self) -> bool:
-        self.calls += 1
-        if self.elapsed() > self.budget:
+        self.steps += 1
+        if time.perf_counter() - self.start - self.excluded > self.budget:
             self.out_of_time = True
-            self.check(self.calls)  # where the budget ran out
+            self.check(self.steps)  # where the budget ran out
             raise _Stop
-        return self.calls % self.every == 0
+        return self.steps % self.every == 0
 
     def save(self, state: FitState) -> None:
         if self.check(state.step) >= self.target:
@@ -420,25 +456,25 @@ class PsnrWatch:
         synchronize(self.device)
         begin = time.perf_counter()
         seconds = begin - self.start - self.excluded
-        psnr = psnr_uint8(self.reference, render_frames(self.model, len(self.reference), self.device))
+        psnr = evaluate_psnr(self.model, self.frames)
         self.checks.append((steps, seconds, psnr))
         self.excluded += time.perf_counter() - begin
         return psnr
 
 
 def time_to_psnr(
-    model: CAMNeRV, reference: np.ndarray, frames: torch.Tensor, config: EncodeConfig, target: float,
-    budget: float, device: torch.device,
+    model: CAMNeRV, frames: torch.Tensor, config: EncodeConfig, target: float, budget: float, device: torch.device,
 ) -> dict[str, Any]:
     """Train ``model`` as the encoder's main phase does until its frames reach ``target`` dB (or the budget)."""
     num_frames = frames.shape[0]
     batch = min(config.batch_size, num_frames)
     total = config.total_steps(num_frames)
-    watch = PsnrWatch(model, reference, target, math.ceil(num_frames / batch), budget, device)
+    watch = PsnrWatch(model, frames, target, math.ceil(num_frames / batch), budget, device)
     watch.begin()
     try:
-        fit(model, frames, Phase("train", total, config.lr, config.warmup), config, checkpointer=watch)
-        watch.check(total)  # fit asks no checkpointer after its last step
+        result = fit(model, frames, Phase("train", total, config.lr, config.warmup), config, checkpointer=watch)
+        # fit asks no checkpointer after its last step; its own result holds the PSNR then.
+        watch.checks.append((total, result.seconds - watch.excluded, result.psnr))
     except _Stop:
         pass
     reached = next((c for c in watch.checks if c[2] >= target), None)
@@ -449,14 +485,14 @@ def time_to_psnr(
         "steps": reached[0] if reached else None,
         "frame_steps": reached[0] * batch if reached else None,
         "seconds": round(reached[1], 3) if reached else None,
-        "best_db": round(max(c[2] for c in watch.checks), 3),
+        "best_db": _finite(max(c[2] for c in watch.checks)),
         "last_steps": last[0],
         "last_seconds": round(last[1], 3),
         "budget_steps": total,
         "budget_s": budget,
         "stopped_by": "target" if reached else ("time budget" if watch.out_of_time else "steps"),
         "check_every_steps": watch.every,
-        "checks": [[steps, round(seconds, 3), round(psnr, 3)] for steps, seconds, psnr in watch.checks],
+        "checks": [[steps, round(seconds, 3), _finite(psnr)] for steps, seconds, psnr in watch.checks],
     }
 
 
@@ -585,7 +621,7 @@ def bench_one(preset: str, width: int, height: int, source_frames: np.ndarray, s
     del model
     _progress(s, f"{preset} {width}x{height}: time to {s.psnr:g} dB (budget {s.budget:g} s)")
     model = build_model(model_config, config, s.device)
-    row["time_to_psnr"] = time_to_psnr(model, source_frames, frames, config, s.psnr, s.budget, s.device)
+    row["time_to_psnr"] = time_to_psnr(model, frames, config, s.psnr, s.budget, s.device)
     del model, frames
 
     _progress(s, f"{preset} {width}x{height}: decoding")

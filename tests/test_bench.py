@@ -130,7 +130,7 @@ def test_time_to_psnr_stops_at_the_target_or_the_budget():
 
     def run(target: float, budget: float) -> dict:
         model = bench.build_model(model_config, config, device)
-        return bench.time_to_psnr(model, frames, tensor, config, target, budget, device)
+        return bench.time_to_psnr(model, tensor, config, target, budget, device)
 
     easy = run(1.0, 60.0)
     assert easy["reached"] and easy["stopped_by"] == "target" and easy["steps"] == easy["check_every_steps"] == 1
