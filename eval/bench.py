@@ -72,6 +72,7 @@ SYNTHETIC = "synthetic"
 CPU_SIZES = ((320, 180),)
 GPU_SIZES = ((320, 180), (1280, 720), (1920, 1080))
 MB = 1024 * 1024
+MAX_PROCESS_RUNS = 3  # each fresh-process decode pays torch's import: a few seconds
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -140,8 +141,9 @@ def setup_args(parser: argparse.ArgumentParser) -> None:
                         help="timed training steps per repeat (default 20)")
     parser.add_argument("--warmup", type=_count(1), default=5, metavar="N",
                         help="untimed warm-up steps before each repeat's timed steps (default 5)")
-    parser.add_argument("--repeats", type=_count(1), default=3, metavar="R",
-                        help="timed repeats; medians reported (default 3)")
+    parser.add_argument("--repeats", type=_count(1), default=5, metavar="R",
+                        help="timed repeats, medians reported (default 5); the file decode in a fresh "
+                        f"process runs min(R, {MAX_PROCESS_RUNS}) times")
     parser.add_argument("--psnr", type=_positive_float, default=28.0, metavar="DB", help="PSNR to reach (default 28)")
     parser.add_argument("--budget", type=_positive_float, default=60.0, metavar="S",
                         help="seconds of training allowed to reach the PSNR, per preset and size (default 60)")
@@ -367,13 +369,13 @@ class StepClock:
     def __init__(self, marks: tuple[int, int], device: torch.device):
         self.marks, self.device = marks, device
         self.steps = 0
-        self.times: dict[int, float] = {}
+        self.times: dict[int, tuple[float, float]] = {}  # steps -> (wall clock, this process's CPU time)
 
     def due(self) -> bool:
         self.steps += 1
         if self.steps in self.marks:
             synchronize(self.device)
-            self.times[self.steps] = time.perf_counter()
+            self.times[self.steps] = (time.perf_counter(), time.process_time())
         return False
 
     def save(self, state: FitState) -> None:  # never due
@@ -382,14 +384,21 @@ class StepClock:
     @property
     def seconds(self) -> float:
         first, last = self.marks
-        return self.times[last] - self.times[first]
+        return self.times[last][0] - self.times[first][0]
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time of all this process's threads between the marks: far below threads x seconds means
+        the threads waited for cores other processes held."""
+        first, last = self.marks
+        return self.times[last][1] - self.times[first][1]
 
 
 def measure_training(model: CAMNeRV, frames: torch.Tensor, config: EncodeConfig, s: BenchSettings) -> dict[str, Any]:
     """Frame-steps per second of ``fit``: per repeat one ``fit`` call, warm-up steps, then N timed steps."""
     batch = min(config.batch_size, frames.shape[0])
     lead = s.warmup  # >= 1: a fit call's first step also creates the optimizer's state
-    seconds = []
+    seconds, cpu_seconds = [], []
     with peak_memory(s.device) as memory:
         for _ in range(s.repeats):
             clock = StepClock((lead, lead + s.steps), s.device)
@@ -397,12 +406,14 @@ def measure_training(model: CAMNeRV, frames: torch.Tensor, config: EncodeConfig,
             phase = Phase("train", lead + s.steps + 1, config.lr, config.warmup)
             fit(model, frames, phase, config, checkpointer=clock)
             seconds.append(clock.seconds)
+            cpu_seconds.append(clock.cpu_seconds)
     mid = median(seconds)
     return {
         "batch_size": batch,
         "warmup_steps": lead,
         "steps": s.steps,
         "seconds": [round(v, 4) for v in seconds],
+        "cpu_seconds": [round(v, 4) for v in cpu_seconds],
         "steps_per_s": round(s.steps / mid, 3),
         "frame_steps_per_s": round(s.steps * batch / mid, 3),
         "memory": memory.to_dict(),
@@ -527,36 +538,53 @@ def measure_decoding(path: Path, num_frames: int, s: BenchSettings) -> dict[str,
     }
 
 
-def decode_file_process(path: Path, s: BenchSettings) -> dict[str, Any]:
-    """``camcodec decode FILE -o out.y4m`` in a fresh process: wall time and the process's peak RSS."""
+def run_camcodec(arguments: list[str], s: BenchSettings) -> tuple[float, float]:
+    """Run ``camcodec ARGUMENTS`` in a fresh process: (wall seconds, that process's peak RSS in MB)."""
     env = dict(os.environ)
     if s.threads is not None:
         env["OMP_NUM_THREADS"] = str(s.threads)
-    seconds, peaks = [], []
+    command = [sys.executable, "-m", "camcodec", *arguments]
+    with tempfile.TemporaryFile() as errors:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors, env=env)
+        _, status, usage = os.wait4(process.pid, 0)  # the child's own rusage, unlike RUSAGE_CHILDREN
+        seconds = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            errors.seek(0)
+            message = " ".join(errors.read().decode(errors="replace").split())
+            raise RuntimeError(f"camcodec {arguments[0]} failed with exit code {process.returncode}: {message}")
+    return seconds, usage.ru_maxrss / (MB if sys.platform == "darwin" else 1024)
+
+
+def decode_file_process(path: Path, s: BenchSettings) -> dict[str, Any]:
+    """``camcodec decode FILE -o out.y4m`` in a fresh process: wall time and the process's peak RSS."""
+    runs = []
     with tempfile.TemporaryDirectory(prefix="camcodec-bench-") as folder:
         out = Path(folder) / "out.y4m"
-        command = [sys.executable, "-m", "camcodec", "decode", str(path), "-o", str(out),
-                   "--device", str(s.device), "-q"]
-        for _ in range(s.repeats):
+        for _ in range(min(s.repeats, MAX_PROCESS_RUNS)):
             out.unlink(missing_ok=True)
-            with tempfile.TemporaryFile() as errors:
-                start = time.perf_counter()
-                process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors, env=env)
-                _, status, usage = os.wait4(process.pid, 0)
-                seconds.append(time.perf_counter() - start)
-                process.returncode = os.waitstatus_to_exitcode(status)
-                if process.returncode != 0:
-                    errors.seek(0)
-                    message = errors.read().decode(errors="replace").strip()
-                    raise RuntimeError(f"camcodec decode failed ({process.returncode}): {message}")
-            peaks.append(usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024))
+            runs.append(run_camcodec(["decode", str(path), "-o", str(out), "--device", str(s.device), "-q"], s))
         output_bytes = out.stat().st_size
+    seconds = [run[0] for run in runs]
     return {
         "command": "camcodec decode FILE -o out.y4m",
         "seconds": [round(v, 3) for v in seconds],
         "median_seconds": round(median(seconds), 3),
         "output_bytes": output_bytes,
-        "rss_peak_mb": round(max(peaks), 1),
+        "rss_peak_mb": round(max(run[1] for run in runs), 1),
+    }
+
+
+def startup_process(s: BenchSettings) -> dict[str, Any]:
+    """``camcodec --version`` in a fresh process: the start-up (imports) inside every file decode's time."""
+    runs = [run_camcodec(["--version"], s) for _ in range(min(s.repeats, MAX_PROCESS_RUNS))]
+    seconds = [run[0] for run in runs]
+    return {
+        "command": "camcodec --version",
+        "seconds": [round(v, 3) for v in seconds],
+        "median_seconds": round(median(seconds), 3),
+        "rss_peak_mb": round(max(run[1] for run in runs), 1),
     }
 
 
@@ -573,7 +601,7 @@ class BenchSettings:
     frames: int = 16
     steps: int = 20
     warmup: int = 5
-    repeats: int = 3
+    repeats: int = 5
     psnr: float = 28.0
     budget: float = 60.0
     threads: int | None = None
@@ -635,6 +663,8 @@ def bench_one(preset: str, width: int, height: int, source_frames: np.ndarray, s
 
 def run_bench(s: BenchSettings) -> dict[str, Any]:
     load_before = _load_average()
+    _progress(s, "start-up time of a fresh camcodec process")
+    startup = startup_process(s)
     results = []
     clips: dict[tuple[int, int], np.ndarray] = {}
     with tempfile.TemporaryDirectory(prefix="camcodec-bench-") as folder:
@@ -656,6 +686,7 @@ def run_bench(s: BenchSettings) -> dict[str, Any]:
         "argv": list(sys.argv),
         "machine": {**machine_info(s.device), "load_average": {"start": load_before, "end": _load_average()}},
         "settings": s.to_dict(),
+        "startup": startup,
         "results": results,
     }
 
@@ -741,6 +772,8 @@ def format_table(report: dict[str, Any]) -> str:
     busy = f", load {load[0]:.1f} before the run" if load else ""
     head = (f"{m['cpu']} ({m['cpus_usable']} usable CPUs, torch {m['torch']}, {m['torch_threads']} threads{gpu}), "
             f"device {m['device']}{busy}")
+    startup = (f"a fresh camcodec process starts in {report['startup']['median_seconds']:.1f} s "
+               "(inside 'file decode s': camcodec decode FILE -o out.y4m)")
     cuda = m["gpu"] is not None
     columns = ["preset", "size", "params", "train f-steps/s", f"to {report['settings']['psnr_target_db']:g} dB",
                "decode fps", "load s", "file decode s", "MACs/px", "peak RSS MB train/decode"]
@@ -766,7 +799,7 @@ def format_table(report: dict[str, Any]) -> str:
             row.append(f"{_fmt(train_mem['cuda_peak_mb'], 0)}/{_fmt(dec_mem['cuda_peak_mb'], 0)}")
         rows.append(row)
     widths = [max(len(str(x)) for x in col) for col in zip(columns, *rows)]
-    lines = [head, "  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines = [head, startup, "  ".join(c.ljust(w) for c, w in zip(columns, widths))]
     lines += ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip() for row in rows]
     return "\n".join(lines)
 

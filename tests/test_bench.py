@@ -24,7 +24,8 @@ ROW_FIELDS = {
     "train", "time_to_psnr", "file", "decode", "decode_file",
 }
 SECTION_FIELDS = {
-    "train": {"batch_size", "warmup_steps", "steps", "seconds", "steps_per_s", "frame_steps_per_s", "memory"},
+    "train": {"batch_size", "warmup_steps", "steps", "seconds", "cpu_seconds", "steps_per_s", "frame_steps_per_s",
+              "memory"},
     "time_to_psnr": {"target_db", "reached", "steps", "frame_steps", "seconds", "best_db", "last_steps",
                      "last_seconds", "budget_steps", "budget_s", "stopped_by", "check_every_steps", "checks"},
     "file": {"training_steps", "encode_seconds", "file_bytes", "bpp"},
@@ -47,6 +48,7 @@ def test_bench_command_writes_every_field(tmp_path, capsys):
     assert main(["bench", "--sizes", "40x24", *TINY, "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["schema"] == bench.SCHEMA_VERSION
+    assert set(report["startup"]) == {"command", "seconds", "median_seconds", "rss_peak_mb"}
     assert set(report["machine"]) == MACHINE_FIELDS and report["machine"]["device"] == "cpu"
     assert report["settings"]["sizes"] == ["40x24"] and report["settings"]["source"] == "synthetic"
     assert [(r["preset"], r["width"], r["height"]) for r in report["results"]] == [("fast", 40, 24)]
@@ -158,8 +160,9 @@ def test_table_shows_a_missed_target_and_an_error_row():
         "decode_file": {"median_seconds": 3.0, "rss_peak_mb": 400.0},
     }
     error = {"preset": "medium", "width": 1920, "height": 1080, "error": "out of GPU memory"}
-    report = {"machine": machine, "settings": {"psnr_target_db": 28.0}, "results": [row, error]}
+    report = {"machine": machine, "settings": {"psnr_target_db": 28.0}, "startup": {"median_seconds": 2.5},
+              "results": [row, error]}
     lines = bench.format_table(report).splitlines()
-    assert len(lines) == 4 and "to 28 dB" in lines[1]
-    assert "no (21.5 dB, 60 s)" in lines[2] and "500/400" in lines[2]
-    assert "out of GPU memory" in lines[3]
+    assert len(lines) == 5 and "2.5 s" in lines[1] and "to 28 dB" in lines[2]
+    assert "no (21.5 dB, 60 s)" in lines[3] and "500/400" in lines[3]
+    assert "out of GPU memory" in lines[4]
