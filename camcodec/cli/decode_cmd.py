@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 from camcodec.cli.args import range_arg
 from camcodec.decoder import Decoder
-from camcodec.errors import InputError
+from camcodec.errors import InputError, OutputError
 from camcodec.media import OUTPUT_KINDS, VideoWriter
 from tqdm.auto import tqdm
 
@@ -26,6 +27,8 @@ def setup_args(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
+    if os.path.isfile(args.output) and os.path.isfile(args.input) and os.path.samefile(args.output, args.input):
+        raise OutputError(f"{args.output}: is the input file; refusing to overwrite it")
     decoder = Decoder(args.input, device=args.device)
     try:
         indices = decoder.select(args.frames)

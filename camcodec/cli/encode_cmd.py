@@ -44,7 +44,7 @@ def setup_args(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_output_path(args.output)  # before training, not after
+    check_output_path(args.output, source=args.input)  # before training, not after
     stats = api.encode(
         args.input,
         args.output,

@@ -95,14 +95,18 @@ def _reserve(parent: Path, name: str, suffix: str, folder: bool) -> Path:
             continue
 
 
-def check_output_path(path: str | os.PathLike[str]) -> None:
+def check_output_path(path: str | os.PathLike[str], source: str | os.PathLike[str] | None = None) -> None:
     """Refuse, with an OutputError naming it, an output file path that cannot be written.
 
     For a check before long work (an encode trains for minutes before it writes): the folder must
-    exist and take a new file (one is created and removed), and the path must not be a folder.
+    exist and take a new file (one is created and removed), the path must not be a folder, nor the
+    ``source`` file the output is made from (writing would destroy it).
     """
     label = os.fsdecode(os.fspath(path))
     target = Path(label)
+    if source is not None and target.exists() and Path(os.fspath(source)).exists():
+        if os.path.samefile(target, os.fspath(source)):
+            raise OutputError(f"{label}: is the input file; refusing to overwrite it")
     parent = target.parent
     if not parent.exists():
         raise OutputError(f"{label}: folder {parent} does not exist")
