@@ -40,7 +40,7 @@ Bounding what the decoder reads (compressai 1.2, ``rans_interface.cpp`` and ``ra
   follow it in the buffer. This also bounds the work a forged payload causes: a symbol of rank ``r``
   costs ``r + 1`` comparisons in compressai's linear CDF search but carries at least ``log2(r + 1)``
   bits, so the search work is at most ``count + 4096 * (budget + 16 * CHUNK)``, proportional to the
-  payload, and memory beyond the output is one chunk.
+  payload. The output grows with the symbols decoded, so a forged count costs no memory either.
 """
 
 from __future__ import annotations
@@ -153,7 +153,8 @@ class RansCoder:
         padded = bytes(payload) + bytes(WORD * padding_words(words, coded))
         decoder = _ans().RansDecoder()
         decoder.set_stream(padded)
-        ranks = np.empty(coded, dtype=np.int32)
+        # Grown as symbols are decoded (not allocated for the claimed count): memory follows the payload.
+        ranks = np.empty(min(coded, 4 * CHUNK), dtype=np.int32)
         indexes = [0] * min(CHUNK, coded)
         spent = 0.0
         for start in range(0, coded, CHUNK):
@@ -169,6 +170,10 @@ class RansCoder:
                 raise HeaderError(
                     f"rANS payload of {len(payload)} bytes is too short for the symbols it decodes to: corrupt payload"
                 )
+            if start + size > len(ranks):
+                grown = np.empty(min(coded, 2 * len(ranks)), dtype=np.int32)
+                grown[:start] = ranks[:start]
+                ranks = grown
             ranks[start : start + size] = chunk
         if ranks[count:].any():
             raise HeaderError("rANS payload decodes to non-zero padding: corrupt payload")
