@@ -138,6 +138,7 @@ def workspace(tmp_path_factory, tiny_cam) -> Path:
 
     data = tiny_cam.read_bytes()
     (w / "good.cam").write_bytes(data)
+    (w / "a_cam_named.mkv").write_bytes(data)
     (w / "empty.cam").write_bytes(b"")
     (w / "notes.cam").write_bytes(b"this is not a camcodec file\n" * 10)
     (w / "truncated.cam").write_bytes(data[: len(data) // 2])
@@ -215,6 +216,7 @@ CASES = [
     case("out-is-folder", "output path is a folder", "encode clip.mkv -o no_pngs", names="no_pngs"),
     case("out-read-only", "output in a folder without write permission", "encode clip.mkv -o read_only/out.cam",
          names="read_only/out.cam", denied="read_only"),
+    case("out-is-input", "output path is the source itself", "encode clip.mkv -o clip.mkv", names="clip.mkv"),
     # decode and info: the .cam file
     case("cam-missing", "the .cam file does not exist", "decode missing.cam -o out.mkv", names="missing.cam"),
     case("cam-folder", "the .cam path is a folder", "decode a_folder.cam -o out.mkv", names="a_folder.cam"),
@@ -238,6 +240,8 @@ CASES = [
     case("out-ext", "an output extension no writer knows", "decode good.cam -o out.xyz", names="out.xyz"),
     case("out-missing-folder", "decode into a folder that does not exist", "decode good.cam -o nowhere/out.mkv",
          names="nowhere/out.mkv"),
+    case("decode-out-is-input", "decode over the .cam file itself (named .mkv)",
+         "decode a_cam_named.mkv -o a_cam_named.mkv", names="a_cam_named.mkv"),
     case("frames-range", "--frames outside the video", "decode good.cam -o out.mkv --frames 10:20",
          names="good.cam"),
     case("frames-syntax", "--frames that is not a range", "decode good.cam -o out.mkv --frames a:b",
@@ -552,6 +556,22 @@ def render_errors_doc() -> str:
         message = message.replace(str(SHARED_DATA), "{data}").replace("|", "\\|")
         lines.append(f"| {c.what} | `{command}` | {code} | `{message}` |")
     lines += [
+        "",
+        "## In the API",
+        "",
+        "The library raises instead of printing: every error derives from `camcodec.CamcodecError`, and the",
+        "command prints its message after `camcodec <command>: error:`.",
+        "",
+        "| error | raised for | also a |",
+        "|---|---|---|",
+        "| `InputError` | a source or option that cannot be used: missing, unreadable, not a video, empty, wrong"
+        " size, a path that cannot be a .cam file | `ValueError` |",
+        "| `OutputError` | an output that cannot be written: missing or read-only folder, a folder as target,"
+        " the input itself, unknown extension or encoder | `OSError` |",
+        "| `BadMagicError`, `UnsupportedVersionError`, `TruncatedError`, `ChecksumError`, `HeaderError` (all"
+        " `BitstreamError`) | a .cam file that is foreign, of another version, cut short, corrupted, or"
+        " inconsistent (including a model config that does not match its tensors) | `ValueError` |",
+        "| `DeviceError` | a device that is not there (`cuda` without a GPU) | `RuntimeError` |",
         "",
         "The .cam reader's own checks (every header field, section and payload, in the order they run) are",
         "listed in `docs/bitstream.md`, \"Reading: what is checked, in order\".",
