@@ -162,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not out.parent.is_dir():
         raise InputError(f"{out}: the folder {out.parent} does not exist")
+    if args.source not in (None, SYNTHETIC) and not Path(args.source).exists():
+        raise InputError(f"{args.source}: no such file")
     settings = BenchSettings(
         device=device,
         sizes=sizes,
@@ -210,13 +212,14 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn: Callable[[], Any], device: torch.device) -> float:
-    """Seconds of ``fn()``, with the device synchronized before the clock starts and before it stops."""
+def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, float]:
+    """(wall seconds, this process's CPU seconds) of ``fn()``, the device synchronized before the clock
+    starts and before it stops."""
     synchronize(device)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     fn()
     synchronize(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def _proc_status_kb(key: str) -> int | None:
@@ -523,16 +526,18 @@ def encode_file(frames: np.ndarray, preset: str, s: BenchSettings, path: Path) -
 def measure_decoding(path: Path, num_frames: int, s: BenchSettings) -> dict[str, Any]:
     """Load time, and frames per second of rendering to memory with the network already loaded."""
     with peak_memory(s.device) as memory:
-        load = [timed(lambda: Decoder(path, device=str(s.device)), s.device) for _ in range(s.repeats)]
+        load = [timed(lambda: Decoder(path, device=str(s.device)), s.device)[0] for _ in range(s.repeats)]
         container = load_container(path)
         model = build_segment_model(container.segments[0], container.info, s.device)
         render_frames(model, num_frames, s.device)  # warm-up
-        seconds = [timed(lambda: render_frames(model, num_frames, s.device), s.device) for _ in range(s.repeats)]
+        runs = [timed(lambda: render_frames(model, num_frames, s.device), s.device) for _ in range(s.repeats)]
+    seconds = [run[0] for run in runs]
     return {
         "frames": num_frames,
         "render_group": model.config.render_group,
         "load_seconds": round(median(load), 4),
         "seconds": [round(v, 4) for v in seconds],
+        "cpu_seconds": [round(run[1], 4) for run in runs],
         "fps": round(num_frames / median(seconds), 3),
         "memory": memory.to_dict(),
     }
@@ -786,8 +791,9 @@ def format_table(report: dict[str, Any]) -> str:
             rows.append([r["preset"], size, r["error"]] + [""] * (len(columns) - 3))
             continue
         t = r["time_to_psnr"]
-        reach = (f"{t['seconds']:.1f} s ({t['steps']} st)" if t["reached"]
-                 else f"no ({t['best_db']:.1f} dB, {t['last_seconds']:.0f} s)")
+        best = "-" if t["best_db"] is None else f"{t['best_db']:.1f}"
+        reach = (f"{t['seconds']:.1f} s, {t['steps']} st" if t["reached"]
+                 else f"no: {best} dB at {t['last_steps']} st, {t['last_seconds']:.0f} s")
         train_mem, dec_mem = r["train"]["memory"], r["decode"]["memory"]
         dec_rss = r["decode_file"]["rss_peak_mb"]  # a fresh process: the in-process figure holds training's leftovers
         row = [

@@ -29,7 +29,7 @@ SECTION_FIELDS = {
     "time_to_psnr": {"target_db", "reached", "steps", "frame_steps", "seconds", "best_db", "last_steps",
                      "last_seconds", "budget_steps", "budget_s", "stopped_by", "check_every_steps", "checks"},
     "file": {"training_steps", "encode_seconds", "file_bytes", "bpp"},
-    "decode": {"frames", "render_group", "load_seconds", "seconds", "fps", "memory"},
+    "decode": {"frames", "render_group", "load_seconds", "seconds", "cpu_seconds", "fps", "memory"},
     "decode_file": {"command", "seconds", "median_seconds", "output_bytes", "rss_peak_mb"},
 }
 MEMORY_FIELDS = {"rss_start_mb", "rss_peak_mb", "rss_method", "cuda_peak_mb"}
@@ -84,6 +84,7 @@ def test_sizes_presets_and_defaults_parse():
         (["--sizes", "320by180"], "expected sizes"),
         (["--steps", "0"], "whole number"),
         (["--out", "/no/such/folder/bench.json"], "does not exist"),
+        (["--source", "/no/such/clip.mp4"], "no such file"),
     ],
 )
 def test_bad_options_are_one_line_errors(argv, message, capsys):
@@ -155,7 +156,8 @@ def test_table_shows_a_missed_target_and_an_error_row():
     row = {
         "preset": "fast", "width": 8, "height": 8, "parameters": 1000, "macs_per_pixel": 10.0,
         "train": {"frame_steps_per_s": 3.0, "memory": {"rss_peak_mb": 500.0, "cuda_peak_mb": None}},
-        "time_to_psnr": {"reached": False, "best_db": 21.5, "last_seconds": 60.0, "seconds": None, "steps": None},
+        "time_to_psnr": {"reached": False, "best_db": 21.5, "last_seconds": 60.0, "last_steps": 400, "seconds": None,
+                         "steps": None},
         "decode": {"fps": 40.0, "load_seconds": 0.1, "memory": {"rss_peak_mb": 500.0, "cuda_peak_mb": None}},
         "decode_file": {"median_seconds": 3.0, "rss_peak_mb": 400.0},
     }
@@ -164,5 +166,5 @@ def test_table_shows_a_missed_target_and_an_error_row():
               "results": [row, error]}
     lines = bench.format_table(report).splitlines()
     assert len(lines) == 5 and "2.5 s" in lines[1] and "to 28 dB" in lines[2]
-    assert "no (21.5 dB, 60 s)" in lines[3] and "500/400" in lines[3]
+    assert "no: 21.5 dB at 400 st, 60 s" in lines[3] and "500/400" in lines[3]
     assert "out of GPU memory" in lines[4]
