@@ -24,8 +24,8 @@ ROW_FIELDS = {
     "train", "time_to_psnr", "file", "decode", "decode_file",
 }
 SECTION_FIELDS = {
-    "train": {"batch_size", "warmup_steps", "steps", "seconds", "cpu_seconds", "steps_per_s", "frame_steps_per_s",
-              "memory"},
+    "train": {"batch_size", "warmup_steps", "steps", "seconds", "cpu_seconds", "cpu_per_wall", "steps_per_s",
+              "frame_steps_per_s", "memory"},
     "time_to_psnr": {"target_db", "reached", "steps", "frame_steps", "seconds", "best_db", "last_steps",
                      "last_seconds", "budget_steps", "budget_s", "stopped_by", "check_every_steps", "checks"},
     "file": {"training_steps", "encode_seconds", "file_bytes", "bpp"},
@@ -155,7 +155,8 @@ def test_table_shows_a_missed_target_and_an_error_row():
                "load_average": {"start": None, "end": None}}
     row = {
         "preset": "fast", "width": 8, "height": 8, "parameters": 1000, "macs_per_pixel": 10.0,
-        "train": {"frame_steps_per_s": 3.0, "memory": {"rss_peak_mb": 500.0, "cuda_peak_mb": None}},
+        "train": {"frame_steps_per_s": 3.0, "cpu_per_wall": 1.0,
+                  "memory": {"rss_peak_mb": 500.0, "cuda_peak_mb": None}},
         "time_to_psnr": {"reached": False, "best_db": 21.5, "last_seconds": 60.0, "last_steps": 400, "seconds": None,
                          "steps": None},
         "decode": {"fps": 40.0, "load_seconds": 0.1, "memory": {"rss_peak_mb": 500.0, "cuda_peak_mb": None}},
@@ -165,6 +166,7 @@ def test_table_shows_a_missed_target_and_an_error_row():
     report = {"machine": machine, "settings": {"psnr_target_db": 28.0}, "startup": {"median_seconds": 2.5},
               "results": [row, error]}
     lines = bench.format_table(report).splitlines()
-    assert len(lines) == 5 and "2.5 s" in lines[1] and "to 28 dB" in lines[2]
+    assert len(lines) == 6 and "2.5 s" in lines[1] and "to 28 dB" in lines[2]
     assert "no: 21.5 dB at 400 st, 60 s" in lines[3] and "500/400" in lines[3]
     assert "out of GPU memory" in lines[4]
+    assert lines[5].startswith("warning: training ran on fewer cores than its 2 threads (fast 8x8)")
