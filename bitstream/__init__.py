@@ -16,6 +16,7 @@ from bitstream.errors import (
     UnsupportedVersionError,
 )
 from bitstream.fileformat import (
+    check_video_info,
     describe,
     format_description,
     read_bytes,
@@ -43,6 +44,7 @@ __all__ = [
     "TruncatedError",
     "UnsupportedVersionError",
     "VideoInfo",
+    "check_video_info",
     "describe",
     "format_description",
     "read_bytes",

@@ -43,6 +43,12 @@ MAX_CONFIG_DEPTH = 64
 # --- writing -------------------------------------------------------------------------------------
 
 
+def check_video_info(info: VideoInfo) -> None:
+    """Raise HeaderError when the format cannot hold this video (checked before a long encode)."""
+    head = {name: getattr(info, name) for name in VIDEO_FIELDS}
+    L.FILE_HEADER.check({**head, "segment_count": 1}, "video info")
+
+
 def write_bytes(container: Container, coder: RansCoder | None = None) -> bytes:
     """The bytes of a .cam file holding ``container``; the same container always gives the same bytes.
 

@@ -18,7 +18,7 @@ from camcodec.config import FINETUNE_LR, EncodeConfig, params_for_target, resolv
 from camcodec.decoder import Decoder
 from camcodec.device import resolve_device
 from camcodec.errors import InputError
-from camcodec.media import Clip
+from camcodec.media import Clip, check_output_path
 from camcodec.metrics import psnr_uint8
 from camcodec.model import CAMNeRV, count_parameters
 from camcodec.prune import apply_masks, magnitude_masks
@@ -50,7 +50,8 @@ class EncodeStats:
     def summary(self) -> str:
         target = f" (target {self.target_bpp:g})" if self.target_bpp is not None else ""
         return (
-            f"{self.frames} frames {self.width}x{self.height}, {self.parameters:,} params, "
+            f"{self.frames} frame{'s' if self.frames != 1 else ''} {self.width}x{self.height}, "
+            f"{self.parameters:,} params, "
             f"{self.file_bytes:,} bytes, {self.bpp:.4f} bpp{target}, PSNR {self.psnr:.2f} dB, "
             f"{self.encode_seconds:.1f} s"
         )
@@ -72,6 +73,24 @@ def clip_from_array(frames: np.ndarray, fps: Fraction = Fraction(25)) -> Clip:
     if frames.shape[0] < 1:
         raise InputError("frames: the video is empty")
     return Clip(np.ascontiguousarray(frames), Fraction(fps), "rgb24", "rgb", "<array>")
+
+
+def video_info(clip: Clip) -> bitstream.VideoInfo:
+    """The file's video info; a video the format cannot hold is refused before any training."""
+    info = bitstream.VideoInfo(
+        width=clip.width,
+        height=clip.height,
+        num_frames=clip.num_frames,
+        fps_num=clip.fps.numerator,
+        fps_den=clip.fps.denominator,
+        pix_fmt=clip.pix_fmt,
+        color_matrix=clip.color_matrix,
+    )
+    try:
+        bitstream.check_video_info(info)
+    except bitstream.HeaderError as exc:
+        raise InputError(f"{clip.source}: {exc}") from None
+    return info
 
 
 class Encoder:
@@ -101,6 +120,8 @@ class Encoder:
         start = time.perf_counter()
         device = resolve_device(config.device)
         num_frames, height, width = clip.frames.shape[:3]
+        info = video_info(clip)
+        check_output_path(out_path, clip.source if os.path.exists(clip.source) else None)
         target_bytes = None
         if config.target_bpp is not None:
             target_bytes = int(config.target_bpp * width * height * num_frames / 8)
@@ -114,16 +135,6 @@ class Encoder:
             clip.source, num_frames, width, height, count_parameters(model),
             model_config.strides, model_config.channels, model_config.cam, device,
         )
-        info = bitstream.VideoInfo(
-            width=width,
-            height=height,
-            num_frames=num_frames,
-            fps_num=clip.fps.numerator,
-            fps_den=clip.fps.denominator,
-            pix_fmt=clip.pix_fmt,
-            color_matrix=clip.color_matrix,
-        )
-
         def build(tensors: list[bitstream.QuantizedTensor]) -> bitstream.Container:
             return bitstream.Container(info, [bitstream.Segment(0, num_frames, model_config.to_dict(), tensors)])
 

@@ -66,24 +66,29 @@ class ModelConfig:
         try:
             config = cls(**{k: v for k, v in data.items() if k != "arch"})
             config = cls(**{**asdict(config), "strides": tuple(config.strides), "channels": tuple(config.channels)})
+            config.validate()
         except TypeError as exc:
-            raise ValueError(f"model config is incomplete: {exc}") from None
-        config.validate()
+            raise ValueError(f"model config is malformed: {exc}") from None
         return config
 
     def validate(self) -> None:
+        def is_int(value: object) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
         checks = [
-            (1 <= self.width <= 16384 and 1 <= self.height <= 16384, "frame size"),
-            (1 <= self.num_frames <= 1_000_000, "frame count"),
-            (1 <= len(self.strides) <= 8 and all(isinstance(s, int) and 1 <= s <= 8 for s in self.strides), "strides"),
+            (is_int(self.width) and is_int(self.height) and 1 <= self.width <= 16384 and 1 <= self.height <= 16384,
+             "frame size"),
+            (is_int(self.num_frames) and 1 <= self.num_frames <= 1_000_000, "frame count"),
+            (1 <= len(self.strides) <= 8 and all(is_int(s) and 1 <= s <= 8 for s in self.strides), "strides"),
             (len(self.channels) == len(self.strides) + 1, "channels vs strides"),
-            (all(isinstance(c, int) and 1 <= c <= 4096 for c in self.channels), "channels"),
-            (isinstance(self.stem_hidden, int) and 1 <= self.stem_hidden <= 8192, "stem_hidden"),
-            (isinstance(self.pe_levels, int) and 1 <= self.pe_levels <= 128, "pe_levels"),
-            (isinstance(self.pe_base, (int, float)) and 1.0 < self.pe_base <= 4.0, "pe_base"),
+            (all(is_int(c) and 1 <= c <= 4096 for c in self.channels), "channels"),
+            (is_int(self.stem_hidden) and 1 <= self.stem_hidden <= 8192, "stem_hidden"),
+            (is_int(self.pe_levels) and 1 <= self.pe_levels <= 128, "pe_levels"),
+            (isinstance(self.pe_base, (int, float)) and not isinstance(self.pe_base, bool)
+             and 1.0 < self.pe_base <= 4.0, "pe_base"),
             (isinstance(self.cam, bool), "cam"),
-            (isinstance(self.cam_points, int) and 2 <= self.cam_points <= 4096, "cam_points"),
-            (isinstance(self.render_group, int) and 1 <= self.render_group <= 1024, "render_group"),
+            (is_int(self.cam_points) and 2 <= self.cam_points <= 4096, "cam_points"),
+            (is_int(self.render_group) and 1 <= self.render_group <= 1024, "render_group"),
         ]
         for ok, what in checks:
             if not ok:

@@ -8,7 +8,6 @@ import json
 from camcodec import api
 from camcodec.cli.args import fps_arg, positive_int, size_arg
 from camcodec.config import DEFAULT_PRESET, LOSSES, PRESETS, RATES
-from camcodec.media import check_output_path
 
 HELP = "compress a video (file, Y4M, raw YUV with --size, or PNG folder) into a .cam file"
 
@@ -44,7 +43,6 @@ def setup_args(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_output_path(args.output, source=args.input)  # before training, not after
     stats = api.encode(
         args.input,
         args.output,
