@@ -777,7 +777,8 @@ def format_table(report: dict[str, Any]) -> str:
     gpu = f", GPU {m['gpu']}" if m["gpu"] else ""
     load = m["load_average"]["start"]
     busy = f", load {load[0]:.1f} before the run" if load else ""
-    head = (f"{m['cpu']} ({m['cpus_usable']} usable CPUs, torch {m['torch']}, {m['torch_threads']} thread{'s' if m['torch_threads'] != 1 else ''}{gpu}), "
+    threads = f"{m['torch_threads']} thread{'s' if m['torch_threads'] != 1 else ''}"
+    head = (f"{m['cpu']} ({m['cpus_usable']} usable CPUs, torch {m['torch']}, {threads}{gpu}), "
             f"device {m['device']}{busy}")
     startup = (f"a fresh camcodec process starts in {report['startup']['median_seconds']:.1f} s "
                "(inside 'file decode s': camcodec decode FILE -o out.y4m)")
