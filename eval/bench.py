@@ -56,7 +56,7 @@ from camcodec.config import EncodeConfig, resolve_config, size_model
 from camcodec.decoder import Decoder, build_segment_model, load_container, to_uint8
 from camcodec.device import resolve_device
 from camcodec.encoder import Encoder, clip_from_array
-from camcodec.errors import InputError
+from camcodec.errors import CamcodecError, InputError
 from camcodec.media import read_video
 from camcodec.model import CAMNeRV, ModelConfig, count_parameters, frame_times
 from camcodec.train import FitState, Phase, evaluate_psnr, fit, frames_to_tensor
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     sizes = args.sizes or list(GPU_SIZES if device.type == "cuda" else CPU_SIZES)
     for preset in args.presets:
-        resolve_config(preset)  # an unknown preset or a missing folder fails before anything is measured
+        resolve_config(preset)  # bad options fail here, before minutes of measuring
     out = Path(args.out)
     if not out.parent.is_dir():
         raise InputError(f"{out}: the folder {out.parent} does not exist")
@@ -194,8 +194,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark from a list of arguments (for tests and ``python -m eval.bench``)."""
-    from camcodec.errors import CamcodecError
-
     args = build_parser().parse_args(argv)
     try:
         return run(args)
@@ -673,20 +671,18 @@ def run_bench(s: BenchSettings) -> dict[str, Any]:
     _progress(s, "start-up time of a fresh camcodec process")
     startup = startup_process(s)
     results = []
-    clips: dict[tuple[int, int], np.ndarray] = {}
     with tempfile.TemporaryDirectory(prefix="camcodec-bench-") as folder:
         for width, height in s.sizes:
-            clips[(width, height)] = load_frames(s.source, width, height, s.frames)
+            frames = load_frames(s.source, width, height, s.frames)
             for preset in s.presets:
                 try:
-                    results.append(bench_one(preset, width, height, clips[(width, height)], s, Path(folder)))
+                    results.append(bench_one(preset, width, height, frames, s, Path(folder)))
                 except torch.cuda.OutOfMemoryError as exc:
                     torch.cuda.empty_cache()
                     message = " ".join(str(exc).split())[:200]
                     log.warning("%s %dx%d: out of GPU memory: %s", preset, width, height, message)
                     results.append({"preset": preset, "width": width, "height": height,
                                     "error": f"out of GPU memory: {message}"})
-            del clips[(width, height)]
     return {
         "schema": SCHEMA_VERSION,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
