@@ -12,8 +12,8 @@ generated pattern when no clip is at hand):
   reaches the target, checked once per pass over the frames; the checks' own time is not counted;
   bounded by a time budget;
 * decoding: a file written by ``camcodec.Encoder`` (N training steps; a dense network renders as fast
-  whatever its weights), its load time (``Decoder(path)``), frames per second with the network already
-  loaded and frames rendered to memory a render group at a time, and the end-to-end time of
+  whatever its weights), its load time (``Decoder(path)``), frames per second of ``Decoder.render``
+  to memory with the network already loaded, and the end-to-end time of
   ``camcodec decode FILE -o out.y4m`` in a fresh process (imports included: what a user waits for);
 * peak memory: resident set size (VmHWM, reset before each measurement through /proc/self/clear_refs;
   the process-wide ``ru_maxrss`` where that is impossible) and the CUDA allocator's peak on a GPU;
@@ -53,12 +53,12 @@ import torch
 
 import camcodec
 from camcodec.config import EncodeConfig, resolve_config, size_model
-from camcodec.decoder import Decoder, build_segment_model, load_container, to_uint8
+from camcodec.decoder import Decoder
 from camcodec.device import resolve_device
 from camcodec.encoder import Encoder, clip_from_array
 from camcodec.errors import CamcodecError, InputError
 from camcodec.media import read_video
-from camcodec.model import CAMNeRV, ModelConfig, count_parameters, frame_times
+from camcodec.model import CAMNeRV, ModelConfig, count_parameters
 from camcodec.train import FitState, Phase, evaluate_psnr, fit, frames_to_tensor
 from eval.results import write_atomic
 
@@ -345,17 +345,6 @@ def decoder_macs(config: ModelConfig) -> dict[str, int]:
     return {"stem": stem, "blocks": blocks, "head": head, "total": stem + blocks + head}
 
 
-@torch.no_grad()
-def render_frames(model: CAMNeRV, num_frames: int, device: torch.device) -> np.ndarray:
-    """All frames as 8-bit RGB, rendered a render group at a time as ``camcodec.Decoder`` renders them."""
-    group = model.config.render_group
-    parts = []
-    for first in range(0, num_frames, group):
-        local = torch.arange(first, min(first + group, num_frames), device=device)
-        parts.append(to_uint8(model(frame_times(local, num_frames))))
-    return np.concatenate(parts)
-
-
 # ---------------------------------------------------------------------------------------------------
 # The measurements
 
@@ -524,17 +513,26 @@ def encode_file(frames: np.ndarray, preset: str, s: BenchSettings, path: Path) -
 
 
 def measure_decoding(path: Path, num_frames: int, s: BenchSettings) -> dict[str, Any]:
-    """Load time, and frames per second of rendering to memory with the network already loaded."""
+    """Load time of ``Decoder(path)``, and frames per second of ``Decoder.render`` of all frames to memory.
+
+    Each repeat loads a fresh decoder (timed as the load) and then renders every frame once (timed as
+    decoding): a fresh decoder holds no rendered group from an earlier repeat, so nothing is served from
+    its cache, and the figure follows whatever the decoder does (batching, precision, threads).
+    """
+    indices = list(range(num_frames))
     with peak_memory(s.device) as memory:
-        load = [timed(lambda: Decoder(path, device=str(s.device)), s.device)[0] for _ in range(s.repeats)]
-        container = load_container(path)
-        model = build_segment_model(container.segments[0], container.info, s.device)
-        render_frames(model, num_frames, s.device)  # warm-up
-        runs = [timed(lambda: render_frames(model, num_frames, s.device), s.device) for _ in range(s.repeats)]
+        Decoder(path, device=str(s.device)).render(indices)  # warm-up
+        load, runs = [], []
+        for _ in range(s.repeats):
+            decoders = []
+            load.append(timed(lambda: decoders.append(Decoder(path, device=str(s.device))), s.device)[0])
+            runs.append(timed(lambda: decoders[0].render(indices), s.device))
+            render_group = decoders[0].container.segments[0].model_config["render_group"]
+            del decoders
     seconds = [run[0] for run in runs]
     return {
         "frames": num_frames,
-        "render_group": model.config.render_group,
+        "render_group": render_group,
         "load_seconds": round(median(load), 4),
         "seconds": [round(v, 4) for v in seconds],
         "cpu_seconds": [round(run[1], 4) for run in runs],
