@@ -72,7 +72,7 @@ SYNTHETIC = "synthetic"
 CPU_SIZES = ((320, 180),)
 GPU_SIZES = ((320, 180), (1280, 720), (1920, 1080))
 MB = 1024 * 1024
-STARVED = 0.75  # training CPU seconds per wall second below this x threads: the threads did not get their cores
+STARVED = 0.75  # CPU seconds per wall second below this x threads: torch's threads did not get their cores
 MAX_PROCESS_RUNS = 3  # each fresh-process decode pays torch's import: a few seconds
 
 
@@ -536,6 +536,7 @@ def measure_decoding(path: Path, num_frames: int, s: BenchSettings) -> dict[str,
         "load_seconds": round(median(load), 4),
         "seconds": [round(v, 4) for v in seconds],
         "cpu_seconds": [round(run[1], 4) for run in runs],
+        "cpu_per_wall": round(median([cpu / wall for wall, cpu in runs]), 2),
         "fps": round(num_frames / median(seconds), 3),
         "memory": memory.to_dict(),
     }
@@ -802,12 +803,12 @@ def format_table(report: dict[str, Any]) -> str:
             row.append(f"{_fmt(train_mem['cuda_peak_mb'], 0)}/{_fmt(dec_mem['cuda_peak_mb'], 0)}")
         rows.append(row)
     widths = [max(len(str(x)) for x in col) for col in zip(columns, *rows)]
-    starved = [f"{r['preset']} {r['width']}x{r['height']}" for r in report["results"]
-               if "error" not in r and not cuda and r["train"]["cpu_per_wall"] < STARVED * m["torch_threads"]]
+    starved = [f"{r['preset']} {r['width']}x{r['height']} {part}" for r in report["results"] if "error" not in r
+               for part in ("train", "decode") if r[part]["cpu_per_wall"] < STARVED * m["torch_threads"]]
     lines = [head, startup, "  ".join(c.ljust(w) for c, w in zip(columns, widths))]
     lines += ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip() for row in rows]
-    if starved and m["torch_threads"] > 1:
-        lines.append(f"warning: training ran on fewer cores than its {m['torch_threads']} threads "
+    if starved and m["torch_threads"] > 1 and not cuda:
+        lines.append(f"warning: torch ran on fewer cores than its {m['torch_threads']} threads "
                      f"({', '.join(starved)}): other processes held the CPU, and torch's threads wait for each "
                      "other; rerun on a quiet machine or with --threads 1")
     return "\n".join(lines)

@@ -29,7 +29,7 @@ SECTION_FIELDS = {
     "time_to_psnr": {"target_db", "reached", "steps", "frame_steps", "seconds", "best_db", "last_steps",
                      "last_seconds", "budget_steps", "budget_s", "stopped_by", "check_every_steps", "checks"},
     "file": {"training_steps", "encode_seconds", "file_bytes", "bpp"},
-    "decode": {"frames", "render_group", "load_seconds", "seconds", "cpu_seconds", "fps", "memory"},
+    "decode": {"frames", "render_group", "load_seconds", "seconds", "cpu_seconds", "cpu_per_wall", "fps", "memory"},
     "decode_file": {"command", "seconds", "median_seconds", "output_bytes", "rss_peak_mb"},
 }
 MEMORY_FIELDS = {"rss_start_mb", "rss_peak_mb", "rss_method", "cuda_peak_mb"}
@@ -159,7 +159,8 @@ def test_table_shows_a_missed_target_and_an_error_row():
                   "memory": {"rss_peak_mb": 500.0, "cuda_peak_mb": None}},
         "time_to_psnr": {"reached": False, "best_db": 21.5, "last_seconds": 60.0, "last_steps": 400, "seconds": None,
                          "steps": None},
-        "decode": {"fps": 40.0, "load_seconds": 0.1, "memory": {"rss_peak_mb": 500.0, "cuda_peak_mb": None}},
+        "decode": {"fps": 40.0, "load_seconds": 0.1, "cpu_per_wall": 2.0,
+                   "memory": {"rss_peak_mb": 500.0, "cuda_peak_mb": None}},
         "decode_file": {"median_seconds": 3.0, "rss_peak_mb": 400.0},
     }
     error = {"preset": "medium", "width": 1920, "height": 1080, "error": "out of GPU memory"}
@@ -169,4 +170,4 @@ def test_table_shows_a_missed_target_and_an_error_row():
     assert len(lines) == 6 and "2.5 s" in lines[1] and "to 28 dB" in lines[2]
     assert "no: 21.5 dB at 400 st, 60 s" in lines[3] and "500/400" in lines[3]
     assert "out of GPU memory" in lines[4]
-    assert lines[5].startswith("warning: training ran on fewer cores than its 2 threads (fast 8x8)")
+    assert lines[5].startswith("warning: torch ran on fewer cores than its 2 threads (fast 8x8 train)")
