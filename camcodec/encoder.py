@@ -20,7 +20,7 @@ from camcodec.device import resolve_device
 from camcodec.errors import InputError
 from camcodec.media import Clip, check_output_path
 from camcodec.metrics import psnr_uint8
-from camcodec.model import CAMNeRV, count_parameters
+from camcodec.model import CAMNeRV, ModelConfig, count_parameters
 from camcodec.prune import apply_masks, magnitude_masks
 from camcodec.quantize import quantize_model
 from camcodec.train import Phase, fit, frames_to_tensor
@@ -116,8 +116,8 @@ class Encoder:
         self.resume = resume
 
     def encode(self, clip: Clip, out_path: str | os.PathLike) -> EncodeResult:
-        config = self.config
         start = time.perf_counter()
+        config = self.config
         device = resolve_device(config.device)
         num_frames, height, width = clip.frames.shape[:3]
         info = video_info(clip)
@@ -126,49 +126,19 @@ class Encoder:
         if config.target_bpp is not None:
             target_bytes = int(config.target_bpp * width * height * num_frames / 8)
             config = replace(config, params_per_pixel=params_for_target(config.target_bpp, config.bits))
-        model_config = size_model(width, height, num_frames, config)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
-            model = CAMNeRV(model_config).to(device)
-        log.info(
-            "%s: %d frames %dx%d, %d params, strides %s, channels %s, cam=%s, device %s",
-            clip.source, num_frames, width, height, count_parameters(model),
-            model_config.strides, model_config.channels, model_config.cam, device,
-        )
+        model = self._build_model(size_model(width, height, num_frames, config), config.seed, device)
+        log.info("%s: %d frames %dx%d, %d params, strides %s, channels %s, cam=%s, device %s", clip.source,
+                 num_frames, width, height, count_parameters(model), model.config.strides, model.config.channels,
+                 model.config.cam, device)
+
         def build(tensors: list[bitstream.QuantizedTensor]) -> bitstream.Container:
-            return bitstream.Container(info, [bitstream.Segment(0, num_frames, model_config.to_dict(), tensors)])
+            return bitstream.Container(info, [bitstream.Segment(0, num_frames, model.config.to_dict(), tensors)])
 
-        frames = frames_to_tensor(clip.frames, device)
-        ckpt = EncodeCheckpoint(out_path, model, fingerprint(clip.frames, asdict(config), model_config.to_dict()),
-                                self.checkpoint_interval)
-        state = ckpt.load() if self.resume else None
-
-        def run(phase: Phase) -> None:
-            """Run the phase unless a resumed checkpoint has it done; checkpoint at its end."""
-            nonlocal state
-            if any(r.phase == phase.name for r in ckpt.done):
-                return
-            ckpt.done.append(fit(model, frames, phase, config, progress=self.progress, resume=state,
-                                 checkpointer=ckpt if self.checkpoint_interval is not None else None))
-            state = None
-            if self.checkpoint_interval is not None:
-                ckpt.save()
-
-        run(Phase("train", config.total_steps(num_frames), config.lr, config.warmup))
-        if ckpt.bits is None:  # decide the rate once, on the trained network
-            ckpt.bits, ckpt.ratio = config.bits, config.prune
-            if target_bytes is not None:
-                ckpt.bits, ckpt.ratio = self._rate_for_target(model, config.bits, target_bytes,
-                                                              lambda t: bitstream.write_bytes(build(t)))
-            ckpt.masks = magnitude_masks(model, ckpt.ratio) if ckpt.ratio > 0 else {}
-        bits, ratio, masks = ckpt.bits, ckpt.ratio, ckpt.masks
-        finetune_lr = config.lr * FINETUNE_LR
-        if masks and config.finetune > 0:
-            run(Phase("prune", config.phase_steps(num_frames, config.finetune), finetune_lr, 0.0, masked_weights(masks)))
-        if config.qat_fraction > 0:
-            run(Phase("qat", config.phase_steps(num_frames, config.qat_fraction), finetune_lr, 0.0, quantized_weights(masks, bits)))
-        apply_masks(model, masks)
-        file_bytes = bitstream.write_file(out_path, build(quantize_model(model, bits)))
+        progress = EncodeCheckpoint(out_path, model, fingerprint(clip.frames, asdict(config), model.config.to_dict()),
+                                    self.checkpoint_interval)
+        self._optimize(model, frames_to_tensor(clip.frames, device), config, progress, target_bytes,
+                       lambda tensors: bitstream.write_bytes(build(tensors)))
+        file_bytes = bitstream.write_file(out_path, build(quantize_model(model, progress.bits)))
 
         # Measure what the written file decodes to, so the reported quality is the file's, not the model's.
         reconstruction = Decoder(out_path, device=str(device)).render(range(num_frames))
@@ -181,16 +151,59 @@ class Encoder:
             file_bytes=file_bytes,
             bpp=8 * file_bytes / (width * height * num_frames),
             psnr=psnr_uint8(clip.frames, reconstruction),
-            bits=bits,
-            prune=ratio,
+            bits=progress.bits,
+            prune=progress.ratio,
             target_bpp=config.target_bpp,
-            phases=[asdict(p) for p in ckpt.done],
+            phases=[asdict(p) for p in progress.done],
             encode_seconds=time.perf_counter() - start,
             device=str(device),
         )
-        ckpt.remove()
+        progress.remove()
         log.info("encoded %s", stats.summary())
         return EncodeResult(stats, reconstruction)
+
+    @staticmethod
+    def _build_model(model_config: ModelConfig, seed: int, device: torch.device) -> CAMNeRV:
+        """The untrained network, initialized from ``seed`` without touching the global RNG."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return CAMNeRV(model_config).to(device)
+
+    def _optimize(self, model: CAMNeRV, frames: torch.Tensor, config: EncodeConfig, progress: EncodeCheckpoint,
+                  target_bytes: int | None, build: FileBuilder) -> None:
+        """Train, choose the rate, prune and fine-tune, then quantization-aware fine-tune: the weights
+        left in ``model`` (pruned weights zeroed) quantize to the file's tensors at ``progress.bits``.
+
+        ``progress`` records finished phases and rate decisions; with ``resume`` it starts from the
+        checkpoint, and finished phases are skipped.
+        """
+        num_frames = frames.shape[0]
+        checkpointer = progress if self.checkpoint_interval is not None else None
+        state = progress.load() if self.resume else None
+
+        def run(phase: Phase) -> None:
+            nonlocal state
+            if any(r.phase == phase.name for r in progress.done):
+                return
+            progress.done.append(fit(model, frames, phase, config, progress=self.progress, resume=state,
+                                     checkpointer=checkpointer))
+            state = None
+            if checkpointer is not None:
+                progress.save()
+
+        run(Phase("train", config.total_steps(num_frames), config.lr, config.warmup))
+        if progress.bits is None:  # decide the rate once, on the trained network
+            progress.bits, progress.ratio = config.bits, config.prune
+            if target_bytes is not None:
+                progress.bits, progress.ratio = self._rate_for_target(model, config.bits, target_bytes, build)
+            progress.masks = magnitude_masks(model, progress.ratio) if progress.ratio > 0 else {}
+        masks, lr = progress.masks, config.lr * FINETUNE_LR
+        if masks and config.finetune > 0:
+            run(Phase("prune", config.phase_steps(num_frames, config.finetune), lr, 0.0, masked_weights(masks)))
+        if config.qat_fraction > 0:
+            steps = config.phase_steps(num_frames, config.qat_fraction)
+            run(Phase("qat", steps, lr, 0.0, quantized_weights(masks, progress.bits)))
+        apply_masks(model, masks)
 
     @staticmethod
     def _rate_for_target(model: CAMNeRV, bits: int, target_bytes: int, build: FileBuilder) -> tuple[int, float]:

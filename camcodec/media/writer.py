@@ -159,7 +159,7 @@ class VideoWriter:
         if codec is not None and self.kind not in _DEFAULT_CODECS:
             raise OutputError(f"{self.label}: codec= applies only to .mkv, .mp4 and .webm outputs")
         if self.kind in (".y4m", ".yuv") and color_matrix != "bt709":
-            log.warning("%s: %s stores no colour matrix; readers will assume bt709", self.label, self.kind)
+            log.info("%s: %s stores no colour matrix; readers will assume bt709", self.label, self.kind)
 
         parent = self.path.parent
         if not parent.exists():
