@@ -109,3 +109,15 @@ def test_help_lists_subcommands(capsys):
     out = capsys.readouterr().out
     for name in ("encode", "decode", "info"):
         assert name in out
+
+
+def test_threads_option_sets_torch_threads(encoded, capsys):
+    import torch
+
+    _, cam = encoded
+    before = torch.get_num_threads()
+    try:
+        assert main(["--threads", "1", "info", str(cam)]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

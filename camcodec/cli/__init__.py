@@ -14,6 +14,7 @@ from typing import NoReturn
 
 from camcodec import __version__
 from camcodec.cli import decode_cmd, encode_cmd, info_cmd
+from camcodec.cli.args import positive_int
 from camcodec.errors import CamcodecError
 
 BUILTIN_COMMANDS: dict[str, ModuleType] = {"encode": encode_cmd, "decode": decode_cmd, "info": info_cmd}
@@ -53,6 +54,8 @@ def setup_args(commands: dict[str, ModuleType] | None = None) -> argparse.Argume
     )
     parser.add_argument("--version", action="version", version=f"camcodec {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("--threads", type=positive_int, metavar="N",
+                        help="CPU threads for torch (default: all cores; 1 is faster when other work shares them)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in (commands or subcommands()).items():
         module.setup_args(subparsers.add_parser(name, help=module.HELP, description=module.HELP))
@@ -86,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     prefix = f"camcodec {args.command}"
     try:
         return commands[args.command].run(args)
