@@ -56,7 +56,7 @@ from camcodec.config import EncodeConfig, resolve_config, size_model
 from camcodec.decoder import Decoder
 from camcodec.device import resolve_device
 from camcodec.encoder import Encoder, clip_from_array
-from camcodec.errors import CamcodecError, InputError
+from camcodec.errors import InputError
 from camcodec.media import read_video
 from camcodec.model import CAMNeRV, ModelConfig, count_parameters
 from camcodec.train import FitState, Phase, evaluate_psnr, fit, frames_to_tensor
@@ -186,20 +186,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="camcodec bench", description=HELP)
-    setup_args(parser)
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark from a list of arguments (for tests and ``python -m eval.bench``)."""
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except CamcodecError as exc:
-        print(f"camcodec bench: error: {exc}", file=sys.stderr)
-        return 2
+    """``python -m eval.bench ARGS``: the same as ``camcodec bench ARGS``."""
+    from camcodec.cli import main as camcodec_main
+
+    return camcodec_main(["bench", *(sys.argv[1:] if argv is None else argv)])
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -70,10 +70,18 @@ def test_bench_command_writes_every_field(tmp_path, capsys):
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically: no temporary file left behind
 
 
+def _parser():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    bench.setup_args(parser)
+    return parser
+
+
 def test_sizes_presets_and_defaults_parse():
-    args = bench.build_parser().parse_args(["--sizes", "320x180, 1920X1080", "--presets", "fast"])
+    args = _parser().parse_args(["--sizes", "320x180, 1920X1080", "--presets", "fast"])
     assert args.sizes == [(320, 180), (1920, 1080)] and args.presets == ["fast"]
-    defaults = bench.build_parser().parse_args([])
+    defaults = _parser().parse_args([])
     assert defaults.sizes is None and defaults.presets == ["fast", "medium"] and defaults.out == "bench.json"
 
 
