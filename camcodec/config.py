@@ -107,7 +107,7 @@ def resolve_config(preset: str = DEFAULT_PRESET, rate: str | None = None, **over
     unknown = set(overrides) - known
     if unknown:
         raise InputError(f"unknown encode options: {', '.join(sorted(unknown))}")
-    config = replace(EncodeConfig(), **PRESETS[preset], **(RATES[rate] if rate else {}))
+    config = replace(EncodeConfig(), **{**PRESETS[preset], **(RATES[rate] if rate else {})})
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     config.validate()
     return config
