@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -95,7 +96,7 @@ def _frame_bytes(pix_fmt: str, width: int, height: int) -> int:
     return sum(planes.values())
 
 
-class _Source:
+class _Source(ABC):
     """What every source offers to read_video and probe_video."""
 
     kind: str
@@ -108,8 +109,9 @@ class _Source:
     untagged_matrix: str = "bt709"
     frames_seen: int = 0
 
+    @abstractmethod
     def frames(self, start: int) -> Iterator[VideoFrame]:
-        raise NotImplementedError
+        """Decoded frames from index ``start`` on."""
 
     def close(self) -> None:
         pass
