@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 import bitstream
-from camcodec.device import resolve_device
+from camcodec.device import keep_freed_cpu_memory, resolve_device
 from camcodec.errors import BitstreamError, HeaderError, InputError
 from camcodec.model import CAMNeRV, ModelConfig, frame_times, parameter_count
 from camcodec.quantize import load_quantized
@@ -166,6 +166,8 @@ class Decoder:
     def __init__(self, source: str | os.PathLike | bytes, device: str = "auto"):
         self.container = load_container(source)
         self.device = resolve_device(device)
+        if self.device.type == "cpu":
+            keep_freed_cpu_memory()
         self.info = self.container.info
         self._models = [build_segment_model(s, self.info, self.device) for s in self.container.segments]
         self._cache: tuple[int, int, np.ndarray] | None = None  # (segment index, group index, frames)

@@ -16,6 +16,7 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from camcodec.config import EncodeConfig
+from camcodec.device import keep_freed_cpu_memory
 from camcodec.metrics import msssim
 from camcodec.model import frame_times
 
@@ -106,6 +107,8 @@ def fit(
     """
     num_frames = frames.shape[0]
     device = frames.device
+    if device.type == "cpu":
+        keep_freed_cpu_memory()
     batch = min(config.batch_size, num_frames)
     optimizer = torch.optim.Adam(model.parameters(), lr=phase.lr, fused=True)  # one kernel for all tensors
     generator = torch.Generator().manual_seed(config.seed)
