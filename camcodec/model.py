@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from camcodec.kernels import norm_modulate_gelu, pixel_shuffle
+
 ARCH_NAME = "cam-nerv"
 STRIDE_CHOICES = ((5, 3, 2, 2, 2, 2), (4, 2, 2, 2, 2, 2), (3, 2, 2, 2, 2, 2), (2, 2, 2, 2, 2, 2))
 
@@ -124,14 +126,23 @@ def positional_encoding(t: torch.Tensor, base: float, levels: int) -> torch.Tens
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
 
-def interpolate_grid(grid: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Linear interpolation of a (C, M) grid at times t in [0, 1] (align-corners): -> (B, C)."""
-    points = grid.shape[1]
+def grid_weights(t: torch.Tensor, points: int) -> torch.Tensor:
+    """Linear-interpolation weights (align-corners) of times t in [0, 1] over ``points`` grid points: (B, points).
+
+    Each row has two non-zeros; ``weights @ grid.T`` interpolates a (C, points) grid, one product per grid
+    for the whole batch (cheaper than gathering, forward and backward).
+    """
     position = t.float().clamp(0, 1) * (points - 1)
     left = position.floor().long().clamp(max=points - 2)
-    frac = (position - left.float())[None, :]
-    values = grid[:, left] * (1 - frac) + grid[:, left + 1] * frac
-    return values.t()
+    frac = (position - left.float())[:, None]
+    weights = torch.zeros(t.shape[0], points, device=t.device)
+    weights.scatter_(1, left[:, None], 1 - frac)
+    return weights.scatter_add_(1, left[:, None] + 1, frac)
+
+
+def interpolate_grid(grid: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation of a (C, M) grid at times t in [0, 1] (align-corners): -> (B, C)."""
+    return grid_weights(t, grid.shape[1]) @ grid.t()
 
 
 class UpsampleBlock(nn.Module):
@@ -140,21 +151,22 @@ class UpsampleBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, stride: int, cam: bool, grid_points: int):
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out * stride * stride, kernel_size=3, padding=1)
-        self.shuffle = nn.PixelShuffle(stride)
+        self.stride = stride
         self.cam = cam
         if cam:
             # gamma = 1 + gamma_delta so that the stored (and quantized) values sit around zero.
             self.gamma_delta = nn.Parameter(torch.zeros(c_out, grid_points))
             self.beta = nn.Parameter(torch.zeros(c_out, grid_points))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        x = self.shuffle(self.conv(x))
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """``weights``: the frames' ``grid_weights``, (B, grid points)."""
+        x = self.conv(x)
         if self.cam:
-            x = F.instance_norm(x, eps=1e-5)
-            gamma = 1 + interpolate_grid(self.gamma_delta, t)
-            beta = interpolate_grid(self.beta, t)
-            x = x * gamma[:, :, None, None] + beta[:, :, None, None]
-        return F.gelu(x)
+            # Normalization, CAM and GELU commute with the shuffle; before it they are cheaper (kernels.py).
+            x = norm_modulate_gelu(x, 1 + weights @ self.gamma_delta.t(), weights @ self.beta.t())
+        else:
+            x = F.gelu(x)
+        return pixel_shuffle(x, self.stride)
 
 
 class CAMNeRV(nn.Module):
@@ -183,10 +195,13 @@ class CAMNeRV(nn.Module):
         h0, w0 = cfg.base_size
         x = self.stem(positional_encoding(t, cfg.pe_base, cfg.pe_levels))
         x = x.view(t.shape[0], cfg.channels[0], h0, w0)
+        weights = grid_weights(t, cfg.grid_points)
         for block in self.blocks:
-            x = block(x, t)
-        x = torch.sigmoid(self.head(x))
-        return x[:, :, : cfg.height, : cfg.width]
+            x = block(x, weights)
+        # The head's three output channels make oneDNN reorder a contiguous input at a high cost; a
+        # channels-last copy is cheaper.
+        x = torch.sigmoid(self.head(x.contiguous(memory_format=torch.channels_last)))
+        return x[:, :, : cfg.height, : cfg.width].contiguous()
 
 
 def frame_times(indices: torch.Tensor, num_frames: int) -> torch.Tensor:

@@ -15,6 +15,7 @@ from camcodec.model import (
     choose_strides,
     count_parameters,
     frame_times,
+    grid_weights,
     interpolate_grid,
     parameter_count,
     positional_encoding,
@@ -68,14 +69,14 @@ def test_cam_starts_as_identity_modulation():
     model = CAMNeRV(small_config())
     for block in model.blocks:
         assert torch.all(block.gamma_delta == 0) and torch.all(block.beta == 0)
-        assert block.gamma_delta.shape == (block.conv.out_channels // block.shuffle.upscale_factor**2, 4)
+        assert block.gamma_delta.shape == (block.conv.out_channels // block.stride**2, 4)
 
 
 def test_cam_modulates_by_time():
     model = CAMNeRV(small_config())
     block = model.blocks[0]
     x = torch.randn(2, block.conv.in_channels, 6, 8)
-    t = torch.tensor([0.0, 1.0])
+    t = grid_weights(torch.tensor([0.0, 1.0]), 4)
     base = block(x, t)
     with torch.no_grad():
         block.beta[:, -1] = 5.0  # shifts only where t is near 1
