@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from camcodec.device import keep_freed_cpu_memory
-from camcodec.kernels import norm_modulate_gelu, pixel_shuffle
+from camcodec.kernels import SMALL_CONV_PIXELS, conv3x3, norm_modulate_gelu, pixel_shuffle
 from camcodec.model import grid_weights
 
 
@@ -56,6 +56,21 @@ def test_norm_modulate_gelu_takes_non_contiguous_modulation():
     gamma, beta = torch.randn(2, 3).t(), torch.randn(2, 3).t()  # (B, C) views, as grid products may give
     torch.testing.assert_close(pixel_shuffle(norm_modulate_gelu(x, gamma, beta), 2),
                                reference_block(x, gamma, beta, 2))
+
+
+@pytest.mark.parametrize("size", [(5, 7), (64, 80)])  # the im2col path and the oneDNN path
+def test_conv3x3_matches_conv2d_forward_and_backward(size):
+    torch.manual_seed(2)
+    x = torch.randn(2, 3, *size, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(4, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(2, 4, *size, dtype=torch.float64)
+    ours = conv3x3(x, weight, bias)
+    ref = F.conv2d(x, weight, bias, padding=1)
+    torch.testing.assert_close(ours, ref)
+    for a, b in zip(torch.autograd.grad(ours, (x, weight, bias), grad), torch.autograd.grad(ref, (x, weight, bias), grad)):
+        torch.testing.assert_close(a, b)
+    assert (size[0] * size[1] <= SMALL_CONV_PIXELS) == (ours.grad_fn.name() != ref.grad_fn.name())
 
 
 def test_grid_weights_rows_interpolate_two_neighbours():
