@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from camcodec.kernels import conv3x3, norm_modulate_gelu, pixel_shuffle
+from camcodec.kernels import Conv3x3, norm_modulate_gelu, pixel_shuffle
 
 ARCH_NAME = "cam-nerv"
 STRIDE_CHOICES = ((5, 3, 2, 2, 2, 2), (4, 2, 2, 2, 2, 2), (3, 2, 2, 2, 2, 2), (2, 2, 2, 2, 2, 2))
@@ -150,7 +150,7 @@ class UpsampleBlock(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, stride: int, cam: bool, grid_points: int):
         super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out * stride * stride, kernel_size=3, padding=1)
+        self.conv = Conv3x3(c_in, c_out * stride * stride)
         self.stride = stride
         self.cam = cam
         if cam:
@@ -160,7 +160,7 @@ class UpsampleBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """``weights``: the frames' ``grid_weights``, (B, grid points)."""
-        x = conv3x3(x, self.conv.weight, self.conv.bias)
+        x = self.conv(x)
         if self.cam:
             # Normalization, CAM and GELU commute with the shuffle; before it they are cheaper (kernels.py).
             x = norm_modulate_gelu(x, 1 + weights @ self.gamma_delta.t(), weights @ self.beta.t())
