@@ -1,11 +1,13 @@
-"""The upsampling block's element-wise work in few memory passes: training is bound by them on a CPU.
+"""The upsampling block's operations in faster forms: the same function as the plain PyTorch ops, with
+fewer memory passes and less fixed cost per call. CPU training is bound by both at NeRV's small widths.
 
-``F.instance_norm`` followed by a per-frame affine and GELU costs autograd a dozen passes over the
-block's largest tensor, and ``F.pixel_shuffle`` is a slow copy on CPU. Here, normalization, CAM and
-GELU run on the convolution's output *before* the shuffle (they commute with it: the statistics of
-output channel c after the shuffle are those of its s x s input channels, which ``group_norm`` with one
-group per output channel computes), the backward pass is written out by hand, and the shuffle is a
-permuted copy.
+* ``norm_modulate_gelu``: ``F.instance_norm``, a per-frame affine and GELU cost autograd a dozen passes
+  over the block's largest tensor. Here they run on the convolution's output *before* the shuffle (they
+  commute with it: the statistics of output channel c after the shuffle are those of its s x s input
+  channels, which ``group_norm`` with one group per output channel computes), with a hand-written
+  backward pass.
+* ``pixel_shuffle``: one permuted copy, ~2x faster than ``F.pixel_shuffle`` on CPU.
+* ``conv3x3`` / ``Conv3x3``: small CPU feature maps go through im2col + GEMM instead of oneDNN.
 """
 
 from __future__ import annotations
