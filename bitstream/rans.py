@@ -1,7 +1,8 @@
 """The entropy coder: compressai's rANS behind a two-call interface.
 
-``compressai`` (and with it torch) is imported on first use only, so that parsing a header or
-``describe()`` never pays for it. Everything about the table is in :mod:`bitstream.freqtable`.
+Only compressai's two compiled extension modules are loaded, on first use (``_extension``): importing
+the ``compressai`` package would import torch, torchvision, scipy and all of its models (~5 s), the
+largest part of a short decode. Everything about the table is in :mod:`bitstream.freqtable`.
 
 Facts about ``compressai.ans`` (from its C++ source) that this module relies on:
 
@@ -45,8 +46,15 @@ Bounding what the decoder reads (compressai 1.2, ``rans_interface.cpp`` and ``ra
 
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.machinery
+import importlib.util
 import math
+import os
+import sys
 import warnings
+from types import ModuleType
 
 import numpy as np
 
@@ -67,14 +75,36 @@ SLACK = 4.5e-5
 CHUNK = 1 << 14
 
 
-def _ans():
+@functools.cache
+def _extension(name: str) -> ModuleType:
+    """``compressai.<name>``, a compiled extension module, loaded from its file without the package.
+
+    Loading registers the module in ``sys.modules``; it is taken out again, so that a later
+    ``import compressai`` runs the package's own import and binds ``compressai.<name>`` (the extension's
+    types are shared between the two). Falls back to the normal import where the file is not found.
+    """
+    full_name = f"compressai.{name}"
+    if full_name in sys.modules:
+        return sys.modules[full_name]
+    package = importlib.util.find_spec("compressai")  # locates the package without running its __init__
+    for folder in (package.submodule_search_locations or []) if package else []:
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            path = os.path.join(folder, name + suffix)
+            if os.path.isfile(path):
+                spec = importlib.util.spec_from_file_location(full_name, path)
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                sys.modules.pop(full_name, None)
+                return module
     with warnings.catch_warnings():
         # compressai's import uses torch.jit.script, which torch >= 2.9 deprecates with a two-line
         # FutureWarning on stderr: noise for the user of a command whose errors are one line.
         warnings.filterwarnings("ignore", message=r".*torch\.jit\.script", category=FutureWarning)
-        from compressai import ans  # noqa: PLC0415 - deliberately lazy: compressai imports torch
+        return importlib.import_module(full_name)
 
-    return ans
+
+def _ans() -> ModuleType:
+    return _extension("ans")
 
 
 def _quantized_cdf(freqs: np.ndarray) -> list[int]:
@@ -83,11 +113,8 @@ def _quantized_cdf(freqs: np.ndarray) -> list[int]:
     The frequencies are exact multiples of 2**-16 summing to 1, so compressai's rounding is the
     identity; the result is checked against the integer cumulative sum all the same.
     """
-    _ans()
-    from compressai._CXX import pmf_to_quantized_cdf  # noqa: PLC0415 - lazy, see _ans
-
     full = np.append(freqs, 1)
-    cdf = pmf_to_quantized_cdf((full / freqtable.TOTAL).tolist(), freqtable.PRECISION)
+    cdf = _extension("_CXX").pmf_to_quantized_cdf((full / freqtable.TOTAL).tolist(), freqtable.PRECISION)
     expected = np.concatenate([[0], np.cumsum(full)])
     if not np.array_equal(np.asarray(cdf, dtype=np.int64), expected):
         raise BitstreamError("compressai's pmf_to_quantized_cdf changed the frequency table")

@@ -561,6 +561,28 @@ def test_describe_does_not_import_torch(tmp_path: Path, sample) -> None:
     assert result.stdout.strip() == "stem.0.weight"
 
 
+def test_decoding_symbols_loads_only_compressais_extensions(tmp_path: Path, sample) -> None:
+    """Reading a whole file needs compressai's rANS extension, not its package (torch, models: seconds)."""
+    _, data = sample
+    path = tmp_path / "clip.cam"
+    path.write_bytes(data)
+    code = (
+        "import sys, bitstream\n"
+        f"container = bitstream.read_bytes(open({str(path)!r}, 'rb').read())\n"
+        "assert 'torch' not in sys.modules and 'compressai' not in sys.modules, sorted(sys.modules)\n"
+        "import compressai\n"  # the full package still imports afterwards, and codes the same bytes
+        "symbols, cdf = [1, 2, 3] * 100, [0, 1000, 40000, 65536]\n"
+        "coded = [a.RansEncoder().encode_with_indexes(symbols, [0] * 300, [cdf], [4], [0])\n"
+        "         for a in (compressai.ans, bitstream.rans._ans())]\n"
+        "assert coded[0] == coded[1]\n"
+        "print(len(container.segments))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(len(bs.read_bytes(data).segments))
+
+
 def test_spec_documents_every_declared_field() -> None:
     spec = (REPO / "docs" / "bitstream.md").read_text(encoding="utf-8")
     records = [layout.PREAMBLE, layout.FILE_HEADER, layout.SEGMENT_HEADER, layout.TENSOR_ENTRY]
