@@ -8,13 +8,13 @@ import logging
 
 import torch
 
+from camcodec.errors import DeviceError
+
 log = logging.getLogger(__name__)
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 _MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed value
 _TRIM_THRESHOLD = 512 << 20
-
-from camcodec.errors import DeviceError
 
 
 def resolve_device(name: str = "auto") -> torch.device:

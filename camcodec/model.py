@@ -140,11 +140,6 @@ def grid_weights(t: torch.Tensor, points: int) -> torch.Tensor:
     return weights.scatter_add_(1, left[:, None] + 1, frac)
 
 
-def interpolate_grid(grid: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Linear interpolation of a (C, M) grid at times t in [0, 1] (align-corners): -> (B, C)."""
-    return grid_weights(t, grid.shape[1]) @ grid.t()
-
-
 class UpsampleBlock(nn.Module):
     """3x3 conv -> PixelShuffle(s) -> [instance norm -> CAM] -> GELU."""
 

@@ -16,7 +16,6 @@ from camcodec.model import (
     count_parameters,
     frame_times,
     grid_weights,
-    interpolate_grid,
     parameter_count,
     positional_encoding,
 )
@@ -59,7 +58,7 @@ def test_positional_encoding_dims_and_values():
 
 def test_grid_interpolation_is_linear_align_corners():
     grid = torch.tensor([[0.0, 10.0, 20.0], [1.0, 1.0, 3.0]])  # C=2, M=3
-    values = interpolate_grid(grid, torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0]))
+    values = grid_weights(torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0]), 3) @ grid.t()
     assert values.shape == (5, 2)
     assert values[:, 0].tolist() == pytest.approx([0, 5, 10, 15, 20])
     assert values[:, 1].tolist() == pytest.approx([1, 1, 1, 2, 3])
