@@ -543,6 +543,14 @@ def test_describe(sample) -> None:
     assert "stem.0.weight" in text and "176x144" in text
 
 
+def run_fresh_python(code: str) -> str:
+    """Run ``code`` in a new interpreter (its own ``sys.modules``); its stripped stdout, after exit status 0."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
 def test_describe_does_not_import_torch(tmp_path: Path, sample) -> None:
     _, data = sample
     path = tmp_path / "clip.cam"
@@ -555,10 +563,7 @@ def test_describe_does_not_import_torch(tmp_path: Path, sample) -> None:
         "assert 'torch' not in sys.modules and 'compressai' not in sys.modules, sorted(sys.modules)\n"
         "print(d['segments'][0]['tensors'][0]['name'])\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "stem.0.weight"
+    assert run_fresh_python(code) == "stem.0.weight"
 
 
 def test_decoding_symbols_loads_only_compressais_extensions(tmp_path: Path, sample) -> None:
@@ -577,10 +582,7 @@ def test_decoding_symbols_loads_only_compressais_extensions(tmp_path: Path, samp
         "assert coded[0] == coded[1]\n"
         "print(len(container.segments))\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == str(len(bs.read_bytes(data).segments))
+    assert run_fresh_python(code) == str(len(bs.read_bytes(data).segments))
 
 
 def test_spec_documents_every_declared_field() -> None:
