@@ -4,10 +4,11 @@ fewer memory passes and less fixed cost per call. CPU training is bound by both 
 * ``norm_modulate_gelu``: ``F.instance_norm``, a per-frame affine and GELU cost autograd a dozen passes
   over the block's largest tensor. Here they run on the convolution's output *before* the shuffle (they
   commute with it: the statistics of output channel c after the shuffle are those of its s x s input
-  channels, which ``group_norm`` with one group per output channel computes), with a hand-written
-  backward pass.
+  channels, which ``group_norm`` with one group per output channel computes), as one ``group_norm``
+  (normalization and affine fused) and one GELU.
 * ``pixel_shuffle``: one permuted copy, ~2x faster than ``F.pixel_shuffle`` on CPU.
-* ``conv3x3`` / ``Conv3x3``: small CPU feature maps go through im2col + GEMM instead of oneDNN.
+* ``conv3x3`` / ``Conv3x3``: small CPU feature maps go through im2col + GEMM (ATen's
+  ``_slow_conv2d``) instead of oneDNN.
 """
 
 from __future__ import annotations
@@ -28,60 +29,24 @@ def pixel_shuffle(x: torch.Tensor, stride: int) -> torch.Tensor:
     return x.view(b, c, stride, stride, h, w).permute(0, 1, 4, 2, 5, 3).reshape(b, c, h * stride, w * stride)
 
 
-class _NormModulateGelu(torch.autograd.Function):
-    """GELU(gamma * (x - mean) / std + beta) per (frame, group of channels); gamma, beta: (B, groups)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-        b, channels, h, w = x.shape
-        groups = gamma.shape[1]
-        x, gamma, beta = x.contiguous(), gamma.contiguous(), beta.contiguous()
-        normalized, _, rstd = torch.ops.aten.native_group_norm(x, None, None, b, channels, h * w, groups, EPS)
-        normalized = normalized.view(b, groups, -1)
-        modulated = torch.addcmul(beta[..., None], normalized, gamma[..., None])
-        ctx.save_for_backward(normalized, modulated, rstd, gamma)
-        return F.gelu(modulated).view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        normalized, modulated, rstd, gamma = ctx.saved_tensors
-        count = normalized.shape[2]
-        grad_modulated = torch.ops.aten.gelu_backward(grad.reshape(modulated.shape), modulated)
-        grad_beta = grad_modulated.sum(2)
-        grad_gamma = torch.linalg.vecdot(grad_modulated, normalized, dim=2)
-        # d/dx of the normalization: rstd * (g - mean(g) - xhat * mean(g * xhat)), g = gamma * grad_modulated.
-        scale = (gamma * rstd.view_as(gamma))[..., None]
-        grad_x = torch.addcmul((-scale / count) * grad_beta[..., None], grad_modulated, scale)
-        grad_x.addcmul_(normalized, (-scale / count) * grad_gamma[..., None])
-        return grad_x.view_as(grad), grad_gamma, grad_beta
-
-
 def norm_modulate_gelu(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     """Instance norm over each group of ``x.shape[1] / gamma.shape[1]`` channels, CAM's affine, GELU.
 
     ``x``: (B, C * s * s, h, w), a convolution's output before ``pixel_shuffle(s)``; ``gamma``, ``beta``:
     (B, C). Equal, up to float rounding, to GELU(instance_norm(pixel_shuffle(x)) * gamma + beta) before
-    the shuffle.
+    the shuffle. The batch is folded into the channels so that ``group_norm``'s per-channel affine carries
+    the per-frame CAM values: normalization and modulation are one fused kernel each way.
     """
-    return _NormModulateGelu.apply(x, gamma, beta)
+    b, channels, h, w = x.shape
+    groups = gamma.shape[1]
+    per_group = channels // groups
+    weight = gamma.reshape(-1).repeat_interleave(per_group)
+    bias = beta.reshape(-1).repeat_interleave(per_group)
+    normalized = F.group_norm(x.reshape(1, b * channels, h, w), b * groups, weight, bias, EPS)
+    return F.gelu(normalized).view(b, channels, h, w)
 
 
 SMALL_CONV_PIXELS = 4096  # at or below this many pixels per frame, im2col + GEMM beats oneDNN on CPU
-
-
-class _Im2colConv3x3(torch.autograd.Function):
-    """A 3x3, stride 1, padding 1 convolution by ATen's im2col + GEMM kernels, forward and backward."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        return torch.ops.aten._slow_conv2d_forward(x, weight, [3, 3], bias, [1, 1], [1, 1])
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x, weight = ctx.saved_tensors
-        return torch.ops.aten._slow_conv2d_backward(grad.contiguous(), x, weight, [3, 3], [1, 1], [1, 1],
-                                                    [True, True, True])
 
 
 def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -91,7 +56,7 @@ def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.
     The choice depends only on the shape and device, so every run of the same input computes the same bits.
     """
     if x.device.type == "cpu" and x.shape[-2] * x.shape[-1] <= SMALL_CONV_PIXELS and x.is_contiguous():
-        return _Im2colConv3x3.apply(x, weight, bias)
+        return torch.ops.aten._slow_conv2d_forward(x, weight, [3, 3], bias, [1, 1], [1, 1])  # differentiable
     return F.conv2d(x, weight, bias, padding=1)
 
 
