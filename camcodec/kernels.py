@@ -40,8 +40,8 @@ def norm_modulate_gelu(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor)
     b, channels, h, w = x.shape
     groups = gamma.shape[1]
     per_group = channels // groups
-    weight = gamma.reshape(-1).repeat_interleave(per_group)
-    bias = beta.reshape(-1).repeat_interleave(per_group)
+    weight = gamma[..., None].expand(b, groups, per_group).reshape(-1)
+    bias = beta[..., None].expand(b, groups, per_group).reshape(-1)
     normalized = F.group_norm(x.reshape(1, b * channels, h, w), b * groups, weight, bias, EPS)
     return F.gelu(normalized).view(b, channels, h, w)
 
