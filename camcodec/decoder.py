@@ -6,6 +6,7 @@ import logging
 import os
 import typing
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from typing import Any
 
@@ -21,6 +22,7 @@ from camcodec.quantize import load_quantized
 log = logging.getLogger(__name__)
 
 FrameSelection = slice | Iterable[int] | None
+GroupKey = tuple[int, int]  # (segment index, render group index): frames rendered together
 
 
 def to_uint8(frames: torch.Tensor) -> np.ndarray:
@@ -170,7 +172,7 @@ class Decoder:
             keep_freed_cpu_memory()
         self.info = self.container.info
         self._models = [build_segment_model(s, self.info, self.device) for s in self.container.segments]
-        self._cache: tuple[int, int, np.ndarray] | None = None  # (segment index, group index, frames)
+        self._cache: tuple[GroupKey, np.ndarray] | None = None  # the last rendered group
 
     @property
     def width(self) -> int:
@@ -201,9 +203,28 @@ class Decoder:
         return out
 
     def iter_frames(self, indices: FrameSelection = None) -> Iterator[np.ndarray]:
-        """Frames one by one (uint8 H x W x 3), rendered a group at a time."""
+        """Frames one by one (uint8 H x W x 3), rendered a group at a time.
+
+        The next group renders in a background thread while the caller handles (writes, encodes) the
+        frames of this one; the frames are the same as ``render``'s.
+        """
+        runs: list[tuple[GroupKey, list[int]]] = []  # consecutive frames of one group, in the asked order
         for index in self.select(indices):
-            yield self._frame(index)
+            key, position = self._locate(index)
+            if runs and runs[-1][0] == key:
+                runs[-1][1].append(position)
+            else:
+                runs.append((key, [position]))
+        if not runs:
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="camcodec-render") as pool:
+            pending = pool.submit(self._render_group, runs[0][0])
+            for number, (_, positions) in enumerate(runs):
+                frames = pending.result()
+                if number + 1 < len(runs):
+                    pending = pool.submit(self._render_group, runs[number + 1][0])
+                for position in positions:
+                    yield frames[position]
 
     def select(self, frames: FrameSelection = None) -> list[int]:
         """Frame indices for None (all), a slice, or an iterable of indices (negative ones count from the end)."""
@@ -224,15 +245,18 @@ class Decoder:
             checked.append(index)
         return checked
 
-    def _frame(self, index: int) -> np.ndarray:
+    def _locate(self, index: int) -> tuple[GroupKey, int]:
+        """The (segment, render group) that frame ``index`` belongs to, and its position in the group."""
         segment_index = self._segment_of(index)
-        segment = self.container.segments[segment_index]
-        model = self._models[segment_index]
-        local = index - segment.first_frame
-        group = local // model.config.render_group
-        if self._cache is None or self._cache[:2] != (segment_index, group):
-            self._cache = (segment_index, group, self._render_group(model, segment.num_frames, group))
-        return self._cache[2][local - group * model.config.render_group]
+        local = index - self.container.segments[segment_index].first_frame
+        group, position = divmod(local, self._models[segment_index].config.render_group)
+        return (segment_index, group), position
+
+    def _frame(self, index: int) -> np.ndarray:
+        key, position = self._locate(index)
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, self._render_group(key))
+        return self._cache[1][position]
 
     def _segment_of(self, index: int) -> int:
         for i, segment in enumerate(self.container.segments):
@@ -241,7 +265,9 @@ class Decoder:
         raise IndexError(f"frame {index} is in no segment")
 
     @torch.inference_mode()
-    def _render_group(self, model: CAMNeRV, num_frames: int, group: int) -> np.ndarray:
+    def _render_group(self, key: GroupKey) -> np.ndarray:
+        segment_index, group = key
+        model, num_frames = self._models[segment_index], self.container.segments[segment_index].num_frames
         size = model.config.render_group
         local = torch.arange(group * size, min((group + 1) * size, num_frames), device=self.device)
         return to_uint8(model(frame_times(local, num_frames)))

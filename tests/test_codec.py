@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,24 @@ def test_random_access_matches_full_decode(encoded):
         assert np.array_equal(decoder[index], result.reconstruction[index])
     assert np.array_equal(decoder[2:6], result.reconstruction[2:6])
     assert np.array_equal(camcodec.decode(path, frames=[6, 1], device="cpu"), result.reconstruction[[6, 1]])
+
+
+def test_streamed_frames_render_ahead_and_equal_random_access(tmp_path, monkeypatch):
+    from conftest import moving_pattern
+
+    frames = moving_pattern(num_frames=20, height=32, width=48)  # three render groups of 8, 8 and 4
+    path = tmp_path / "clip.cam"
+    result = Encoder(resolve_config("fast", **{**TINY, "steps": 20})).encode(clip_from_array(frames), path)
+    decoder = camcodec.Decoder(path, device="cpu")
+    threads = []
+    render_group = camcodec.Decoder._render_group
+    monkeypatch.setattr(camcodec.Decoder, "_render_group",
+                        lambda self, key: threads.append(threading.current_thread().name) or render_group(self, key))
+    assert np.array_equal(np.stack(list(decoder.iter_frames())), result.reconstruction)
+    assert len(threads) == 3 and all(name.startswith("camcodec-render") for name in threads)
+    selection = [19, 3, 4, 12, 0, 0, 17]
+    assert np.array_equal(np.stack(list(decoder.iter_frames(selection))), result.reconstruction[selection])
+    assert list(decoder.iter_frames([])) == []
 
 
 def test_same_seed_gives_identical_file(encoded, tmp_path):
