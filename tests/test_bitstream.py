@@ -551,13 +551,18 @@ def run_fresh_python(code: str) -> str:
     return result.stdout.strip()
 
 
-def test_describe_does_not_import_torch(tmp_path: Path, sample) -> None:
-    _, data = sample
+@pytest.fixture
+def sample_path(tmp_path: Path, sample) -> Path:
+    """The sample container written to a file, for code that runs in another interpreter."""
     path = tmp_path / "clip.cam"
-    path.write_bytes(data)
+    path.write_bytes(sample[1])
+    return path
+
+
+def test_describe_does_not_import_torch(sample_path: Path) -> None:
     code = (
         "import json, sys, bitstream\n"
-        f"d = bitstream.describe(open({str(path)!r}, 'rb').read())\n"
+        f"d = bitstream.describe(open({str(sample_path)!r}, 'rb').read())\n"
         "json.dumps(d)\n"
         "bitstream.format_description(d)\n"
         "assert 'torch' not in sys.modules and 'compressai' not in sys.modules, sorted(sys.modules)\n"
@@ -566,14 +571,11 @@ def test_describe_does_not_import_torch(tmp_path: Path, sample) -> None:
     assert run_fresh_python(code) == "stem.0.weight"
 
 
-def test_decoding_symbols_loads_only_compressais_extensions(tmp_path: Path, sample) -> None:
+def test_decoding_symbols_loads_only_compressais_extensions(sample_path: Path) -> None:
     """Reading a whole file needs compressai's rANS extension, not its package (torch, models: seconds)."""
-    _, data = sample
-    path = tmp_path / "clip.cam"
-    path.write_bytes(data)
     code = (
         "import sys, bitstream\n"
-        f"container = bitstream.read_bytes(open({str(path)!r}, 'rb').read())\n"
+        f"container = bitstream.read_bytes(open({str(sample_path)!r}, 'rb').read())\n"
         "assert 'torch' not in sys.modules and 'compressai' not in sys.modules, sorted(sys.modules)\n"
         "import compressai\n"  # the full package still imports afterwards, and codes the same bytes
         "symbols, cdf = [1, 2, 3] * 100, [0, 1000, 40000, 65536]\n"
@@ -582,7 +584,7 @@ def test_decoding_symbols_loads_only_compressais_extensions(tmp_path: Path, samp
         "assert coded[0] == coded[1]\n"
         "print(len(container.segments))\n"
     )
-    assert run_fresh_python(code) == str(len(bs.read_bytes(data).segments))
+    assert run_fresh_python(code) == str(len(bs.read_bytes(sample_path.read_bytes()).segments))
 
 
 def test_spec_documents_every_declared_field() -> None:
