@@ -11,7 +11,7 @@ from torch import nn
 
 import bitstream
 from camcodec.prune import magnitude_masks
-from camcodec.quantize import fake_quantize, quantize_model
+from camcodec.quantize import ChannelAxis, fake_quantize, quantize_model
 from camcodec.train import WeightMap
 
 log = logging.getLogger(__name__)
@@ -30,12 +30,13 @@ def masked_weights(masks: Masks) -> WeightMap:
     return weights
 
 
-def quantized_weights(masks: Masks, bits: int) -> WeightMap:
-    """Forward with exactly the weights the decoder will use; straight-through gradients."""
+def quantized_weights(masks: Masks, bits: int, axes: dict[str, ChannelAxis]) -> WeightMap:
+    """Forward with exactly the weights the decoder will use; straight-through gradients.
+    ``axes``: each parameter's output-channel axis (``quantize.channel_axes``)."""
     pruned = masked_weights(masks)
 
     def weights(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {name: fake_quantize(p, bits) for name, p in pruned(params).items()}
+        return {name: fake_quantize(p, bits, axes[name]) for name, p in pruned(params).items()}
 
     return weights
 

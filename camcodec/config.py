@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from camcodec.errors import InputError
-from camcodec.model import ModelConfig, block_channels, choose_strides, parameter_count
+from camcodec.model import ARCHITECTURES, ArchConfig, architecture
 
 LOSSES = ("mse", "l1-msssim")
 FINETUNE_LR = 0.1  # fine-tuning phases (after pruning, quantization-aware) run at this fraction of lr
@@ -34,6 +34,8 @@ class EncodeConfig:
     finetune: float = 0.1  # fine-tuning after pruning, as a fraction of the training steps
     qat: float | None = None  # quantization-aware fine-tuning, fraction of the training steps (None: 0.1 below 8 bits)
     target_bpp: float | None = None  # choose size and pruning to land near this rate
+    arch: str = "cam-nerv"  # the network (camcodec.model.ARCHITECTURES)
+    model_params: tuple[tuple[str, Any], ...] = ()  # the architecture's config fields set by hand
     cam: bool = True
     cam_points: int = 32
     min_params: int = 2_000  # floor for tiny clips
@@ -54,6 +56,7 @@ class EncodeConfig:
             (0 <= self.finetune <= 1 and 0 <= (self.qat or 0) <= 1, "finetune and qat must be in [0, 1]"),
             (self.target_bpp is None or 0 < self.target_bpp <= 24, "target bpp must be in (0, 24]"),
             (2 <= self.cam_points <= 4096, "cam_points must be in 2..4096"),
+            (self.arch in ARCHITECTURES, f"arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}"),
             (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), f"device must be auto, cpu or cuda, got {self.device!r}"),
         ]
         for ok, message in checks:
@@ -119,33 +122,12 @@ def params_for_target(target_bpp: float, bits: int) -> float:
     return target_bpp / coded / TARGET_PRUNE_HEADROOM
 
 
-def size_model(width: int, height: int, num_frames: int, config: EncodeConfig) -> ModelConfig:
-    """The widest model whose parameter count stays within the clip's budget.
-
-    Width grows with C0 (the stem's channels); the stem's hidden size is 2 x C0, later blocks shrink
-    by 1.5x per block down to 8 channels. Sizing always counts the CAM grids, so that ``cam=False``
-    gives plain NeRV with exactly the same widths.
-    """
+def size_model(width: int, height: int, num_frames: int, config: EncodeConfig) -> ArchConfig:
+    """The config of the ``config.arch`` network that fits the clip's parameter budget
+    (``params_per_pixel`` x pixels x frames, at least ``min_params``)."""
     budget = max(config.params_per_pixel * width * height * num_frames, config.min_params)
-    strides = choose_strides(width, height)
-
-    def build(c0: int) -> ModelConfig:
-        return ModelConfig(
-            width=width,
-            height=height,
-            num_frames=num_frames,
-            strides=strides,
-            channels=block_channels(c0, len(strides)),
-            stem_hidden=max(2 * c0, 16),
-            cam=True,
-            cam_points=config.cam_points,
-        )
-
-    low, high = 4, 1024
-    while high - low > 1 and parameter_count(build(low)) <= budget:
-        mid = (low + high) // 2
-        if parameter_count(build(mid)) <= budget:
-            low = mid
-        else:
-            high = mid
-    return replace(build(low), cam=config.cam)
+    try:
+        return architecture(config.arch).sized(width, height, num_frames, budget, cam=config.cam,
+                                               cam_points=config.cam_points, **dict(config.model_params))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"model options for {config.arch}: {exc}") from None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import typing
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
@@ -12,11 +11,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 import bitstream
 from camcodec.device import keep_freed_cpu_memory, resolve_device
 from camcodec.errors import BitstreamError, HeaderError, InputError
-from camcodec.model import CAMNeRV, ModelConfig, frame_times, parameter_count
+from camcodec.model import ArchConfig, build_model, config_from_dict, frame_times, parameter_count
 from camcodec.quantize import load_quantized
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
     return frames.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def build_segment_model(segment: bitstream.Segment, info: bitstream.VideoInfo, device: torch.device) -> CAMNeRV:
+def build_segment_model(segment: bitstream.Segment, info: bitstream.VideoInfo, device: torch.device) -> nn.Module:
     """The network of one segment with its dequantized weights; a mismatch with the file is a HeaderError.
 
     ``Decoder`` has already checked the config against the tensor table (``check_segment``) before
@@ -47,42 +47,17 @@ def build_segment_model(segment: bitstream.Segment, info: bitstream.VideoInfo, d
     if held != expected:
         raise HeaderError(f"{where}: the model config has {expected:,} parameters, the file holds {held:,}")
     try:
-        model = CAMNeRV(config)
+        model = build_model(config)
         load_quantized(model, segment.tensors)
     except ValueError as exc:
         raise HeaderError(f"{where}: {exc}") from None
     return model.to(device).eval()
 
 
-def _type_ok(value: Any, hint: Any) -> bool:
-    """Whether a JSON value has the type a ModelConfig field declares (bools are not numbers here)."""
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if typing.get_origin(hint) is tuple:
-        if not isinstance(value, (list, tuple)):
-            return False
-        items = [a for a in typing.get_args(hint) if a is not Ellipsis]
-        return not items or all(_type_ok(v, items[0]) for v in value)
-    return True  # a type this check does not know: ModelConfig.from_dict decides
-
-
-def checked_model_config(data: Any, where: str) -> ModelConfig:
-    """A file's model config as a ModelConfig; anything malformed (type, range, key) is a HeaderError."""
-    if isinstance(data, dict):
-        hints = typing.get_type_hints(ModelConfig)
-        for key, value in data.items():
-            if key in hints and not _type_ok(value, hints[key]):
-                hint = hints[key]
-                kind = "list of int" if typing.get_args(hint) else getattr(hint, "__name__", str(hint))
-                raise HeaderError(f"{where}: model config {key} = {str(value)[:40]} is not a {kind}")
+def checked_model_config(data: Any, where: str) -> ArchConfig:
+    """A file's model config; anything malformed (architecture, type, range, key) is a HeaderError."""
     try:
-        return ModelConfig.from_dict(data)
+        return config_from_dict(data)
     except (ValueError, TypeError, OverflowError, ZeroDivisionError) as exc:
         raise HeaderError(f"{where}: {exc}") from None
 
@@ -107,7 +82,7 @@ def check_segment(segment: dict[str, Any], video: dict[str, Any], where: str) ->
             f"{where}: the model config has {expected:,} parameters, the tensor table holds {segment['elements']:,}"
         )
     with torch.device("meta"):  # shapes only: allocates nothing
-        shapes = {name: tuple(value.shape) for name, value in CAMNeRV(config).state_dict().items()}
+        shapes = {name: tuple(value.shape) for name, value in build_model(config).state_dict().items()}
     stored = {t["name"]: tuple(t["shape"]) for t in segment["tensors"]}
     for tensor in segment["tensors"]:
         if tensor["kind"] != "quantized":

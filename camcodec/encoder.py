@@ -10,6 +10,7 @@ from fractions import Fraction
 
 import numpy as np
 import torch
+from torch import nn
 
 import bitstream
 from camcodec.checkpoint import EncodeCheckpoint, fingerprint
@@ -20,9 +21,9 @@ from camcodec.device import resolve_device
 from camcodec.errors import InputError
 from camcodec.media import Clip, check_output_path
 from camcodec.metrics import psnr_uint8
-from camcodec.model import CAMNeRV, ModelConfig, count_parameters
+from camcodec.model import build_model, count_parameters
 from camcodec.prune import apply_masks, magnitude_masks
-from camcodec.quantize import quantize_model
+from camcodec.quantize import channel_axes, quantize_model
 from camcodec.train import Phase, fit, frames_to_tensor
 
 log = logging.getLogger(__name__)
@@ -126,10 +127,9 @@ class Encoder:
         if config.target_bpp is not None:
             target_bytes = int(config.target_bpp * width * height * num_frames / 8)
             config = replace(config, params_per_pixel=params_for_target(config.target_bpp, config.bits))
-        model = self._build_model(size_model(width, height, num_frames, config), config.seed, device)
-        log.info("%s: %d frames %dx%d, %d params, strides %s, channels %s, cam=%s, device %s", clip.source,
-                 num_frames, width, height, count_parameters(model), model.config.strides, model.config.channels,
-                 model.config.cam, device)
+        model = build_model(size_model(width, height, num_frames, config), config.seed).to(device)
+        log.info("%s: %d frames %dx%d, %d params, device %s, model %s", clip.source, num_frames, width, height,
+                 count_parameters(model), device, model.config.to_dict())
 
         def build(tensors: list[bitstream.QuantizedTensor]) -> bitstream.Container:
             return bitstream.Container(info, [bitstream.Segment(0, num_frames, model.config.to_dict(), tensors)])
@@ -162,14 +162,7 @@ class Encoder:
         log.info("encoded %s", stats.summary())
         return EncodeResult(stats, reconstruction)
 
-    @staticmethod
-    def _build_model(model_config: ModelConfig, seed: int, device: torch.device) -> CAMNeRV:
-        """The untrained network, initialized from ``seed`` without touching the global RNG."""
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return CAMNeRV(model_config).to(device)
-
-    def _optimize(self, model: CAMNeRV, frames: torch.Tensor, config: EncodeConfig, progress: EncodeCheckpoint,
+    def _optimize(self, model: nn.Module, frames: torch.Tensor, config: EncodeConfig, progress: EncodeCheckpoint,
                   target_bytes: int | None, build: FileBuilder) -> None:
         """Train, choose the rate, prune and fine-tune, then quantization-aware fine-tune: the weights
         left in ``model`` (pruned weights zeroed) quantize to the file's tensors at ``progress.bits``.
@@ -202,11 +195,11 @@ class Encoder:
             run(Phase("prune", config.phase_steps(num_frames, config.finetune), lr, 0.0, masked_weights(masks)))
         if config.qat_fraction > 0:
             steps = config.phase_steps(num_frames, config.qat_fraction)
-            run(Phase("qat", steps, lr, 0.0, quantized_weights(masks, progress.bits)))
+            run(Phase("qat", steps, lr, 0.0, quantized_weights(masks, progress.bits, channel_axes(model))))
         apply_masks(model, masks)
 
     @staticmethod
-    def _rate_for_target(model: CAMNeRV, bits: int, target_bytes: int, build: FileBuilder) -> tuple[int, float]:
+    def _rate_for_target(model: nn.Module, bits: int, target_bytes: int, build: FileBuilder) -> tuple[int, float]:
         """(bits, pruning ratio) that land the coded size at the target: prune a network that codes too
         large; give one that codes well under the target more bits, up to 8."""
         while True:

@@ -3,7 +3,7 @@
 What it measures, for each preset and frame size, on T frames of a real clip scaled to the size (or a
 generated pattern when no clip is at hand):
 
-* training: the network the encoder would build (``resolve_config`` -> ``size_model`` -> ``CAMNeRV``),
+* training: the network the encoder would build (``resolve_config`` -> ``size_model`` -> ``build_model``),
   trained by ``camcodec.train.fit``: per repeat one call, a few warm-up steps, then N steps timed
   between fit's per-step hook calls (its set-up and its closing PSNR pass are left out); frame-steps
   per second from the median repeat;
@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 import camcodec
 from camcodec.config import EncodeConfig, resolve_config, size_model
@@ -58,7 +59,7 @@ from camcodec.device import resolve_device
 from camcodec.encoder import Encoder, clip_from_array
 from camcodec.errors import InputError
 from camcodec.media import read_video
-from camcodec.model import CAMNeRV, ModelConfig, count_parameters
+from camcodec.model import build_model, count_parameters, macs_per_frame
 from camcodec.train import FitState, Phase, evaluate_psnr, fit, frames_to_tensor
 from eval.results import write_atomic
 
@@ -312,30 +313,6 @@ def load_frames(source: str, width: int, height: int, num_frames: int) -> np.nda
     return read_video(source, scale=(width, height), max_frames=num_frames).frames
 
 
-def build_model(model_config: ModelConfig, config: EncodeConfig, device: torch.device) -> CAMNeRV:
-    """The network as the encoder builds it: seeded, then moved to the device."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        return CAMNeRV(model_config).to(device)
-
-
-def decoder_macs(config: ModelConfig) -> dict[str, int]:
-    """Multiply-accumulates of one rendered frame, by layer kind, counted from the config.
-
-    The stem's two linear layers run once per frame; each block's 3x3 convolution runs on its input
-    resolution (before the pixel shuffle); the head's 3x3 convolution on the last, uncropped feature map.
-    """
-    h, w = config.base_size
-    c0, hidden = config.channels[0], config.stem_hidden
-    stem = 2 * config.pe_levels * hidden + hidden * c0 * h * w
-    blocks = 0
-    for c_in, c_out, stride in zip(config.channels[:-1], config.channels[1:], config.strides):
-        blocks += 9 * c_in * c_out * stride * stride * h * w
-        h, w = h * stride, w * stride
-    head = 9 * config.channels[-1] * 3 * h * w
-    return {"stem": stem, "blocks": blocks, "head": head, "total": stem + blocks + head}
-
-
 # ---------------------------------------------------------------------------------------------------
 # The measurements
 
@@ -376,7 +353,7 @@ class StepClock:
         return self.times[last][1] - self.times[first][1]
 
 
-def measure_training(model: CAMNeRV, frames: torch.Tensor, config: EncodeConfig, s: BenchSettings) -> dict[str, Any]:
+def measure_training(model: nn.Module, frames: torch.Tensor, config: EncodeConfig, s: BenchSettings) -> dict[str, Any]:
     """Frame-steps per second of ``fit``: per repeat one ``fit`` call, warm-up steps, then N timed steps."""
     batch = min(config.batch_size, frames.shape[0])
     lead = s.warmup  # >= 1: a fit call's first step also creates the optimizer's state
@@ -421,7 +398,7 @@ class PsnrWatch:
     is spent. Time spent checking is measured and left out of the training time.
     """
 
-    def __init__(self, model: CAMNeRV, frames: torch.Tensor, target: float, every: int, budget: float,
+    def __init__(self, model: nn.Module, frames: torch.Tensor, target: float, every: int, budget: float,
                  device: torch.device):
         self.model, self.frames, self.target = model, frames, target
         self.every, self.budget, self.device = every, budget, device
@@ -457,7 +434,7 @@ class PsnrWatch:
 
 
 def time_to_psnr(
-    model: CAMNeRV, frames: torch.Tensor, config: EncodeConfig, target: float, budget: float, device: torch.device,
+    model: nn.Module, frames: torch.Tensor, config: EncodeConfig, target: float, budget: float, device: torch.device,
 ) -> dict[str, Any]:
     """Train ``model`` as the encoder's main phase does until its frames reach ``target`` dB (or the budget)."""
     num_frames = frames.shape[0]
@@ -624,7 +601,7 @@ def bench_one(preset: str, width: int, height: int, source_frames: np.ndarray, s
     config = resolve_config(preset, device=str(s.device))
     num_frames = len(source_frames)
     model_config = size_model(width, height, num_frames, config)
-    macs = decoder_macs(model_config)
+    macs = macs_per_frame(model_config)
     row: dict[str, Any] = {
         "preset": preset,
         "width": width,
@@ -638,12 +615,12 @@ def bench_one(preset: str, width: int, height: int, source_frames: np.ndarray, s
     frames = frames_to_tensor(source_frames, s.device)
 
     _progress(s, f"{preset} {width}x{height}: training speed")
-    model = build_model(model_config, config, s.device)
+    model = build_model(model_config, config.seed).to(s.device)
     row["parameters"] = count_parameters(model)
     row["train"] = measure_training(model, frames, config, s)
     del model
     _progress(s, f"{preset} {width}x{height}: time to {s.psnr:g} dB (budget {s.budget:g} s)")
-    model = build_model(model_config, config, s.device)
+    model = build_model(model_config, config.seed).to(s.device)
     row["time_to_psnr"] = time_to_psnr(model, frames, config, s.psnr, s.budget, s.device)
     del model, frames
 

@@ -11,9 +11,10 @@ from camcodec.compress import quantized_weights
 from camcodec.config import resolve_config
 from camcodec.decoder import to_uint8
 from camcodec.encoder import Encoder, clip_from_array
-from camcodec.model import CAMNeRV, ModelConfig, frame_times
+from camcodec.model import frame_times
+from camcodec.model.cam_nerv import CAMNeRV, CamNervConfig
 from camcodec.prune import apply_masks, magnitude_masks, prunable_names, sparsity
-from camcodec.quantize import load_quantized, quantize_model
+from camcodec.quantize import channel_axes, load_quantized, quantize_model
 from camcodec.train import Phase, fit, frames_to_tensor
 
 FAST = {"steps": 150, "params_per_pixel": 1.0, "lr": 1e-2, "device": "cpu"}
@@ -21,7 +22,7 @@ FAST = {"steps": 150, "params_per_pixel": 1.0, "lr": 1e-2, "device": "cpu"}
 
 def tiny_model() -> CAMNeRV:
     torch.manual_seed(0)
-    return CAMNeRV(ModelConfig(64, 48, 8, (4, 2), (12, 8, 8), 24, cam_points=4))
+    return CAMNeRV(CamNervConfig(64, 48, 8, (4, 2), (12, 8, 8), 24, cam_points=4))
 
 
 @pytest.mark.parametrize("ratio", [0.0, 0.3, 0.6])
@@ -39,7 +40,7 @@ def test_qat_forward_equals_the_decoder_bit_for_bit(clip):
     frames = frames_to_tensor(clip, torch.device("cpu"))
     config = resolve_config("fast", **FAST)
     masks = magnitude_masks(model, 0.3)
-    weights = quantized_weights(masks, 6)
+    weights = quantized_weights(masks, 6, channel_axes(model))
     fit(model, frames, Phase("qat", 20, 1e-3, 0.0, weights), config)
     times = frame_times(torch.arange(8), 8)
     with torch.no_grad():

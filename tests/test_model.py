@@ -9,21 +9,22 @@ import torch
 
 from camcodec.config import resolve_config, size_model
 from camcodec.model import (
-    CAMNeRV,
-    ModelConfig,
-    block_channels,
-    choose_strides,
+    build_model,
+    config_from_dict,
     count_parameters,
     frame_times,
     grid_weights,
+    macs_per_frame,
     parameter_count,
     positional_encoding,
 )
+from camcodec.model.cam_nerv import CAMNeRV, CamNervConfig, block_channels, choose_strides
 
 
-def small_config(width=64, height=48, num_frames=8, cam=True) -> ModelConfig:
+def small_config(width=64, height=48, num_frames=8, cam=True) -> CamNervConfig:
     strides = choose_strides(width, height)
-    return ModelConfig(width, height, num_frames, strides, block_channels(8, len(strides)), 16, cam=cam, cam_points=4)
+    return CamNervConfig(width, height, num_frames, strides, block_channels(8, len(strides)), 16, cam=cam,
+                         cam_points=4)
 
 
 @pytest.mark.parametrize("size", [(64, 48), (176, 144), (175, 143), (480, 270), (1920, 1080), (33, 17)])
@@ -92,18 +93,44 @@ def test_plain_nerv_has_no_grids_and_same_convs():
 
 
 @pytest.mark.parametrize("cam", [True, False])
-def test_parameter_count_formula(cam):
+def test_parameter_count_from_a_meta_build(cam):
     config = small_config(cam=cam)
     assert parameter_count(config) == count_parameters(CAMNeRV(config))
 
 
+@pytest.mark.parametrize("size, cam", [((176, 144), True), ((64, 48), True), ((33, 17), False), ((480, 270), True)])
+def test_cam_nerv_macs_match_the_layer_arithmetic(size, cam):
+    """stem: two linear layers; each block's 3x3 conv at its input size with C_out x s^2 outputs; head 3x3."""
+    width, height = size
+    strides = choose_strides(width, height)
+    config = CamNervConfig(width, height, 5, strides, block_channels(12, len(strides)), stem_hidden=24, cam=cam)
+    h, w = config.base_size
+    expected = 2 * config.pe_levels * 24 + 24 * 12 * h * w
+    for c_in, c_out, stride in zip(config.channels[:-1], config.channels[1:], strides):
+        expected += 9 * c_in * c_out * stride * stride * h * w
+        h, w = h * stride, w * stride
+    expected += 9 * config.channels[-1] * 3 * h * w
+    assert macs_per_frame(config)["total"] == expected
+
+
 def test_config_round_trips_and_rejects_bad_input():
     config = small_config()
-    assert ModelConfig.from_dict(config.to_dict()) == config
+    assert config_from_dict(config.to_dict()) == config
+    assert build_model(config_from_dict(config.to_dict())).config == config
     for bad in ({"arch": "other"}, {**config.to_dict(), "extra": 1}, {**config.to_dict(), "channels": [8]},
-                {**config.to_dict(), "width": 0}, {**config.to_dict(), "strides": "22"}, {"arch": "cam-nerv"}):
+                {**config.to_dict(), "width": 0}, {**config.to_dict(), "strides": "22"}, {"arch": "cam-nerv"},
+                {**config.to_dict(), "cam": 1}, [], None):
         with pytest.raises(ValueError):
-            ModelConfig.from_dict(bad)
+            config_from_dict(bad)
+
+
+def test_seeded_builds_are_identical_and_leave_the_global_rng_alone():
+    torch.manual_seed(5)
+    before = torch.rand(1)
+    torch.manual_seed(5)
+    first, second = build_model(small_config(), seed=3), build_model(small_config(), seed=3)
+    assert torch.rand(1) == before
+    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
 
 
 def test_presets_scale_parameters_with_the_clip():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from camcodec.model import CAMNeRV, ModelConfig
+from camcodec.model.cam_nerv import CAMNeRV, CamNervConfig
 from camcodec.quantize import (
     channel_scales,
     fake_quantize,
@@ -51,7 +51,7 @@ def test_one_dimensional_and_zero_tensors():
 
 
 def test_loaded_model_uses_exactly_the_dequantized_values():
-    config = ModelConfig(32, 24, 4, (2, 2), (8, 6, 4), 16, cam_points=4)
+    config = CamNervConfig(32, 24, 4, (2, 2), (8, 6, 4), 16, cam_points=4)
     model = CAMNeRV(config)
     tensors = quantize_model(model, 6)
     assert [t.name for t in tensors] == list(model.state_dict())
@@ -62,10 +62,10 @@ def test_loaded_model_uses_exactly_the_dequantized_values():
 
 
 def test_mismatched_tensors_are_refused():
-    config = ModelConfig(32, 24, 4, (2, 2), (8, 6, 4), 16, cam_points=4)
+    config = CamNervConfig(32, 24, 4, (2, 2), (8, 6, 4), 16, cam_points=4)
     tensors = quantize_model(CAMNeRV(config), 8)
     with pytest.raises(ValueError, match="do not match"):
         load_quantized(CAMNeRV(config), tensors[:-1])
-    other = ModelConfig(32, 24, 4, (2, 2), (8, 5, 4), 16, cam_points=4)
+    other = CamNervConfig(32, 24, 4, (2, 2), (8, 5, 4), 16, cam_points=4)
     with pytest.raises(ValueError, match="shape"):
         load_quantized(CAMNeRV(other), tensors)

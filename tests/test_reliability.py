@@ -402,7 +402,7 @@ def test_huge_network_in_the_config_is_refused_before_building_it(tiny_cam, monk
     data = tiny_cam.read_bytes()
     channels = len(bs.describe(data)["segments"][0]["model_config"]["channels"])
     built = []
-    original = decoder_module.CAMNeRV
+    original = decoder_module.build_model
 
     def recording(config):
         import torch
@@ -410,7 +410,7 @@ def test_huge_network_in_the_config_is_refused_before_building_it(tiny_cam, monk
         built.append(torch.empty(0).device.type)
         return original(config)
 
-    monkeypatch.setattr(decoder_module, "CAMNeRV", recording)
+    monkeypatch.setattr(decoder_module, "build_model", recording)
     for changes in ({"channels": [4096] * channels}, {"stem_hidden": 8192}, {"num_frames": 10**6}):
         start = time.perf_counter()
         with pytest.raises(bs.HeaderError, match="parameters|frames"):
@@ -426,7 +426,7 @@ def test_huge_network_in_the_config_is_refused_before_building_it(tiny_cam, monk
         ({"channels": [True, True]}, "list of int"),
         ({"render_group": 0}, "invalid render_group"),
         ({"colour": "red"}, "unknown keys"),
-        ({"arch": "nerv"}, "not a cam-nerv config"),
+        ({"arch": "nerv"}, "unknown architecture .nerv."),
     ],
 )
 def test_malformed_model_config_is_a_header_error(tiny_cam, changes, message) -> None:

@@ -62,7 +62,7 @@ def test_resume_refuses_a_checkpoint_of_another_encode(source, tmp_path, capsys)
     short = [o if o != "400" else "40" for o in OPTIONS]
     from camcodec.checkpoint import EncodeCheckpoint  # write a checkpoint of a different encode
 
-    model = camcodec.encoder.CAMNeRV(camcodec.encoder.size_model(64, 48, 8, camcodec.resolve_config("fast")))
+    model = camcodec.encoder.build_model(camcodec.encoder.size_model(64, 48, 8, camcodec.resolve_config("fast")))
     EncodeCheckpoint(out, model, "another-encode").save()
     assert main(["encode", str(source), "-o", str(out), *short, "--resume"]) == 2
     assert "different encode" in capsys.readouterr().err

@@ -10,22 +10,24 @@ same stem and widths (no normalization, no grids), the ablation that shows what 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from camcodec.kernels import Conv3x3, norm_modulate_gelu, pixel_shuffle
+from camcodec.model.common import ArchConfig, grid_weights, is_int, is_number, parameters_of, positional_encoding
 
-ARCH_NAME = "cam-nerv"
 STRIDE_CHOICES = ((5, 3, 2, 2, 2, 2), (4, 2, 2, 2, 2, 2), (3, 2, 2, 2, 2, 2), (2, 2, 2, 2, 2, 2))
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Everything needed to rebuild the network; written into the file as JSON."""
+class CamNervConfig(ArchConfig):
+    """Everything needed to rebuild a ``cam-nerv`` network; written into the file as JSON."""
 
+    arch: ClassVar[str] = "cam-nerv"
     width: int
     height: int
     num_frames: int
@@ -36,8 +38,6 @@ class ModelConfig:
     pe_levels: int = 40
     cam: bool = True
     cam_points: int = 32  # M, the grid points per CAM grid (capped at the frame count)
-    # Frames are rendered in fixed groups of consecutive frames: batched arithmetic differs in the last
-    # bits with the batch's size, so a fixed grouping makes every frame exact whichever subset is asked.
     render_group: int = 8
 
     @property
@@ -50,51 +50,18 @@ class ModelConfig:
     def grid_points(self) -> int:
         return max(2, min(self.cam_points, self.num_frames))
 
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["strides"] = list(self.strides)
-        data["channels"] = list(self.channels)
-        return {"arch": ARCH_NAME, **data}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ModelConfig:
-        """Rebuild from a file's config; raises ValueError on anything missing, unknown or out of range."""
-        if not isinstance(data, dict) or data.get("arch") != ARCH_NAME:
-            raise ValueError(f"model config is not a {ARCH_NAME} config")
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names - {"arch"}
-        if unknown:
-            raise ValueError(f"model config has unknown keys {sorted(unknown)}")
-        try:
-            config = cls(**{k: v for k, v in data.items() if k != "arch"})
-            config = cls(**{**asdict(config), "strides": tuple(config.strides), "channels": tuple(config.channels)})
-            config.validate()
-        except TypeError as exc:
-            raise ValueError(f"model config is malformed: {exc}") from None
-        return config
-
     def validate(self) -> None:
-        def is_int(value: object) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool)
-
-        checks = [
-            (is_int(self.width) and is_int(self.height) and 1 <= self.width <= 16384 and 1 <= self.height <= 16384,
-             "frame size"),
-            (is_int(self.num_frames) and 1 <= self.num_frames <= 1_000_000, "frame count"),
+        super().validate()
+        self.check(
             (1 <= len(self.strides) <= 8 and all(is_int(s) and 1 <= s <= 8 for s in self.strides), "strides"),
             (len(self.channels) == len(self.strides) + 1, "channels vs strides"),
             (all(is_int(c) and 1 <= c <= 4096 for c in self.channels), "channels"),
             (is_int(self.stem_hidden) and 1 <= self.stem_hidden <= 8192, "stem_hidden"),
             (is_int(self.pe_levels) and 1 <= self.pe_levels <= 128, "pe_levels"),
-            (isinstance(self.pe_base, (int, float)) and not isinstance(self.pe_base, bool)
-             and 1.0 < self.pe_base <= 4.0, "pe_base"),
+            (is_number(self.pe_base) and 1.0 < self.pe_base <= 4.0, "pe_base"),
             (isinstance(self.cam, bool), "cam"),
             (is_int(self.cam_points) and 2 <= self.cam_points <= 4096, "cam_points"),
-            (is_int(self.render_group) and 1 <= self.render_group <= 1024, "render_group"),
-        ]
-        for ok, what in checks:
-            if not ok:
-                raise ValueError(f"model config: invalid {what}")
+        )
         h0, w0 = self.base_size
         if self.channels[0] * h0 * w0 > 50_000_000:
             raise ValueError("model config: stem output too large")
@@ -117,27 +84,6 @@ def block_channels(c0: int, num_blocks: int, reduce: float = 1.5, c_min: int = 8
     for _ in range(num_blocks):
         channels.append(max(int(channels[-1] / reduce), min(c_min, c0)))
     return tuple(channels)
-
-
-def positional_encoding(t: torch.Tensor, base: float, levels: int) -> torch.Tensor:
-    """[sin(b^k pi t), cos(b^k pi t)] for k < levels: (B,) -> (B, 2 * levels)."""
-    freqs = (base ** torch.arange(levels, dtype=torch.float32, device=t.device)) * math.pi
-    angles = t[:, None].float() * freqs[None, :]
-    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
-
-
-def grid_weights(t: torch.Tensor, points: int) -> torch.Tensor:
-    """Linear-interpolation weights (align-corners) of times t in [0, 1] over ``points`` grid points: (B, points).
-
-    Each row has two non-zeros; ``weights @ grid.T`` interpolates a (C, points) grid, one product per grid
-    for the whole batch (cheaper than gathering, forward and backward).
-    """
-    position = t.float().clamp(0, 1) * (points - 1)
-    left = position.floor().long().clamp(max=points - 2)
-    frac = (position - left.float())[:, None]
-    weights = torch.zeros(t.shape[0], points, device=t.device)
-    weights.scatter_(1, left[:, None], 1 - frac)
-    return weights.scatter_add_(1, left[:, None] + 1, frac)
 
 
 class UpsampleBlock(nn.Module):
@@ -167,7 +113,7 @@ class UpsampleBlock(nn.Module):
 class CAMNeRV(nn.Module):
     """Maps times t (B,) in [0, 1] to RGB frames (B, 3, H, W) in [0, 1]."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: CamNervConfig):
         super().__init__()
         config.validate()
         self.config = config
@@ -198,23 +144,30 @@ class CAMNeRV(nn.Module):
         x = torch.sigmoid(self.head(x.contiguous(memory_format=torch.channels_last)))
         return x[:, :, : cfg.height, : cfg.width].contiguous()
 
-
-def frame_times(indices: torch.Tensor, num_frames: int) -> torch.Tensor:
-    """Frame index i of N -> t = i / max(N - 1, 1)."""
-    return indices.float() / max(num_frames - 1, 1)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    def channel_axes(self) -> dict[str, int | None]:
+        """Every tensor's output channels lie along axis 0 (the quantizer's per-channel scales)."""
+        return {name: 0 for name, _ in self.named_parameters()}
 
 
-def parameter_count(config: ModelConfig) -> int:
-    """Parameters of ``CAMNeRV(config)`` without building it."""
-    h0, w0 = config.base_size
-    c0, hidden = config.channels[0], config.stem_hidden
-    total = (2 * config.pe_levels + 1) * hidden + (hidden + 1) * c0 * h0 * w0
-    for c_in, c_out, s in zip(config.channels[:-1], config.channels[1:], config.strides):
-        total += (c_in * 9 + 1) * c_out * s * s
-        if config.cam:
-            total += 2 * c_out * config.grid_points
-    return total + (config.channels[-1] * 9 + 1) * 3
+def sized(width: int, height: int, num_frames: int, budget: float, *, cam: bool = True,
+          cam_points: int = 32) -> CamNervConfig:
+    """The widest network whose parameter count stays within ``budget``.
+
+    Width grows with C0 (the stem's channels); the stem's hidden size is 2 x C0, later blocks shrink
+    by 1.5x per block down to 8 channels. Sizing always counts the CAM grids, so that ``cam=False``
+    gives plain NeRV with exactly the same widths.
+    """
+    strides = choose_strides(width, height)
+
+    def build(c0: int) -> CamNervConfig:
+        return CamNervConfig(width, height, num_frames, strides, block_channels(c0, len(strides)),
+                             stem_hidden=max(2 * c0, 16), cam=True, cam_points=cam_points)
+
+    low, high = 4, 1024
+    while high - low > 1 and parameters_of(CAMNeRV, build(low)) <= budget:
+        mid = (low + high) // 2
+        if parameters_of(CAMNeRV, build(mid)) <= budget:
+            low = mid
+        else:
+            high = mid
+    return replace(build(low), cam=cam)
