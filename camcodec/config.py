@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import types
+import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -131,3 +134,52 @@ def size_model(width: int, height: int, num_frames: int, config: EncodeConfig) -
                                                cam_points=config.cam_points, **dict(config.model_params))
     except (TypeError, ValueError) as exc:
         raise InputError(f"model options for {config.arch}: {exc}") from None
+
+
+def _convert(key: str, text: str, hint: Any) -> Any:
+    """A command-line value as the type a config field declares (``int | None``, ``tuple[int, ...]``, ...)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if text.lower() == "none" and type(None) in typing.get_args(hint):
+            return None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0]
+        return tuple(_convert(key, part, item) for part in text.split(",") if part)
+    try:
+        if hint is bool:
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1", "yes")
+        return hint(text) if hint in (int, float, str) else text
+    except ValueError:
+        raise InputError(f"option {key}={text}: expected {getattr(hint, '__name__', hint)}") from None
+
+
+def parse_options(pairs: Iterable[str]) -> dict[str, Any]:
+    """``key=value`` texts -> ``resolve_config`` keyword arguments, each value typed by its field.
+
+    Keys are ``EncodeConfig`` fields, or else fields of the architecture's model config (``arch=``
+    among the pairs, or the default), which go into ``model_params``: ``arch=cam-nerv``, ``bits=6``,
+    ``strides=4,2,2`` (a tuple).
+    """
+    texts = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"expected key=value, got {pair!r}")
+        texts[key.strip().replace("-", "_")] = value.strip()
+    hints = typing.get_type_hints(EncodeConfig)
+    options = {k: _convert(k, v, hints[k]) for k, v in texts.items() if k in hints and k != "model_params"}
+    rest = {k: v for k, v in texts.items() if k not in options}
+    if rest:
+        try:
+            arch = architecture(options.get("arch", EncodeConfig.arch))
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        model_hints = typing.get_type_hints(arch.config)
+        unknown = sorted(set(rest) - set(model_hints) - {"arch", "width", "height", "num_frames"})
+        if unknown:
+            raise InputError(f"unknown option {unknown[0]!r}: neither an encode option nor a field of the "
+                             f"{arch.config.arch} model")
+        options["model_params"] = tuple((k, _convert(k, v, model_hints[k])) for k, v in rest.items())
+    return options

@@ -7,7 +7,7 @@ fewer memory passes and less fixed cost per call. CPU training is bound by both 
   channels, which ``group_norm`` with one group per output channel computes), as one ``group_norm``
   (normalization and affine fused) and one GELU.
 * ``pixel_shuffle``: one permuted copy, ~2x faster than ``F.pixel_shuffle`` on CPU.
-* ``conv3x3`` / ``Conv3x3``: small CPU feature maps go through im2col + GEMM (ATen's
+* ``conv_same`` / ``ConvSame``: small CPU feature maps go through im2col + GEMM (ATen's
   ``_slow_conv2d``) instead of oneDNN.
 """
 
@@ -49,22 +49,26 @@ def norm_modulate_gelu(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor)
 SMALL_CONV_PIXELS = 4096  # at or below this many pixels per frame, im2col + GEMM beats oneDNN on CPU
 
 
-def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """``F.conv2d(x, weight, bias, padding=1)``; on small CPU feature maps by im2col, where oneDNN's fixed
-    cost per call (layout reorders) outweighs the arithmetic: 2-3x faster at 9x11 to 18x22 pixels.
+def conv_same(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``F.conv2d`` with an odd k x k kernel and k // 2 padding (the output keeps the input's size); on small
+    CPU feature maps by im2col, where oneDNN's fixed cost per call (layout reorders) outweighs the
+    arithmetic: 2-3x faster at 9x11 to 18x22 pixels for 3x3 kernels.
 
     The choice depends only on the shape and device, so every run of the same input computes the same bits.
     """
+    kernel = weight.shape[-1]
+    pad = kernel // 2
     if x.device.type == "cpu" and x.shape[-2] * x.shape[-1] <= SMALL_CONV_PIXELS and x.is_contiguous():
-        return torch.ops.aten._slow_conv2d_forward(x, weight, [3, 3], bias, [1, 1], [1, 1])  # differentiable
-    return F.conv2d(x, weight, bias, padding=1)
+        # differentiable
+        return torch.ops.aten._slow_conv2d_forward(x, weight, [kernel, kernel], bias, [1, 1], [pad, pad])
+    return F.conv2d(x, weight, bias, padding=pad)
 
 
-class Conv3x3(nn.Conv2d):
-    """``nn.Conv2d(c_in, c_out, 3, padding=1)`` that computes through ``conv3x3``."""
+class ConvSame(nn.Conv2d):
+    """``nn.Conv2d(c_in, c_out, k, padding=k // 2)`` (odd k) that computes through ``conv_same``."""
 
-    def __init__(self, c_in: int, c_out: int):
-        super().__init__(c_in, c_out, kernel_size=3, padding=1)
+    def __init__(self, c_in: int, c_out: int, kernel: int = 3):
+        super().__init__(c_in, c_out, kernel_size=kernel, padding=kernel // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return conv3x3(x, self.weight, self.bias)
+        return conv_same(x, self.weight, self.bias)

@@ -22,8 +22,11 @@ sources: video files, Y4M, raw I420 (.yuv with --size or WxH in the name), PNG f
 for the official UVG 1080p 8-bit files (Beauty_1920x1080_120fps_420_8bit_YUV.yuv, ...).
 codecs: x264, x265 (preset medium; x264-veryslow etc. for another preset), svtav1 (preset 8; svtav1-N),
 vp9 (cpu-used 1; vp9-N), camcodec.
-points: CRF values for conventional codecs, params_per_pixel for camcodec; --points 22,27,32 sets every
-conventional codec, --points x265=27,32 one codec, --points camcodec=0.01,0.03 camcodec (repeat the option).
+points: CRF values for conventional codecs, target bits per pixel for camcodec; --points 22,27,32 sets
+every conventional codec, --points x265=27,32 one codec, --points camcodec=0.03,0.08 camcodec and its
+variants (repeat the option).
+variants: --variant v1:arch=cam-nerv runs camcodec again as codec "v1" with those options (any encode
+option or model field, e.g. bits=6, epochs=300, cam=false); results share one table.
 Points already in --out are skipped, so an interrupted run resumes where it stopped.
 example: camcodec eval rd bunny.mp4 --codecs camcodec,x264,x265 --scale 320x180 --frames 60 --out rd/
 """
@@ -52,6 +55,16 @@ def parse_points(specs: list[str]) -> dict[str, tuple[float, ...]]:
     return points
 
 
+def _variant_arg(text: str) -> tuple[str, tuple[str, ...]]:
+    from camcodec.errors import InputError
+    from eval.codecs import parse_variant
+
+    try:
+        return parse_variant(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _points_arg(text: str) -> str:
     parse_points([text])  # validate early, keep the text
     return text
@@ -67,7 +80,7 @@ def setup_rd_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--anchor", help="BD-rate anchor (default x265 when run, else the first codec)")
     parser.add_argument(
         "--points", type=_points_arg, action="append", default=[], metavar="[CODEC=]V,V,...",
-        help="rate points (CRFs; params_per_pixel for camcodec); repeatable",
+        help="rate points (CRFs; target bpp for camcodec); repeatable",
     )
     parser.add_argument("--frames", type=positive_int, metavar="N", help="use the first N frames of each sequence")
     parser.add_argument("--scale", type=size_arg, metavar="WxH", help="resize every sequence to WxH first")
@@ -76,6 +89,11 @@ def setup_rd_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--fps", type=fps_arg, help="frame rate of raw and PNG sources (default 25)")
     parser.add_argument("--camcodec-preset", metavar="NAME", help="camcodec preset (default: camcodec's default)")
+    parser.add_argument(
+        "--variant", type=_variant_arg, action="append", default=[], metavar="NAME:KEY=VALUE[:KEY=VALUE...]",
+        help="also run camcodec as codec NAME with these encode or model options (repeatable), "
+             "e.g. v1:arch=cam-nerv or nocam:cam=false",
+    )
     parser.add_argument("--steps", type=positive_int, help="camcodec training steps (overrides the preset)")
     parser.add_argument("--device", default="auto", help="camcodec device: auto, cpu or cuda (default auto)")
     parser.add_argument("--keep-streams", action="store_true", help="keep the encoded files in DIR/streams/")
@@ -107,6 +125,7 @@ def run_rd_command(args: argparse.Namespace) -> int:
         size=args.size,
         fps=args.fps,
         camcodec_preset=args.camcodec_preset,
+        variants=dict(args.variant),
         steps=args.steps,
         device=args.device,
         keep_streams=args.keep_streams,

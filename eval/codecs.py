@@ -14,14 +14,15 @@ decode identically without it.
 
 Names (``--codecs``): ``x264`` and ``x265`` (preset medium; ``x264-veryslow`` etc. for another preset),
 ``svtav1`` (preset 8; ``svtav1-4`` for preset 4), ``vp9`` (libvpx-vp9 good quality, cpu-used 1;
-``vp9-4`` for cpu-used 4) and ``camcodec``. Rate points are CRF values for the conventional codecs and
-``params_per_pixel`` values for camcodec.
+``vp9-4`` for cpu-used 4) and ``camcodec`` (and its variants). Rate points are CRF values for the
+conventional codecs and target bits per pixel for camcodec.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -216,25 +217,31 @@ class ConventionalCodec:
 
 @dataclass(frozen=True)
 class CamcodecCodec:
-    """camcodec; rate points are ``params_per_pixel`` values, other encode options fixed for the run."""
+    """camcodec; rate points are target bits per pixel (``camcodec encode --bpp``).
+
+    A variant is camcodec under its own name with encode or model options set (``--variant
+    NAME:key=value:...``), so that ablations of the same codec share one results table.
+    """
 
     preset: str | None = None  # None: camcodec's default preset
     steps: int | None = None
     device: str = "auto"
     progress: bool = False
+    name: str = "camcodec"
+    options: tuple[str, ...] = ()  # "key=value" texts for camcodec.config.parse_options
 
-    name: ClassVar[str] = "camcodec"
-    default_points: ClassVar[tuple[float, ...]] = (0.01, 0.03, 0.08)
+    default_points: ClassVar[tuple[float, ...]] = (0.03, 0.08, 0.2)
 
     @property
     def label(self) -> str:
-        return f"camcodec ({self.preset or 'default preset'})"
+        preset = f"camcodec ({self.preset or 'default preset'})"
+        return f"{self.name}: {preset} {' '.join(self.options)}" if self.options else preset
 
     def point_label(self, value: float) -> str:
-        return f"ppp={format_value(value)}"
+        return f"bpp={format_value(value)}"
 
     def settings(self, value: float) -> str:
-        parts = [f"preset={self.preset or 'default'}", f"params_per_pixel={format_value(value)}"]
+        parts = [f"preset={self.preset or 'default'}", f"target_bpp={format_value(value)}", *self.options]
         if self.steps is not None:
             parts.append(f"steps={self.steps}")
         return "camcodec " + " ".join(parts)
@@ -244,8 +251,9 @@ class CamcodecCodec:
 
     def run(self, frames: np.ndarray, fps: Fraction, value: float, path: Path) -> Coded:
         import camcodec  # the codec under test; imported here so the harness's other parts load without it
+        from camcodec.config import parse_options
 
-        options: dict[str, Any] = {"params_per_pixel": float(value), "device": self.device}
+        options: dict[str, Any] = {**parse_options(self.options), "target_bpp": float(value), "device": self.device}
         if self.preset is not None:
             options["preset"] = self.preset
         if self.steps is not None:
@@ -266,17 +274,29 @@ class CamcodecCodec:
         return Coded(path.stat().st_size, encode_s, decode_s, decoded)
 
 
+def parse_variant(text: str) -> tuple[str, tuple[str, ...]]:
+    """``NAME:key=value:key=value`` -> (NAME, ("key=value", ...)); the options are checked at once."""
+    from camcodec.config import parse_options
+
+    name, *options = [part.strip() for part in text.split(":")]
+    if not re.fullmatch(r"[A-Za-z0-9_.+-]+", name) or name.lower() in FAMILIES or not options:
+        raise InputError(f"expected a variant NAME:key=value[:key=value...] with a new codec name, got {text!r}")
+    parse_options(options)
+    return name, tuple(options)
+
+
 CODEC_HELP = "x264, x265 (x264-veryslow, ...: another preset), svtav1 (svtav1-N), vp9 (vp9-N: cpu-used), camcodec"
 
 
 def make_codec(
     name: str, *, camcodec_preset: str | None = None, steps: int | None = None, device: str = "auto",
-    progress: bool = False,
+    progress: bool = False, variants: dict[str, tuple[str, ...]] | None = None,
 ) -> Codec:
-    """The codec a ``--codecs`` name stands for."""
+    """The codec a ``--codecs`` name (or a camcodec variant's name) stands for."""
     text = name.strip().lower()
-    if text == "camcodec":
-        return CamcodecCodec(camcodec_preset, steps, device, progress)
+    if text == "camcodec" or name.strip() in (variants or {}):
+        options = (variants or {}).get(name.strip(), ())
+        return CamcodecCodec(camcodec_preset, steps, device, progress, name.strip(), options)
     family_name, _, speed = text.partition("-")
     family = FAMILIES.get(family_name)
     if family is None:

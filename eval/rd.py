@@ -21,7 +21,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from camcodec.errors import InputError, OutputError
-from eval.codecs import Codec, make_codec
+from eval.codecs import CamcodecCodec, Codec, make_codec
 from eval.datasets import Sequence, resolve_sources
 from eval.metrics import measure
 from eval.report import write_reports
@@ -48,6 +48,7 @@ class RDConfig:
     size: tuple[int, int] | None = None  # raw I420 sources without WxH in their name
     fps: Fraction | None = None  # raw and PNG sources
     camcodec_preset: str | None = None
+    variants: dict[str, tuple[str, ...]] = field(default_factory=dict)  # camcodec under other options
     steps: int | None = None
     device: str = "auto"
     keep_streams: bool = False
@@ -66,10 +67,11 @@ class RDReport:
 
 def _codecs(config: RDConfig) -> list[Codec]:
     codecs: list[Codec] = []
-    for name in config.codecs:
+    names = list(config.codecs) + [name for name in config.variants if name not in config.codecs]
+    for name in names:
         codec = make_codec(
             name, camcodec_preset=config.camcodec_preset, steps=config.steps, device=config.device,
-            progress=config.progress,
+            progress=config.progress, variants=config.variants,
         )
         if any(c.name == codec.name for c in codecs):
             raise InputError(f"codec {codec.name!r} is listed twice")
@@ -82,7 +84,9 @@ def _codecs(config: RDConfig) -> list[Codec]:
 def _points(codec: Codec, points: dict[str, tuple[float, ...]]) -> tuple[float, ...]:
     if codec.name in points:
         values = points[codec.name]
-    elif codec.name != "camcodec" and ALL_CONVENTIONAL in points:
+    elif isinstance(codec, CamcodecCodec) and "camcodec" in points:
+        values = points["camcodec"]  # a variant takes camcodec's points unless it has its own
+    elif not isinstance(codec, CamcodecCodec) and ALL_CONVENTIONAL in points:
         values = points[ALL_CONVENTIONAL]
     else:
         values = codec.default_points
@@ -114,7 +118,7 @@ def run_rd(config: RDConfig) -> RDReport:
         anchor = DEFAULT_ANCHOR if DEFAULT_ANCHOR in names else names[0]
     if anchor not in names:
         raise InputError(f"anchor {anchor!r} is not among the codecs run ({', '.join(names)})")
-    unknown = set(config.points) - set(names) - {ALL_CONVENTIONAL}
+    unknown = set(config.points) - set(names) - {ALL_CONVENTIONAL, "camcodec"}
     if unknown:
         raise InputError(f"--points names codecs not run: {', '.join(sorted(unknown))}")
     plan = [(codec, _points(codec, config.points)) for codec in codecs]

@@ -13,6 +13,7 @@ import torch
 from conftest import moving_pattern
 from pytorch_msssim import ms_ssim as reference_ms_ssim
 
+import bitstream as bs
 from camcodec.errors import InputError
 from camcodec.media import write_video
 from eval import cli
@@ -223,18 +224,32 @@ def test_bd_rate_between_two_presets_in_a_run(source, tmp_path):
     assert "n/a" not in report.markdown.split("## Rate points")[0]
 
 
-def test_camcodec_point(source, tmp_path):
+def test_camcodec_point_and_a_variant(source, tmp_path):
     config = RDConfig(
-        [str(source)], tmp_path / "rd", codecs=["camcodec"], points={"camcodec": (0.05,)},
+        [str(source)], tmp_path / "rd", codecs=["camcodec"], points={"camcodec": (2.0,)},
         camcodec_preset="fast", steps=4, device="cpu", keep_streams=True,
+        variants={"v1-nocam": ("arch=cam-nerv", "cam=false")},
     )
     report = run_rd(config)
-    assert report.measured == 1
-    (row,) = json.loads((tmp_path / "rd" / RESULTS_JSON).read_text())["rows"]
-    cam = tmp_path / "rd" / "streams" / "pattern" / "camcodec_ppp=0.05.cam"
-    assert row["point"] == "ppp=0.05" and row["bytes"] == cam.stat().st_size
-    assert row["settings"] == "camcodec preset=fast params_per_pixel=0.05 steps=4"
+    assert report.measured == 2
+    rows = {r["codec"]: r for r in json.loads((tmp_path / "rd" / RESULTS_JSON).read_text())["rows"]}
+    cam = tmp_path / "rd" / "streams" / "pattern" / "camcodec_bpp=2.cam"
+    row = rows["camcodec"]
+    assert row["point"] == "bpp=2" and row["bytes"] == cam.stat().st_size
+    assert row["settings"] == "camcodec preset=fast target_bpp=2 steps=4"
     assert row["psnr_rgb"] > 5 and row["decode_s"] > 0
+    variant = rows["v1-nocam"]
+    assert variant["settings"] == "camcodec preset=fast target_bpp=2 arch=cam-nerv cam=false steps=4"
+    model = bs.describe((tmp_path / "rd" / "streams" / "pattern" / "v1-nocam_bpp=2.cam").read_bytes())
+    assert model["segments"][0]["model_config"]["cam"] is False
+    assert "| v1-nocam: camcodec (fast) arch=cam-nerv cam=false |" in report.markdown
+
+
+def test_variant_option():
+    assert cli._variant_arg("v1:arch=cam-nerv:bits=6") == ("v1", ("arch=cam-nerv", "bits=6"))
+    for bad in ("x265:bits=6", "v1", "v1:colour=red", "v1:bits=six", "bad name:bits=6"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            cli._variant_arg(bad)
 
 
 def test_errors_are_one_line(source, tmp_path, capsys):

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from camcodec.device import keep_freed_cpu_memory
-from camcodec.kernels import SMALL_CONV_PIXELS, conv3x3, norm_modulate_gelu, pixel_shuffle
+from camcodec.kernels import SMALL_CONV_PIXELS, conv_same, norm_modulate_gelu, pixel_shuffle
 from camcodec.model import grid_weights
 
 
@@ -58,15 +58,16 @@ def test_norm_modulate_gelu_takes_non_contiguous_modulation():
                                reference_block(x, gamma, beta, 2))
 
 
+@pytest.mark.parametrize("kernel", [1, 3, 5])
 @pytest.mark.parametrize("size", [(5, 7), (64, 80)])  # the im2col path and the oneDNN path
-def test_conv3x3_matches_conv2d_forward_and_backward(size):
+def test_conv_same_matches_conv2d_forward_and_backward(size, kernel):
     torch.manual_seed(2)
     x = torch.randn(2, 3, *size, dtype=torch.float64, requires_grad=True)
-    weight = torch.randn(4, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(4, 3, kernel, kernel, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(4, dtype=torch.float64, requires_grad=True)
     grad = torch.randn(2, 4, *size, dtype=torch.float64)
-    ours = conv3x3(x, weight, bias)
-    ref = F.conv2d(x, weight, bias, padding=1)
+    ours = conv_same(x, weight, bias)
+    ref = F.conv2d(x, weight, bias, padding=kernel // 2)
     torch.testing.assert_close(ours, ref)
     for a, b in zip(torch.autograd.grad(ours, (x, weight, bias), grad), torch.autograd.grad(ref, (x, weight, bias), grad)):
         torch.testing.assert_close(a, b)

@@ -18,6 +18,7 @@ from camcodec.model import (
     parameter_count,
     positional_encoding,
 )
+from camcodec.model import nerv2
 from camcodec.model.cam_nerv import CAMNeRV, CamNervConfig, block_channels, choose_strides
 
 
@@ -140,3 +141,74 @@ def test_presets_scale_parameters_with_the_clip():
     for model_config, pixels in ((small, 176 * 144 * 120), (large, 320 * 180 * 132)):
         ratio = parameter_count(model_config) / pixels
         assert 0.6 * config.params_per_pixel < ratio <= config.params_per_pixel
+
+
+# ------------------------------------------------------------------------------------------------ cam-nerv2
+
+NERV2_VARIANTS = [
+    {},
+    {"stem": "mlp"},
+    {"stem": "grid", "grid_times": (2, 4, 8)},
+    {"upsample": "bilinear"},
+    {"kernels": (1, 3, 5)},
+    {"head_kernel": 1},
+    {"cam": False},
+]
+
+
+@pytest.mark.parametrize("fields", NERV2_VARIANTS)
+@pytest.mark.parametrize("size", [(64, 48), (45, 37), (176, 144)])
+def test_nerv2_renders_cropped_rgb_at_any_size(size, fields):
+    width, height = size
+    strides = fields.get("kernels") and nerv2.choose_strides(width, height)[:3]
+    if strides and len(strides) < 3:
+        strides = (2, 2, 2)
+    config = nerv2.sized(width, height, 6, 3000, **({"strides": strides} if strides else {}), **fields)
+    out = build_model(config, seed=0)(frame_times(torch.arange(3), 6))
+    assert out.shape == (3, 3, height, width)
+    assert out.min() >= 0 and out.max() <= 1
+
+
+@pytest.mark.parametrize("budget", [8_000, 20_000, 200_000])
+@pytest.mark.parametrize("fields", NERV2_VARIANTS[:4])
+def test_nerv2_sizing_fills_the_budget(budget, fields):
+    config = nerv2.sized(320, 180, 30, budget, **fields)
+    count = parameter_count(config)
+    assert count <= budget or config.channels[1:] == (2,) * len(config.strides)
+    assert parameter_count(nerv2.sized(320, 180, 30, budget * 1.5, **fields)) > count
+
+
+def test_nerv2_without_cam_keeps_the_widths_and_drops_the_grids():
+    cam, plain = (build_model(nerv2.sized(64, 48, 8, 5000, cam=flag)) for flag in (True, False))
+    assert cam.config.channels == plain.config.channels
+    weights = lambda m: {n: p.shape for n, p in m.named_parameters() if "gamma" not in n and "beta" not in n}
+    assert weights(cam) == weights(plain)
+    assert not any("gamma" in n or "beta" in n for n, _ in plain.named_parameters())
+
+
+def test_nerv2_grid_stem_interpolates_its_levels_in_time():
+    config = nerv2.sized(64, 48, 9, 5000, stem="grid", grid_times=(3, 9))
+    stem = build_model(config, seed=0).stem
+    times = frame_times(torch.arange(9), 9)
+    with torch.no_grad():
+        out = stem(times)
+        coarse, fine = stem.grids
+        half = coarse.shape[0]
+        assert torch.equal(out[4, :half], coarse[:, 1])  # t = 0.5 sits on the coarse level's middle point
+        assert torch.allclose(out[2, :half], (coarse[:, 0] + coarse[:, 1]) / 2)
+        assert all(torch.equal(out[i, half:], fine[:, i]) for i in range(9))
+
+
+def test_nerv2_config_round_trips_and_rejects_bad_fields():
+    config = nerv2.sized(64, 48, 8, 5000, stem="grid", grid_times=(2, 8))
+    assert config_from_dict(config.to_dict()) == config
+    for bad in ({"stem": "lstm"}, {"upsample": "nearest"}, {"kernels": [2, 3, 3]}, {"grid_times": [1]},
+                {"channels": [5, 8, 8, 8]}, {"head_kernel": 4}):  # C0 = 5 does not split into 2 levels
+        with pytest.raises(ValueError):
+            config_from_dict({**config.to_dict(), **bad})
+
+
+def test_every_architecture_declares_each_tensors_channel_axis():
+    for config in (small_config(), nerv2.sized(64, 48, 8, 5000)):
+        model = build_model(config)
+        assert set(model.channel_axes()) == {name for name, _ in model.named_parameters()}

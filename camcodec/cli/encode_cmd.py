@@ -7,7 +7,9 @@ import json
 
 from camcodec import api
 from camcodec.cli.args import fps_arg, positive_int, size_arg
-from camcodec.config import DEFAULT_PRESET, LOSSES, PRESETS, RATES
+from camcodec.config import DEFAULT_PRESET, LOSSES, PRESETS, RATES, EncodeConfig, parse_options
+from camcodec.errors import InputError
+from camcodec.model import ARCHITECTURES
 
 HELP = "compress a video (file, Y4M, raw YUV with --size, or PNG folder) into a .cam file"
 
@@ -33,6 +35,9 @@ def setup_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prune", type=float, help="fraction of conv/linear weights pruned (0-1)")
     parser.add_argument("--qat", type=float, help="quantization-aware fine-tuning, fraction of training steps")
     parser.add_argument("--no-cam", action="store_true", help="plain NeRV: no feature normalization or CAM grids")
+    parser.add_argument("--arch", choices=list(ARCHITECTURES), help=f"network architecture (default {EncodeConfig.arch})")
+    parser.add_argument("--model-params", metavar="KEY=VALUE[:KEY=VALUE...]",
+                        help="fields of the architecture's model config, e.g. upsample=bilinear:kernels=1,3,3,3")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--seed", type=int, help="random seed (default 0)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted encode from OUT.ckpt")
@@ -43,6 +48,13 @@ def setup_args(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    model_params = None
+    if args.model_params:
+        parsed = parse_options([f"arch={args.arch or EncodeConfig.arch}", *args.model_params.split(":")])
+        misplaced = sorted(set(parsed) - {"arch", "model_params"})
+        if misplaced:
+            raise InputError(f"--model-params: {misplaced[0]} is an encode option, not a model field")
+        model_params = parsed["model_params"]
     stats = api.encode(
         args.input,
         args.output,
@@ -67,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         params_per_pixel=args.params_per_pixel,
         bits=args.bits,
         cam=False if args.no_cam else None,
+        arch=args.arch,
+        model_params=model_params,
         device=args.device,
         seed=args.seed,
     )

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from camcodec.model import cam_nerv
+from camcodec.model import cam_nerv, nerv2
 from camcodec.model.common import ArchConfig, frame_times, grid_weights, parameters_of, positional_encoding
 
 
@@ -31,6 +31,7 @@ class Architecture:
 
 ARCHITECTURES: dict[str, Architecture] = {
     cam_nerv.CamNervConfig.arch: Architecture(cam_nerv.CamNervConfig, cam_nerv.CAMNeRV, cam_nerv.sized),
+    nerv2.Nerv2Config.arch: Architecture(nerv2.Nerv2Config, nerv2.Nerv2, nerv2.sized),
 }
 
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from camcodec.kernels import Conv3x3, norm_modulate_gelu, pixel_shuffle
+from camcodec.kernels import ConvSame, norm_modulate_gelu, pixel_shuffle
 from camcodec.model.common import ArchConfig, grid_weights, is_int, is_number, parameters_of, positional_encoding
 
 STRIDE_CHOICES = ((5, 3, 2, 2, 2, 2), (4, 2, 2, 2, 2, 2), (3, 2, 2, 2, 2, 2), (2, 2, 2, 2, 2, 2))
@@ -91,7 +91,7 @@ class UpsampleBlock(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, stride: int, cam: bool, grid_points: int):
         super().__init__()
-        self.conv = Conv3x3(c_in, c_out * stride * stride)
+        self.conv = ConvSame(c_in, c_out * stride * stride)
         self.stride = stride
         self.cam = cam
         if cam:

@@ -1,0 +1,231 @@
+"""CAM-NeRV 2: the NeRV-family network with each ingredient behind a config field, so that each can be
+measured alone (docs/architecture.md has the measurements).
+
+time t -> stem -> C0 x h0 x w0 -> K upsampling blocks -> head -> RGB, where
+
+* the stem (``stem``) is NeRV's MLP on a positional encoding of t (``"mlp"``), or multi-resolution
+  temporal latent grids (``"grid"``, as in FFNeRV): level l holds ``grid_times[l]`` feature maps
+  (C0 / levels x h0 x w0) at evenly spaced times, linearly interpolated at t, levels concatenated;
+* each block is a k x k convolution (``kernels[k]``) that upsamples by ``strides[k]`` either through
+  PixelShuffle (``upsample="shuffle"``: conv to C x s^2, then shuffle) or bilinearly (``"bilinear"``:
+  resize, then conv), then instance norm + CAM (``cam``) and GELU;
+* the head is a ``head_kernel`` convolution to RGB and a sigmoid.
+
+Every tensor keeps its output channels on axis 0 (grids are stored channel-first) for the quantizer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from camcodec.kernels import ConvSame, norm_modulate_gelu, pixel_shuffle
+from camcodec.model.common import ArchConfig, grid_weights, is_int, is_number, parameters_of, positional_encoding
+
+STEMS = ("mlp", "grid")
+UPSAMPLES = ("shuffle", "bilinear")
+
+
+@dataclass(frozen=True)
+class Nerv2Config(ArchConfig):
+    """Everything needed to rebuild a ``cam-nerv2`` network; written into the file as JSON."""
+
+    arch: ClassVar[str] = "cam-nerv2"
+    width: int
+    height: int
+    num_frames: int
+    strides: tuple[int, ...]
+    channels: tuple[int, ...]  # channels[0]: the stem's output C0; channels[k + 1]: block k's output
+    kernels: tuple[int, ...]  # each block's convolution kernel size (odd)
+    head_kernel: int = 3
+    stem: str = "mlp"
+    stem_hidden: int = 16  # mlp stem: hidden width
+    pe_base: float = 1.25  # mlp stem: positional encoding
+    pe_levels: int = 40
+    grid_times: tuple[int, ...] = ()  # grid stem: time points of each level (capped at the frame count)
+    upsample: str = "shuffle"
+    cam: bool = True
+    cam_points: int = 32  # time points of each CAM grid (capped at the frame count)
+    render_group: int = 8
+
+    @property
+    def base_size(self) -> tuple[int, int]:
+        """(h0, w0): the stem's feature map, large enough that the upsampled output covers H x W."""
+        total = math.prod(self.strides)
+        return math.ceil(self.height / total), math.ceil(self.width / total)
+
+    @property
+    def cam_grid_points(self) -> int:
+        return max(2, min(self.cam_points, self.num_frames))
+
+    def level_points(self) -> tuple[int, ...]:
+        return tuple(max(2, min(t, self.num_frames)) for t in self.grid_times)
+
+    def validate(self) -> None:
+        super().validate()
+        blocks = len(self.strides)
+        self.check(
+            (1 <= blocks <= 8 and all(is_int(s) and 1 <= s <= 8 for s in self.strides), "strides"),
+            (len(self.channels) == blocks + 1 and all(is_int(c) and 1 <= c <= 4096 for c in self.channels),
+             "channels"),
+            (len(self.kernels) == blocks and all(is_int(k) and k in (1, 3, 5, 7) for k in self.kernels), "kernels"),
+            (is_int(self.head_kernel) and self.head_kernel in (1, 3, 5, 7), "head_kernel"),
+            (self.stem in STEMS, "stem"),
+            (is_int(self.stem_hidden) and 1 <= self.stem_hidden <= 8192, "stem_hidden"),
+            (is_int(self.pe_levels) and 1 <= self.pe_levels <= 128, "pe_levels"),
+            (is_number(self.pe_base) and 1.0 < self.pe_base <= 4.0, "pe_base"),
+            (self.stem != "grid" or (1 <= len(self.grid_times) <= 8
+                                     and all(is_int(t) and 2 <= t <= 100_000 for t in self.grid_times)
+                                     and self.channels[0] % len(self.grid_times) == 0), "grid_times"),
+            (self.upsample in UPSAMPLES, "upsample"),
+            (isinstance(self.cam, bool), "cam"),
+            (is_int(self.cam_points) and 2 <= self.cam_points <= 4096, "cam_points"),
+        )
+        h0, w0 = self.base_size
+        stem_values = self.channels[0] * h0 * w0 * max([self.stem_hidden, *self.level_points()])
+        if stem_values > 2**28:
+            raise ValueError("model config: stem too large")
+
+
+class Block(nn.Module):
+    """Upsample by ``stride`` with a k x k convolution (PixelShuffle or bilinear), [norm -> CAM], GELU."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, kernel: int, upsample: str, cam_points: int | None):
+        super().__init__()
+        self.stride, self.upsample = stride, upsample
+        outputs = c_out * stride * stride if upsample == "shuffle" else c_out
+        self.conv = ConvSame(c_in, outputs, kernel)
+        self.cam = cam_points is not None
+        if cam_points is not None:
+            # gamma = 1 + gamma_delta so that the stored (and quantized) values sit around zero.
+            self.gamma_delta = nn.Parameter(torch.zeros(c_out, cam_points))
+            self.beta = nn.Parameter(torch.zeros(c_out, cam_points))
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """``weights``: the frames' CAM ``grid_weights``, (B, cam points)."""
+        if self.upsample == "bilinear" and self.stride > 1:
+            x = F.interpolate(x, scale_factor=self.stride, mode="bilinear", align_corners=False)
+        x = self.conv(x)
+        if self.cam:
+            # Normalization, CAM and GELU commute with the shuffle; before it they are cheaper (kernels.py).
+            x = norm_modulate_gelu(x, 1 + weights @ self.gamma_delta.t(), weights @ self.beta.t())
+        else:
+            x = F.gelu(x)
+        return pixel_shuffle(x, self.stride) if self.upsample == "shuffle" else x
+
+
+class GridStem(nn.Module):
+    """Multi-resolution temporal latent grids: level l is (C0 / L, T_l, h0, w0), interpolated linearly in t."""
+
+    def __init__(self, config: Nerv2Config):
+        super().__init__()
+        h0, w0 = config.base_size
+        per_level = config.channels[0] // len(config.grid_times)
+        self.grids = nn.ParameterList(
+            nn.Parameter(torch.empty(per_level, points, h0, w0).uniform_(-0.1, 0.1)) for points in config.level_points()
+        )
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        levels = []
+        for grid in self.grids:
+            c, points, h, w = grid.shape
+            mixed = grid_weights(t, points) @ grid.transpose(0, 1).reshape(points, c * h * w)
+            levels.append(mixed.view(-1, c, h, w))
+        return torch.cat(levels, dim=1)
+
+
+class MlpStem(nn.Module):
+    """NeRV's stem: positional encoding of t -> linear -> GELU -> linear -> GELU -> C0 x h0 x w0."""
+
+    def __init__(self, config: Nerv2Config):
+        super().__init__()
+        self.config = config
+        h0, w0 = config.base_size
+        self.layers = nn.Sequential(
+            nn.Linear(2 * config.pe_levels, config.stem_hidden),
+            nn.GELU(),
+            nn.Linear(config.stem_hidden, config.channels[0] * h0 * w0),
+            nn.GELU(),
+        )
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        return self.layers(positional_encoding(t, cfg.pe_base, cfg.pe_levels)).view(t.shape[0], cfg.channels[0],
+                                                                                   *cfg.base_size)
+
+
+class Nerv2(nn.Module):
+    """Maps times t (B,) in [0, 1] to RGB frames (B, 3, H, W) in [0, 1]."""
+
+    def __init__(self, config: Nerv2Config):
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.stem = GridStem(config) if config.stem == "grid" else MlpStem(config)
+        cam_points = config.cam_grid_points if config.cam else None
+        self.blocks = nn.ModuleList(
+            Block(c_in, c_out, s, k, config.upsample, cam_points)
+            for c_in, c_out, s, k in zip(config.channels[:-1], config.channels[1:], config.strides, config.kernels)
+        )
+        self.head = nn.Conv2d(config.channels[-1], 3, config.head_kernel, padding=config.head_kernel // 2)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        x = self.stem(t)
+        weights = grid_weights(t, cfg.cam_grid_points)
+        for block in self.blocks:
+            x = block(x, weights)
+        # The head's three output channels make oneDNN reorder a contiguous input at a high cost; a
+        # channels-last copy is cheaper.
+        x = torch.sigmoid(self.head(x.contiguous(memory_format=torch.channels_last)))
+        return x[:, :, : cfg.height, : cfg.width].contiguous()
+
+    def channel_axes(self) -> dict[str, int | None]:
+        """Every tensor's output channels lie along axis 0 (grids are stored channel-first)."""
+        return {name: 0 for name, _ in self.named_parameters()}
+
+
+# Sizing: the default shape of the network, scaled in width to a parameter budget.
+BASE_SIDE = 6  # the stem's map: about this many pixels on the frame's short side
+WIDTH_REDUCE = 1.25  # each block is this much narrower than the one before
+STRIDE_PATTERNS = ((5, 3, 2, 2, 2, 2), (4, 2, 2, 2, 2, 2), (3, 2, 2, 2, 2, 2), (2, 2, 2, 2, 2, 2))
+DEFAULTS: dict[str, Any] = {"stem": "grid", "grid_times": (4, 16)}
+
+
+def choose_strides(width: int, height: int, base_side: float = BASE_SIDE) -> tuple[int, ...]:
+    """Upsampling strides (largest first) whose product brings a ~base_side map up to the frame's short side:
+    the prefix of a NeRV-like stride pattern closest to ``min(W, H) / base_side`` in log scale; ties go to
+    more blocks."""
+    target = max(min(width, height) / base_side, 1.0)
+    candidates = {pattern[:k] for pattern in STRIDE_PATTERNS for k in range(1, len(pattern) + 1)}
+    return min(candidates, key=lambda s: (round(abs(math.log(math.prod(s) / target)), 1), -len(s), s))
+
+
+def sized(width: int, height: int, num_frames: int, budget: float, **fields: Any) -> Nerv2Config:
+    """The widest network of the default shape (``fields`` override any config field) within ``budget``
+    parameters. Widths shrink by ``WIDTH_REDUCE`` per block; a grid stem's C0 is a multiple of its levels.
+    Sizing counts CAM's grids whether or not ``cam`` is on, so that ``cam=False`` keeps the same widths.
+    With ``channels`` given, the budget is not used."""
+    fields = {**DEFAULTS, **fields}
+    strides = tuple(fields.pop("strides", None) or choose_strides(width, height))
+    fields.setdefault("kernels", (3,) * len(strides))
+    cam = fields.pop("cam", True)
+
+    def build(scale: float) -> Nerv2Config:
+        levels = len(fields.get("grid_times", ())) if fields.get("stem") == "grid" else 1
+        widths = [max(2, round(scale / WIDTH_REDUCE**k)) for k in range(len(strides))]
+        c0 = max(levels, round(scale / levels) * levels)
+        return Nerv2Config(width, height, num_frames, strides, channels=(c0, *widths), **fields)
+
+    if "channels" in fields:
+        return replace(Nerv2Config(width, height, num_frames, strides, **fields), cam=cam)
+    low, high = 1.0, 4096.0
+    for _ in range(40):
+        mid = (low + high) / 2
+        low, high = (mid, high) if parameters_of(Nerv2, build(mid)) <= budget else (low, mid)
+    return replace(build(low), cam=cam)
