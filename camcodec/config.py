@@ -29,7 +29,8 @@ class EncodeConfig:
     epochs: int = 300  # passes over all frames; ``steps`` overrides
     steps: int | None = None  # optimizer steps in total (each a batch of frames)
     batch_size: int = 2
-    lr: float = 2e-3
+    lr: float | None = None  # peak learning rate (None: the architecture's own)
+    grid_lr: float = 5.0  # latent grids learn this many times faster than the weights
     warmup: float = 0.2  # fraction of training with a linear warm-up from 0.1 x lr
     loss: str = "mse"
     bits: int = 8
@@ -51,7 +52,8 @@ class EncodeConfig:
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.steps is None or self.steps >= 1, "steps must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
-            (self.lr > 0, "lr must be > 0"),
+            (self.lr is None or self.lr > 0, "lr must be > 0"),
+            (self.grid_lr > 0, "grid_lr must be > 0"),
             (0 <= self.warmup < 1, "warmup must be in [0, 1)"),
             (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}"),
             (2 <= self.bits <= 16, "bits must be in 2..16"),
@@ -71,6 +73,10 @@ class EncodeConfig:
         if self.steps is not None:
             return self.steps
         return self.epochs * math.ceil(num_frames / self.batch_size)
+
+    @property
+    def peak_lr(self) -> float:
+        return self.lr if self.lr is not None else architecture(self.arch).lr
 
     @property
     def qat_fraction(self) -> float:

@@ -184,13 +184,13 @@ class Encoder:
             if checkpointer is not None:
                 progress.save()
 
-        run(Phase("train", config.total_steps(num_frames), config.lr, config.warmup))
+        run(Phase("train", config.total_steps(num_frames), config.peak_lr, config.warmup))
         if progress.bits is None:  # decide the rate once, on the trained network
             progress.bits, progress.ratio = config.bits, config.prune
             if target_bytes is not None:
                 progress.bits, progress.ratio = self._rate_for_target(model, config.bits, target_bytes, build)
             progress.masks = magnitude_masks(model, progress.ratio) if progress.ratio > 0 else {}
-        masks, lr = progress.masks, config.lr * FINETUNE_LR
+        masks, lr = progress.masks, config.peak_lr * FINETUNE_LR
         if masks and config.finetune > 0:
             run(Phase("prune", config.phase_steps(num_frames, config.finetune), lr, 0.0, masked_weights(masks)))
         if config.qat_fraction > 0:

@@ -43,6 +43,18 @@ def frames_to_tensor(frames_uint8, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(frames_uint8).to(device).permute(0, 3, 1, 2).contiguous()
 
 
+def parameter_groups(model: nn.Module, grid_lr: float) -> list[dict]:
+    """Adam's parameter groups, each with its learning-rate ``scale``: the model's latent grids (the
+    ``latent_grids()`` it names, if any) learn ``grid_lr`` times faster than its weights."""
+    grids = set(getattr(model, "latent_grids", lambda: ())())
+    named = list(model.named_parameters())
+    groups = [
+        {"params": [p for n, p in named if n not in grids], "scale": 1.0},
+        {"params": [p for n, p in named if n in grids], "scale": grid_lr},
+    ]
+    return [group for group in groups if group["params"]]
+
+
 WeightMap = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 
@@ -110,7 +122,7 @@ def fit(
     if device.type == "cpu":
         keep_freed_cpu_memory()
     batch = min(config.batch_size, num_frames)
-    optimizer = torch.optim.Adam(model.parameters(), lr=phase.lr, fused=True)  # one kernel for all tensors
+    optimizer = torch.optim.Adam(parameter_groups(model, config.grid_lr), lr=phase.lr, fused=True)
     generator = torch.Generator().manual_seed(config.seed)
     order = torch.empty(0, dtype=torch.long)
     window = math.ceil(num_frames / batch)
@@ -130,7 +142,7 @@ def fit(
             order = torch.cat([order, torch.randperm(num_frames, generator=generator)])
         indices, order = order[:batch].to(device), order[batch:]
         for group in optimizer.param_groups:
-            group["lr"] = phase.lr * lr_factor(step / phase.steps, phase.warmup)
+            group["lr"] = phase.lr * group["scale"] * lr_factor(step / phase.steps, phase.warmup)
         target = frames[indices].float().div_(255)
         times = frame_times(indices, num_frames)
         if phase.weights is None:

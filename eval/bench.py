@@ -362,7 +362,7 @@ def measure_training(model: nn.Module, frames: torch.Tensor, config: EncodeConfi
         for _ in range(s.repeats):
             clock = StepClock((lead, lead + s.steps), s.device)
             # One step more than the marks: fit asks its checkpointer after every step but the last.
-            phase = Phase("train", lead + s.steps + 1, config.lr, config.warmup)
+            phase = Phase("train", lead + s.steps + 1, config.peak_lr, config.warmup)
             fit(model, frames, phase, config, checkpointer=clock)
             seconds.append(clock.seconds)
             cpu_seconds.append(clock.cpu_seconds)
@@ -443,7 +443,7 @@ def time_to_psnr(
     watch = PsnrWatch(model, frames, target, math.ceil(num_frames / batch), budget, device)
     watch.begin()
     try:
-        result = fit(model, frames, Phase("train", total, config.lr, config.warmup), config, checkpointer=watch)
+        result = fit(model, frames, Phase("train", total, config.peak_lr, config.warmup), config, checkpointer=watch)
         # fit asks no checkpointer after its last step; its own result holds the PSNR then.
         watch.checks.append((total, result.seconds - watch.excluded, result.psnr))
     except _Stop:

@@ -27,11 +27,12 @@ class Architecture:
     # sized(width, height, num_frames, budget, **options): the config of the best network within
     # ``budget`` parameters; options are config fields the encoder sets (cam, cam_points, ...).
     sized: Callable[..., ArchConfig]
+    lr: float  # the peak learning rate it trains best with (measured: docs/architecture.md)
 
 
 ARCHITECTURES: dict[str, Architecture] = {
-    cam_nerv.CamNervConfig.arch: Architecture(cam_nerv.CamNervConfig, cam_nerv.CAMNeRV, cam_nerv.sized),
-    nerv2.Nerv2Config.arch: Architecture(nerv2.Nerv2Config, nerv2.Nerv2, nerv2.sized),
+    cam_nerv.CamNervConfig.arch: Architecture(cam_nerv.CamNervConfig, cam_nerv.CAMNeRV, cam_nerv.sized, 2e-3),
+    nerv2.Nerv2Config.arch: Architecture(nerv2.Nerv2Config, nerv2.Nerv2, nerv2.sized, 1e-2),
 }
 
 

@@ -189,21 +189,26 @@ class Nerv2(nn.Module):
         """Every tensor's output channels lie along axis 0 (grids are stored channel-first)."""
         return {name: 0 for name, _ in self.named_parameters()}
 
+    def latent_grids(self) -> list[str]:
+        """The stem's grids: feature values, not weights, that train at a higher learning rate."""
+        return [name for name, _ in self.named_parameters() if name.startswith("stem.grids.")]
+
 
 # Sizing: the default shape of the network, scaled in width to a parameter budget.
 BASE_SIDE = 6  # the stem's map: about this many pixels on the frame's short side
 WIDTH_REDUCE = 1.25  # each block is this much narrower than the one before
-STRIDE_PATTERNS = ((5, 3, 2, 2, 2, 2), (4, 2, 2, 2, 2, 2), (3, 2, 2, 2, 2, 2), (2, 2, 2, 2, 2, 2))
+# The first block makes the big jump (cheap at the stem's size), then doublings.
+STRIDE_PATTERNS = ((5, 2, 2, 2, 2, 2), (4, 2, 2, 2, 2, 2), (3, 2, 2, 2, 2, 2), (2, 2, 2, 2, 2, 2))
 DEFAULTS: dict[str, Any] = {"stem": "grid", "grid_times": (4, 16)}
 
 
 def choose_strides(width: int, height: int, base_side: float = BASE_SIDE) -> tuple[int, ...]:
     """Upsampling strides (largest first) whose product brings a ~base_side map up to the frame's short side:
-    the prefix of a NeRV-like stride pattern closest to ``min(W, H) / base_side`` in log scale; ties go to
-    more blocks."""
+    the prefix of a stride pattern closest to ``min(W, H) / base_side`` in log scale; ties go to the larger
+    first stride (fewer blocks at high resolution)."""
     target = max(min(width, height) / base_side, 1.0)
     candidates = {pattern[:k] for pattern in STRIDE_PATTERNS for k in range(1, len(pattern) + 1)}
-    return min(candidates, key=lambda s: (round(abs(math.log(math.prod(s) / target)), 1), -len(s), s))
+    return min(candidates, key=lambda s: (round(abs(math.log(math.prod(s) / target)), 1), -s[0], len(s)))
 
 
 def sized(width: int, height: int, num_frames: int, budget: float, **fields: Any) -> Nerv2Config:
