@@ -113,7 +113,7 @@ def run_rd(config: RDConfig) -> RDReport:
     codecs = _codecs(config)
     names = [c.name for c in codecs]
     if config.anchor:
-        anchor = make_codec(config.anchor).name
+        anchor = make_codec(config.anchor, variants=config.variants).name
     else:
         anchor = DEFAULT_ANCHOR if DEFAULT_ANCHOR in names else names[0]
     if anchor not in names:

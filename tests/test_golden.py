@@ -1,0 +1,31 @@
+"""Files written by earlier versions keep decoding to the same frames (bit for bit, on the CPU).
+
+Each golden file in tests/golden/ was written by the commit named beside it; the hash is that of the
+uint8 RGB frames (T, H, W, 3) it decoded to then. A change that moves a single pixel value fails here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+import bitstream
+import camcodec
+
+GOLDEN = Path(__file__).parent / "golden"
+FRAMES_SHA256 = {
+    # 57f717e (cam-nerv, before the model seam): moving_pattern(8, 48, 64), preset fast, 300 steps,
+    # 6 bits, 20 % pruned
+    "cam-nerv-v1.cam": ("cam-nerv", "f23f910b0ca7a406de456817fca4d025e6ed78a9f09b78310866ab8f48871709"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FRAMES_SHA256))
+def test_golden_file_decodes_to_the_same_frames(name):
+    arch, expected = FRAMES_SHA256[name]
+    data = (GOLDEN / name).read_bytes()
+    assert bitstream.describe(data)["segments"][0]["model_config"]["arch"] == arch
+    frames = camcodec.decode(GOLDEN / name, device="cpu")
+    assert hashlib.sha256(frames.tobytes()).hexdigest() == expected
