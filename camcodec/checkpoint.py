@@ -44,7 +44,7 @@ class EncodeCheckpoint:
         self.fingerprint = fingerprint
         self.interval = interval
         self.done: list[TrainResult] = []  # phases finished
-        self.bits: int | None = None  # set once training is done and the rate is decided
+        self.levels: int | None = None  # quantization levels, set once training is done and the rate is decided
         self.ratio = 0.0
         self.masks: dict[str, torch.Tensor] = {}
         self._last = time.monotonic()
@@ -58,7 +58,7 @@ class EncodeCheckpoint:
             "fingerprint": self.fingerprint,
             "model": self.model.state_dict(),
             "done": [asdict(r) for r in self.done],
-            "bits": self.bits,
+            "levels": self.levels,
             "ratio": self.ratio,
             "masks": self.masks,
             "fit": asdict(state) if state is not None else None,
@@ -91,7 +91,7 @@ class EncodeCheckpoint:
                                  "delete it or encode without --resume")
             self.model.load_state_dict(payload["model"])
             self.done = [TrainResult(**r) for r in payload["done"]]
-            self.bits, self.ratio, self.masks = payload["bits"], payload["ratio"], payload["masks"]
+            self.levels, self.ratio, self.masks = payload["levels"], payload["ratio"], payload["masks"]
             state = FitState(**payload["fit"]) if payload["fit"] is not None else None
         except InputError:
             raise

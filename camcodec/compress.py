@@ -30,36 +30,57 @@ def masked_weights(masks: Masks) -> WeightMap:
     return weights
 
 
-def quantized_weights(masks: Masks, bits: int, axes: dict[str, ChannelAxis]) -> WeightMap:
+def quantized_weights(masks: Masks, levels: int, axes: dict[str, ChannelAxis]) -> WeightMap:
     """Forward with exactly the weights the decoder will use; straight-through gradients.
     ``axes``: each parameter's output-channel axis (``quantize.channel_axes``)."""
     pruned = masked_weights(masks)
 
     def weights(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {name: fake_quantize(p, bits, axes[name]) for name, p in pruned(params).items()}
+        return {name: fake_quantize(p, levels, axes[name]) for name, p in pruned(params).items()}
 
     return weights
 
 
-def coded_size(model: nn.Module, masks: Masks, bits: int, build: FileBuilder) -> int:
-    return len(build(quantize_model(model, bits, masks)))
+def coded_size(model: nn.Module, masks: Masks, levels: int, build: FileBuilder) -> int:
+    return len(build(quantize_model(model, levels, masks)))
 
 
-def prune_for_target(model: nn.Module, bits: int, target_bytes: int, build: FileBuilder,
+def levels_for_target(model: nn.Module, low: int, high: int, target_bytes: int, build: FileBuilder
+                      ) -> tuple[int, int]:
+    """The finest quantization (most levels, in ``low .. high``) whose coded file fits ``target_bytes``:
+    (levels, size). Bisects on the real coded size, which grows with the levels; when even ``low``
+    codes too large, returns ``low`` and its size (pruning must then make up the rest)."""
+    best = (low, coded_size(model, {}, low, build))
+    if best[1] > target_bytes:
+        return best
+    while high - low > 1:
+        mid = (low + high) // 2
+        size = coded_size(model, {}, mid, build)
+        if size <= target_bytes:
+            low, best = mid, (mid, size)
+        else:
+            high = mid
+    if high != best[0] and (size := coded_size(model, {}, high, build)) <= target_bytes:
+        best = (high, size)
+    log.info("%d quantization levels code to %d bytes for a target of %d", best[0], best[1], target_bytes)
+    return best
+
+
+def prune_for_target(model: nn.Module, levels: int, target_bytes: int, build: FileBuilder,
                      max_ratio: float = 0.9, iterations: int = 12) -> tuple[float, int]:
     """The pruning ratio whose coded file comes closest to ``target_bytes`` without exceeding it.
 
     Bisects the global magnitude-pruning ratio on the real coded size of the current weights. When
     even the unpruned network codes smaller than the target, returns 0 and the size it codes to.
     """
-    size = coded_size(model, {}, bits, build)
+    size = coded_size(model, {}, levels, build)
     if size <= target_bytes:
         return 0.0, size
     low, high = 0.0, max_ratio
-    best = (max_ratio, coded_size(model, magnitude_masks(model, max_ratio), bits, build))
+    best = (max_ratio, coded_size(model, magnitude_masks(model, max_ratio), levels, build))
     for _ in range(iterations):
         mid = (low + high) / 2
-        size = coded_size(model, magnitude_masks(model, mid), bits, build)
+        size = coded_size(model, magnitude_masks(model, mid), levels, build)
         if size <= target_bytes:
             high, best = mid, (mid, size)
         else:

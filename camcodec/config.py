@@ -13,12 +13,15 @@ from camcodec.errors import InputError
 from camcodec.model import ARCHITECTURES, ArchConfig, architecture
 
 LOSSES = ("mse", "l1-msssim")
+# A target rate is landed by the quantization step, between 4 bits' (7 levels) and 8 bits' (127).
+MIN_TARGET_BITS, MAX_TARGET_BITS = 4, 8
 FINETUNE_LR = 0.1  # fine-tuning phases (after pruning, quantization-aware) run at this fraction of lr
-# Coded bits per weight after quantization and rANS, an estimate that sizes a model for a target rate
-# before training (the pruning ratio then lands the target on the real coded size). Measured: 6.8 at
-# 8 bits (carphone, fast preset); 4.3 at 6 bits with 20% pruned (bunny 320x180), i.e. ~5.3 per kept weight.
-CODED_BITS_PER_WEIGHT = {4: 3.0, 5: 3.9, 6: 4.8, 7: 5.8, 8: 6.8}
-TARGET_PRUNE_HEADROOM = 0.8  # size the network 1/0.8 too large, so pruning has room to land the target
+# Coded bits per weight after quantization (at the bit width's full levels) and rANS: the estimate that
+# sizes a model for a target rate before training; the quantization step then lands the target on the
+# real coded size. Measured on cam-nerv2 (bunny 320x180, 60 frames, 59,220 params after 250 epochs):
+# 2.68 / 3.76 / 4.79 / 5.82 / 6.83 at 7 / 15 / 31 / 63 / 127 levels; cam-nerv measured the same (6.8 at
+# 8 bits on carphone).
+CODED_BITS_PER_WEIGHT = {4: 2.7, 5: 3.8, 6: 4.8, 7: 5.8, 8: 6.8}
 
 
 @dataclass(frozen=True)
@@ -78,12 +81,12 @@ class EncodeConfig:
     def peak_lr(self) -> float:
         return self.lr if self.lr is not None else architecture(self.arch).lr
 
-    @property
-    def qat_fraction(self) -> float:
-        """QAT pays below 8 bits; at 8 bits rounding costs ~0.01 dB and QAT only time."""
+    def qat_fraction(self, levels: int) -> float:
+        """QAT pays for steps coarser than 8 bits' (127 levels); at 8 bits rounding costs ~0.01 dB and QAT
+        only time."""
         if self.qat is not None:
             return self.qat
-        return 0.1 if self.bits < 8 else 0.0
+        return 0.1 if levels < 127 else 0.0
 
     def phase_steps(self, num_frames: int, fraction: float) -> int:
         """Steps of a fine-tuning phase that lasts ``fraction`` of the training (0 when fraction is 0)."""
@@ -126,9 +129,9 @@ def resolve_config(preset: str = DEFAULT_PRESET, rate: str | None = None, **over
 
 
 def params_for_target(target_bpp: float, bits: int) -> float:
-    """Parameters per pixel x frame for a network that, pruned by ~20%, codes to ``target_bpp``."""
+    """Parameters per pixel x frame for a network that, quantized to ``bits``, codes to ``target_bpp``."""
     coded = CODED_BITS_PER_WEIGHT.get(bits, bits * 0.85)
-    return target_bpp / coded / TARGET_PRUNE_HEADROOM
+    return target_bpp / coded
 
 
 def size_model(width: int, height: int, num_frames: int, config: EncodeConfig) -> ArchConfig:

@@ -14,8 +14,16 @@ from torch import nn
 
 import bitstream
 from camcodec.checkpoint import EncodeCheckpoint, fingerprint
-from camcodec.compress import FileBuilder, masked_weights, prune_for_target, quantized_weights
-from camcodec.config import FINETUNE_LR, EncodeConfig, params_for_target, resolve_config, size_model
+from camcodec.compress import FileBuilder, levels_for_target, masked_weights, prune_for_target, quantized_weights
+from camcodec.config import (
+    FINETUNE_LR,
+    MAX_TARGET_BITS,
+    MIN_TARGET_BITS,
+    EncodeConfig,
+    params_for_target,
+    resolve_config,
+    size_model,
+)
 from camcodec.decoder import Decoder
 from camcodec.device import resolve_device
 from camcodec.errors import InputError
@@ -23,7 +31,7 @@ from camcodec.media import Clip, check_output_path
 from camcodec.metrics import psnr_uint8
 from camcodec.model import build_model, count_parameters
 from camcodec.prune import apply_masks, magnitude_masks
-from camcodec.quantize import channel_axes, quantize_model
+from camcodec.quantize import bits_for_levels, channel_axes, levels_for_bits, quantize_model
 from camcodec.train import Phase, fit, frames_to_tensor
 
 log = logging.getLogger(__name__)
@@ -41,7 +49,8 @@ class EncodeStats:
     file_bytes: int
     bpp: float  # 8 x file bytes / (W x H x frames)
     psnr: float  # RGB PSNR (dB) of the frames the file decodes to, against the source
-    bits: int
+    bits: int  # the widest symbol: the file stores symbols in -levels .. levels
+    levels: int  # quantization steps on each side of zero (127: 8 bits)
     prune: float
     target_bpp: float | None
     phases: list[dict]  # per phase (train, prune, qat): steps, frame_steps, seconds, psnr of its last pass
@@ -138,7 +147,7 @@ class Encoder:
                                     self.checkpoint_interval)
         self._optimize(model, frames_to_tensor(clip.frames, device), config, progress, target_bytes,
                        lambda tensors: bitstream.write_bytes(build(tensors)))
-        file_bytes = bitstream.write_file(out_path, build(quantize_model(model, progress.bits)))
+        file_bytes = bitstream.write_file(out_path, build(quantize_model(model, progress.levels)))
 
         # Measure what the written file decodes to, so the reported quality is the file's, not the model's.
         reconstruction = Decoder(out_path, device=str(device)).render(range(num_frames))
@@ -151,7 +160,8 @@ class Encoder:
             file_bytes=file_bytes,
             bpp=8 * file_bytes / (width * height * num_frames),
             psnr=psnr_uint8(clip.frames, reconstruction),
-            bits=progress.bits,
+            bits=bits_for_levels(progress.levels),
+            levels=progress.levels,
             prune=progress.ratio,
             target_bpp=config.target_bpp,
             phases=[asdict(p) for p in progress.done],
@@ -165,7 +175,7 @@ class Encoder:
     def _optimize(self, model: nn.Module, frames: torch.Tensor, config: EncodeConfig, progress: EncodeCheckpoint,
                   target_bytes: int | None, build: FileBuilder) -> None:
         """Train, choose the rate, prune and fine-tune, then quantization-aware fine-tune: the weights
-        left in ``model`` (pruned weights zeroed) quantize to the file's tensors at ``progress.bits``.
+        left in ``model`` (pruned weights zeroed) quantize to the file's tensors at ``progress.levels``.
 
         ``progress`` records finished phases and rate decisions; with ``resume`` it starts from the
         checkpoint, and finished phases are skipped.
@@ -185,25 +195,27 @@ class Encoder:
                 progress.save()
 
         run(Phase("train", config.total_steps(num_frames), config.peak_lr, config.warmup))
-        if progress.bits is None:  # decide the rate once, on the trained network
-            progress.bits, progress.ratio = config.bits, config.prune
+        if progress.levels is None:  # decide the rate once, on the trained network
+            progress.levels, progress.ratio = levels_for_bits(config.bits), config.prune
             if target_bytes is not None:
-                progress.bits, progress.ratio = self._rate_for_target(model, config.bits, target_bytes, build)
+                progress.levels, progress.ratio = self._rate_for_target(model, target_bytes, build)
             progress.masks = magnitude_masks(model, progress.ratio) if progress.ratio > 0 else {}
         masks, lr = progress.masks, config.peak_lr * FINETUNE_LR
         if masks and config.finetune > 0:
             run(Phase("prune", config.phase_steps(num_frames, config.finetune), lr, 0.0, masked_weights(masks)))
-        if config.qat_fraction > 0:
-            steps = config.phase_steps(num_frames, config.qat_fraction)
-            run(Phase("qat", steps, lr, 0.0, quantized_weights(masks, progress.bits, channel_axes(model))))
+        if config.qat_fraction(progress.levels) > 0:
+            steps = config.phase_steps(num_frames, config.qat_fraction(progress.levels))
+            run(Phase("qat", steps, lr, 0.0, quantized_weights(masks, progress.levels, channel_axes(model))))
         apply_masks(model, masks)
 
     @staticmethod
-    def _rate_for_target(model: nn.Module, bits: int, target_bytes: int, build: FileBuilder) -> tuple[int, float]:
-        """(bits, pruning ratio) that land the coded size at the target: prune a network that codes too
-        large; give one that codes well under the target more bits, up to 8."""
-        while True:
-            ratio, size = prune_for_target(model, bits, target_bytes, build)
-            if ratio > 0 or size >= 0.9 * target_bytes or bits >= 8:
-                return bits, ratio
-            bits += 1
+    def _rate_for_target(model: nn.Module, target_bytes: int, build: FileBuilder) -> tuple[int, float]:
+        """(levels, pruning ratio) that land the coded size at the target: the finest quantization step
+        between ``MIN_TARGET_BITS`` and ``MAX_TARGET_BITS`` wide that fits; pruning only when even the
+        coarsest does not."""
+        levels, size = levels_for_target(model, levels_for_bits(MIN_TARGET_BITS), levels_for_bits(MAX_TARGET_BITS),
+                                         target_bytes, build)
+        if size <= target_bytes:
+            return levels, 0.0
+        ratio, _ = prune_for_target(model, levels, target_bytes, build)
+        return levels, ratio

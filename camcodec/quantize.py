@@ -1,7 +1,10 @@
 """Weight quantization: model parameters <-> the quantized tensors stored in the file.
 
-Per-output-channel symmetric uniform quantization: for a tensor with output channels along axis 0,
-``scale_c = max|w_c| / (2^(bits-1) - 1)`` and ``q = round(w / scale_c)``. Each model declares which of
+Per-output-channel symmetric uniform quantization with ``levels`` steps on each side of zero: for a
+tensor with output channels along axis 0, ``scale_c = max|w_c| / levels`` and ``q = round(w / scale_c)``,
+so ``|q| <= levels``. ``levels`` is the rate knob: ``2^(bits-1) - 1`` fills a bit width (127 for 8 bits),
+and any value in between sets the step finer than halving, which lets rate control land a file size
+without pruning; the file stores the narrowest bit width that holds the symbols. Each model declares which of
 its tensors have output channels on axis 0 (``channel_axes()``; None: no channel axis, e.g. a grid
 indexed by time first). Tensors without one, and tensors with few values per channel (biases, CAM
 grids, the stem's wide linear layer), use one scale for the whole tensor: a float32 scale costs 32 bits
@@ -24,6 +27,16 @@ from bitstream import QuantizedTensor
 MIN_VALUES_PER_SCALE = 128
 
 
+def levels_for_bits(bits: int) -> int:
+    """The most levels a bit width holds on each side of zero: 127 for 8 bits."""
+    return 2 ** (bits - 1) - 1
+
+
+def bits_for_levels(levels: int) -> int:
+    """The narrowest bit width whose symbols hold ``-levels .. levels``."""
+    return levels.bit_length() + 1
+
+
 ChannelAxis = int | None  # 0: output channels along axis 0; None: one scale for the whole tensor
 
 
@@ -32,9 +45,8 @@ def per_channel(shape: torch.Size | tuple[int, ...], channel_axis: ChannelAxis =
     return channel_axis == 0 and len(shape) > 1 and math.prod(shape[1:]) >= MIN_VALUES_PER_SCALE
 
 
-def channel_scales(weight: torch.Tensor, bits: int, channel_axis: ChannelAxis = 0) -> torch.Tensor:
+def channel_scales(weight: torch.Tensor, levels: int, channel_axis: ChannelAxis = 0) -> torch.Tensor:
     """float32 step sizes, one per output channel or one for all (see ``per_channel``); zeros become 1."""
-    levels = 2 ** (bits - 1) - 1
     w = weight.detach().float()
     if per_channel(w.shape, channel_axis):
         peak = w.abs().flatten(1).max(dim=1).values
@@ -48,30 +60,29 @@ def _broadcast(scales: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return scales.view(-1, *([1] * (weight.dim() - 1))) if scales.numel() > 1 else scales
 
 
-def quantization_symbols(weight: torch.Tensor, bits: int, channel_axis: ChannelAxis = 0
+def quantization_symbols(weight: torch.Tensor, levels: int, channel_axis: ChannelAxis = 0
                          ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(integer-valued float32 symbols, scales) of a tensor."""
-    scales = channel_scales(weight, bits, channel_axis)
-    levels = 2 ** (bits - 1) - 1
+    """(integer-valued float32 symbols in -levels .. levels, scales) of a tensor."""
+    scales = channel_scales(weight, levels, channel_axis)
     symbols = torch.round(weight.detach().float() / _broadcast(scales, weight)).clamp(-levels, levels)
     return symbols, scales
 
 
-def fake_quantize(weight: torch.Tensor, bits: int, channel_axis: ChannelAxis = 0) -> torch.Tensor:
+def fake_quantize(weight: torch.Tensor, levels: int, channel_axis: ChannelAxis = 0) -> torch.Tensor:
     """The dequantized weight in the forward pass, the identity in the backward (straight-through)."""
-    symbols, scales = quantization_symbols(weight, bits, channel_axis)
+    symbols, scales = quantization_symbols(weight, levels, channel_axis)
     dequantized = symbols * _broadcast(scales, weight)
     # d + (w - w) is exactly d in the forward (w + (d - w) would not be), with the gradient of w.
     return dequantized + (weight - weight.detach())
 
 
-def quantize_tensor(name: str, weight: torch.Tensor, bits: int, channel_axis: ChannelAxis = 0) -> QuantizedTensor:
-    symbols, scales = quantization_symbols(weight, bits, channel_axis)
+def quantize_tensor(name: str, weight: torch.Tensor, levels: int, channel_axis: ChannelAxis = 0) -> QuantizedTensor:
+    symbols, scales = quantization_symbols(weight, levels, channel_axis)
     return QuantizedTensor(
         name=name,
         symbols=symbols.cpu().numpy().astype(np.int32),
         scales=scales.cpu().numpy().astype(np.float32),
-        bits=bits,
+        bits=bits_for_levels(levels),
     )
 
 
@@ -81,12 +92,13 @@ def channel_axes(model: nn.Module) -> dict[str, ChannelAxis]:
     return axes
 
 
-def quantize_model(model: nn.Module, bits: int, masks: dict[str, torch.Tensor] | None = None) -> list[QuantizedTensor]:
+def quantize_model(model: nn.Module, levels: int, masks: dict[str, torch.Tensor] | None = None
+                   ) -> list[QuantizedTensor]:
     """Every parameter of the model, in ``state_dict`` order, as a quantized tensor (pruned where masked)."""
     masks = masks or {}
     axes = channel_axes(model)
     return [
-        quantize_tensor(name, value * masks[name] if name in masks else value, bits, axes[name])
+        quantize_tensor(name, value * masks[name] if name in masks else value, levels, axes[name])
         for name, value in model.state_dict().items()
     ]
 

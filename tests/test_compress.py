@@ -40,14 +40,14 @@ def test_qat_forward_equals_the_decoder_bit_for_bit(clip):
     frames = frames_to_tensor(clip, torch.device("cpu"))
     config = resolve_config("fast", **FAST)
     masks = magnitude_masks(model, 0.3)
-    weights = quantized_weights(masks, 6, channel_axes(model))
+    weights = quantized_weights(masks, 31, channel_axes(model))
     fit(model, frames, Phase("qat", 20, 1e-3, 0.0, weights), config)
     times = frame_times(torch.arange(8), 8)
     with torch.no_grad():
         qat_out = torch.func.functional_call(model, weights(dict(model.named_parameters())), (times,))
     decoded = tiny_model()
     apply_masks(model, masks)
-    load_quantized(decoded, quantize_model(model, 6))
+    load_quantized(decoded, quantize_model(model, 31))
     with torch.no_grad():
         decoder_out = decoded.eval()(times)
     assert torch.equal(qat_out, decoder_out)

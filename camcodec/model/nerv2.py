@@ -199,7 +199,7 @@ BASE_SIDE = 6  # the stem's map: about this many pixels on the frame's short sid
 WIDTH_REDUCE = 1.25  # each block is this much narrower than the one before
 # The first block makes the big jump (cheap at the stem's size), then doublings.
 STRIDE_PATTERNS = ((5, 2, 2, 2, 2, 2), (4, 2, 2, 2, 2, 2), (3, 2, 2, 2, 2, 2), (2, 2, 2, 2, 2, 2))
-DEFAULTS: dict[str, Any] = {"stem": "grid", "grid_times": (4, 16)}
+DEFAULTS: dict[str, Any] = {"stem": "mlp"}
 
 
 def choose_strides(width: int, height: int, base_side: float = BASE_SIDE) -> tuple[int, ...]:
@@ -217,6 +217,8 @@ def sized(width: int, height: int, num_frames: int, budget: float, **fields: Any
     Sizing counts CAM's grids whether or not ``cam`` is on, so that ``cam=False`` keeps the same widths.
     With ``channels`` given, the budget is not used."""
     fields = {**DEFAULTS, **fields}
+    if fields["stem"] == "grid":  # two levels: a point every 16 frames and every 4
+        fields.setdefault("grid_times", (max(2, num_frames // 16), max(2, num_frames // 4)))
     strides = tuple(fields.pop("strides", None) or choose_strides(width, height))
     fields.setdefault("kernels", (3,) * len(strides))
     cam = fields.pop("cam", True)
