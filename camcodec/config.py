@@ -28,20 +28,20 @@ CODED_BITS_PER_WEIGHT = {4: 2.7, 5: 3.8, 6: 4.8, 7: 5.8, 8: 6.8}
 class EncodeConfig:
     """How to encode one clip. Rate is set by ``params_per_pixel`` and ``bits``; quality also by ``epochs``."""
 
-    params_per_pixel: float = 0.05  # network parameters per (pixel x frame) of the clip
-    epochs: int = 300  # passes over all frames; ``steps`` overrides
+    params_per_pixel: float = 0.016  # network parameters per (pixel x frame): the rate ladder's "m"
+    epochs: int = 1200  # passes over all frames; ``steps`` overrides
     steps: int | None = None  # optimizer steps in total (each a batch of frames)
     batch_size: int = 2
     lr: float | None = None  # peak learning rate (None: the architecture's own)
     grid_lr: float = 5.0  # latent grids learn this many times faster than the weights
     warmup: float = 0.2  # fraction of training with a linear warm-up from 0.1 x lr
     loss: str = "mse"
-    bits: int = 8
+    bits: int = 6  # quantization width (with --bpp: the width the network is sized for)
     prune: float = 0.0  # fraction of conv/linear weights zeroed by global magnitude pruning
     finetune: float = 0.1  # fine-tuning after pruning, as a fraction of the training steps
     qat: float | None = None  # quantization-aware fine-tuning, fraction of the training steps (None: 0.1 below 8 bits)
     target_bpp: float | None = None  # choose size and pruning to land near this rate
-    arch: str = "cam-nerv"  # the network (camcodec.model.ARCHITECTURES)
+    arch: str = "cam-nerv2"  # the network (camcodec.model.ARCHITECTURES)
     model_params: tuple[tuple[str, Any], ...] = ()  # the architecture's config fields set by hand
     cam: bool = True
     cam_points: int = 32
@@ -93,22 +93,22 @@ class EncodeConfig:
         return math.ceil(fraction * self.total_steps(num_frames)) if fraction > 0 else 0
 
 
+# Presets set the encode effort (training passes over the frames); the rate is set apart (--rate, --bpp).
+# On 2 CPU cores, bunny 320x180 x 60 frames: fast ~4 min, medium ~15 min (docs/architecture.md).
 PRESETS: dict[str, dict[str, Any]] = {
-    # Small network and short training: tests, CPU trials.
-    "fast": {"params_per_pixel": 0.08, "epochs": 150, "batch_size": 2},
-    # The default: same rate range, trained longer.
-    "medium": {"params_per_pixel": 0.08, "epochs": 600, "batch_size": 2},
+    "fast": {"epochs": 300},
+    "medium": {"epochs": 1200},
 }
 DEFAULT_PRESET = "medium"
 
-# The rate ladder: model size, bits and pruning for a few named rates. The bpp in each comment is the
-# estimate params_per_pixel x (1 - prune) x CODED_BITS_PER_WEIGHT[bits]; the file lands near it.
+# The rate ladder: model size and bits for a few named rates. The bpp in each comment is the estimate
+# params_per_pixel x CODED_BITS_PER_WEIGHT[bits]; the file lands near it (content decides the rest).
 RATES: dict[str, dict[str, Any]] = {
-    "xs": {"params_per_pixel": 0.0025, "bits": 6, "prune": 0.2},  # ~0.01 bpp
-    "s": {"params_per_pixel": 0.006, "bits": 6, "prune": 0.2},  # ~0.023 bpp
-    "m": {"params_per_pixel": 0.015, "bits": 6, "prune": 0.1},  # ~0.065 bpp
-    "l": {"params_per_pixel": 0.035, "bits": 6, "prune": 0.0},  # ~0.17 bpp
-    "xl": {"params_per_pixel": 0.045, "bits": 8, "prune": 0.0},  # ~0.3 bpp
+    "xs": {"params_per_pixel": 0.002, "bits": 6},  # ~0.01 bpp
+    "s": {"params_per_pixel": 0.006, "bits": 6},  # ~0.03 bpp
+    "m": {"params_per_pixel": 0.016, "bits": 6},  # ~0.08 bpp, the default
+    "l": {"params_per_pixel": 0.04, "bits": 6},  # ~0.2 bpp
+    "xl": {"params_per_pixel": 0.07, "bits": 7},  # ~0.4 bpp
 }
 
 

@@ -74,9 +74,10 @@ def test_info_shows_header_and_tensors(encoded, capsys):
     _, cam = encoded
     assert main(["info", str(cam), "--json"]) == 0
     description = json.loads(capsys.readouterr().out)
-    assert "64" in json.dumps(description) and "stem.0.weight" in json.dumps(description)
+    assert "64" in json.dumps(description) and "stem.layers.0.weight" in json.dumps(description)
+    assert description["segments"][0]["model_config"]["arch"] == "cam-nerv2"
     assert main(["info", str(cam)]) == 0
-    assert "stem.0.weight" in capsys.readouterr().out
+    assert "stem.layers.0.weight" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

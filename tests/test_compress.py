@@ -85,10 +85,9 @@ def test_target_bpp_lands_within_15_percent(clip, tmp_path, target):
 def test_rate_ladder_rungs_grow_and_override_in_order():
     from camcodec.config import CODED_BITS_PER_WEIGHT, RATES
 
-    estimates = [
-        r["params_per_pixel"] * (1 - r["prune"]) * CODED_BITS_PER_WEIGHT[r["bits"]] for r in RATES.values()
-    ]
+    estimates = [r["params_per_pixel"] * CODED_BITS_PER_WEIGHT[r["bits"]] for r in RATES.values()]
     assert estimates == sorted(estimates) and estimates[0] < 0.015 and estimates[-1] > 0.25
+    assert resolve_config("fast").params_per_pixel == RATES["m"]["params_per_pixel"]  # the default rate
     config = resolve_config("fast", rate="s", bits=8)  # an explicit option beats the rung
     assert config.params_per_pixel == RATES["s"]["params_per_pixel"] and config.bits == 8
     assert config.epochs == resolve_config("fast").epochs  # the rung leaves the preset's effort alone
