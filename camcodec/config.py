@@ -15,7 +15,6 @@ from camcodec.model import ARCHITECTURES, ArchConfig, architecture
 LOSSES = ("mse", "l1-msssim")
 # A target rate is landed by the quantization step, between 4 bits' (7 levels) and 8 bits' (127).
 MIN_TARGET_BITS, MAX_TARGET_BITS = 4, 8
-FINETUNE_LR = 0.1  # fine-tuning phases (after pruning, quantization-aware) run at this fraction of lr
 # Coded bits per weight after quantization (at the bit width's full levels) and rANS: the estimate that
 # sizes a model for a target rate before training; the quantization step then lands the target on the
 # real coded size. Measured on cam-nerv2 (bunny 320x180, 60 frames, 59,220 params after 250 epochs):
@@ -39,6 +38,7 @@ class EncodeConfig:
     bits: int = 6  # quantization width (with --bpp: the width the network is sized for)
     prune: float = 0.0  # fraction of conv/linear weights zeroed by global magnitude pruning
     finetune: float = 0.1  # fine-tuning after pruning, as a fraction of the training steps
+    finetune_lr: float = 0.1  # fine-tuning phases (after pruning, quantization-aware) start at this x lr
     qat: float | None = None  # quantization-aware fine-tuning, fraction of the training steps (None: 0.1 below 8 bits)
     target_bpp: float | None = None  # choose size and pruning to land near this rate
     arch: str = "cam-nerv2"  # the network (camcodec.model.ARCHITECTURES)
@@ -62,6 +62,7 @@ class EncodeConfig:
             (2 <= self.bits <= 16, "bits must be in 2..16"),
             (0 <= self.prune < 1, "prune must be in [0, 1)"),
             (0 <= self.finetune <= 1 and 0 <= (self.qat or 0) <= 1, "finetune and qat must be in [0, 1]"),
+            (0 < self.finetune_lr <= 1, "finetune_lr must be in (0, 1]"),
             (self.target_bpp is None or 0 < self.target_bpp <= 24, "target bpp must be in (0, 24]"),
             (2 <= self.cam_points <= 4096, "cam_points must be in 2..4096"),
             (self.arch in ARCHITECTURES, f"arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}"),

@@ -16,7 +16,6 @@ import bitstream
 from camcodec.checkpoint import EncodeCheckpoint, fingerprint
 from camcodec.compress import FileBuilder, levels_for_target, masked_weights, prune_for_target, quantized_weights
 from camcodec.config import (
-    FINETUNE_LR,
     MAX_TARGET_BITS,
     MIN_TARGET_BITS,
     EncodeConfig,
@@ -200,7 +199,7 @@ class Encoder:
             if target_bytes is not None:
                 progress.levels, progress.ratio = self._rate_for_target(model, target_bytes, build)
             progress.masks = magnitude_masks(model, progress.ratio) if progress.ratio > 0 else {}
-        masks, lr = progress.masks, config.peak_lr * FINETUNE_LR
+        masks, lr = progress.masks, config.peak_lr * config.finetune_lr
         if masks and config.finetune > 0:
             run(Phase("prune", config.phase_steps(num_frames, config.finetune), lr, 0.0, masked_weights(masks)))
         if config.qat_fraction(progress.levels) > 0:
