@@ -7,12 +7,16 @@ A sequence must be read the same way in every run that writes to a folder (same 
 scale); otherwise the run is refused, so that one folder never mixes incomparable numbers.
 
 Both files are rewritten atomically (temporary file, then ``os.replace``) after every point, so an
-interrupted run leaves every finished point on disk.
+interrupted run leaves every finished point on disk. Several runs may write into one folder at the same
+time (say, one per CPU core, each with other codecs): each save takes a lock on the folder and merges
+the rows the others saved since.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import io
 import json
 import logging
@@ -28,6 +32,7 @@ log = logging.getLogger(__name__)
 
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
+LOCK = ".results.lock"
 FORMAT_VERSION = 1
 #: The fields of a sequence's setup that must not change between runs into one folder.
 SETUP_KEYS = ("source", "max_frames", "scale")
@@ -97,19 +102,23 @@ class ResultStore:
         self.folder = Path(folder)
         self.sequences: dict[str, dict[str, Any]] = {}
         self.rows: dict[tuple[str, str, str], Row] = {}
+        self.added: set[tuple[str, str, str]] = set()  # rows measured by this run
         path = self.folder / RESULTS_JSON
         if path.is_file():
             self._load(path)
 
     def _load(self, path: Path) -> None:
+        """Take in the rows and sequences saved at ``path``; rows this store added itself win."""
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             if data.get("version") != FORMAT_VERSION:
                 raise ValueError(f"format version {data.get('version')!r}, expected {FORMAT_VERSION}")
-            self.sequences = dict(data["sequences"])
+            for name, setup in dict(data["sequences"]).items():
+                self.sequences[name] = {**setup, **self.sequences.get(name, {})}
             for item in data["rows"]:
                 row = Row.from_json(item)
-                self.rows[row.key] = row
+                if row.key not in self.added:
+                    self.rows[row.key] = row
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise InputError(f"{path}: not a results file of this harness ({exc}); use another --out") from None
         log.info("%s: %d rows from earlier runs", path, len(self.rows))
@@ -139,12 +148,30 @@ class ResultStore:
     def add(self, row: Row) -> None:
         """Record a row (replacing one with the same key) and save both files."""
         self.rows[row.key] = row
+        self.added.add(row.key)
         self.save()
+
+    @contextlib.contextmanager
+    def _locked(self):  # type: ignore[no-untyped-def]
+        with open(self.folder / LOCK, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def sorted_rows(self) -> list[Row]:
         return sorted(self.rows.values(), key=lambda r: (r.sequence, r.codec, r.bpp))
 
     def save(self) -> None:
+        """Write both files, first merging what other runs saved into the folder meanwhile."""
+        with self._locked():
+            path = self.folder / RESULTS_JSON
+            if path.is_file():
+                self._load(path)
+            self._write()
+
+    def _write(self) -> None:
         rows = self.sorted_rows()
         data = {"version": FORMAT_VERSION, "sequences": self.sequences, "rows": [r.to_json() for r in rows]}
         write_atomic(self.folder / RESULTS_JSON, json.dumps(data, indent=1) + "\n")

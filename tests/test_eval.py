@@ -279,3 +279,16 @@ def test_plugs_into_a_parent_parser_like_the_camcodec_command():
     args = parser.parse_args(["eval", "rd", "a.mp4", "--out", "d", "--scale", "320x180", "--frames", "60"])
     assert (args.command, args.eval_command, args.scale, args.frames) == ("eval", "rd", (320, 180), 60)
     assert args.codecs == ["camcodec", "x264", "x265"] and callable(cli.run)
+
+
+def test_two_runs_share_one_folder(tmp_path):
+    from eval.results import ResultStore, Row
+
+    def row(codec: str, psnr: float) -> Row:
+        return Row("clip", codec, "crf=27", 27.0, 2, 64, 48, 100, 0.13, psnr, psnr, 0.9, 1.0, 0.1, codec)
+
+    first, second = ResultStore(tmp_path), ResultStore(tmp_path)  # both opened before either saves
+    first.add(row("x264", 30.0))
+    second.add(row("x265", 31.0))
+    first.add(row("x264", 30.5))  # re-measured by the first run: its own row wins
+    assert {(r.codec, r.psnr_rgb) for r in ResultStore(tmp_path).sorted_rows()} == {("x264", 30.5), ("x265", 31.0)}
