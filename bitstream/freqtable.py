@@ -24,7 +24,6 @@ MAX_SIZE = TOTAL - 1
 MAX_MANTISSA_BITS = 3
 #: Level width ``w`` may not exceed ``mantissa_bits + MAX_EXTRA_LEVEL_BITS`` (weights stay below 2**35).
 MAX_EXTRA_LEVEL_BITS = 5
-MAX_LEVEL_BITS = MAX_MANTISSA_BITS + MAX_EXTRA_LEVEL_BITS
 
 TABLE_RANGE = Record(
     "frequency table",
@@ -60,10 +59,6 @@ class FrequencyTable:
     mantissa_bits: int = 0
     stride: int = 0
     levels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-
-    @property
-    def high(self) -> int:
-        return self.low + self.size - 1
 
     def freqs(self) -> np.ndarray:
         if self.size == 1:
@@ -192,9 +187,6 @@ def parse(table: bytes) -> FrequencyTable:
 
 
 # --- encoder side: choose the cheapest table for a histogram ---------------------------------------
-
-_STRIDES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64, 96, 128, 192, 256, 512, 1024, 4096)
-
 
 def _payload_bits(counts: np.ndarray, freqs: np.ndarray) -> float:
     used = counts > 0

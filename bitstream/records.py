@@ -206,9 +206,6 @@ class ByteReader:
     def u8(self, what: str) -> int:
         return self.take(1, what)[0]
 
-    def u32(self, what: str) -> int:
-        return int.from_bytes(self.take(4, what), "little")
-
     def varint(self, what: str) -> int:
         value = 0
         for i in range(MAX_VARINT_BYTES):
