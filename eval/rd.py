@@ -4,8 +4,10 @@
 
 For each sequence the frames are read once (same frame limit and scale for every codec); each pending
 (codec, point) is encoded, decoded and measured through ``eval.metrics.measure``, and the row is saved
-at once, so a later run with the same output folder skips it. Encoded streams go to ``OUT/streams/`` and
-are deleted after measuring unless ``keep_streams``.
+at once, so a later run with the same output folder skips it. Encoded streams are kept in
+``OUT/streams/`` with ``keep_streams``; otherwise each run writes them to a folder of its own
+(``OUT/.streams-*``), deleted when the sequence is done, so that runs sharing ``OUT`` never remove
+each other's files.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ import logging
 import math
 import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from camcodec.errors import InputError, OutputError
@@ -182,17 +187,32 @@ def _run_sequence(
     frames = clip.frames
     num_frames, height, width = frames.shape[:3]
     store.note_sequence(sequence.name, frames=num_frames, width=width, height=height, fps=str(clip.fps))
-    streams = Path(config.out) / "streams" / _safe(sequence.name)
-    streams.mkdir(parents=True, exist_ok=True)
+    if config.keep_streams:
+        streams = Path(config.out) / "streams" / _safe(sequence.name)
+        streams.mkdir(parents=True, exist_ok=True)
+    else:
+        streams = Path(tempfile.mkdtemp(prefix=".streams-", dir=config.out))
+    try:
+        _run_points(sequence.name, frames, clip.fps, todo, streams, store, bar)
+    finally:
+        if not config.keep_streams:
+            shutil.rmtree(streams, ignore_errors=True)
+    _warn_same_size(store, sequence.name)
+
+
+def _run_points(sequence: str, frames: np.ndarray, fps: Fraction, todo: list[tuple[Codec, float]], streams: Path,
+                store: ResultStore, bar: tqdm) -> None:
+    """Encode, decode and measure each pending (codec, point) of one sequence, saving each row at once."""
+    num_frames, height, width = frames.shape[:3]
     pixels = width * height * num_frames
     for codec, value in todo:
         point = codec.point_label(value)
-        bar.set_description(f"{sequence.name} {codec.name} {point}")
+        bar.set_description(f"{sequence} {codec.name} {point}")
         path = streams / f"{_safe(codec.name)}_{_safe(point)}{codec.stream_suffix()}"
-        coded = codec.run(frames, clip.fps, value, path)
+        coded = codec.run(frames, fps, value, path)
         quality = measure(frames, coded.decoded)
         row = Row(
-            sequence=sequence.name,
+            sequence=sequence,
             codec=codec.name,
             point=point,
             value=float(value),
@@ -211,16 +231,7 @@ def _run_sequence(
         store.add(row)
         log.info(
             "%s %s %s: %.4f bpp, PSNR %.2f dB (YUV %.2f), MS-SSIM %.4f, encode %.2f s, decode %.2f s",
-            sequence.name, codec.name, point, row.bpp, row.psnr_rgb, row.psnr_yuv, row.ms_ssim,
+            sequence, codec.name, point, row.bpp, row.psnr_rgb, row.psnr_yuv, row.ms_ssim,
             row.encode_s, row.decode_s,
         )
-        if not config.keep_streams:
-            path.unlink(missing_ok=True)
         bar.update(1)
-    _warn_same_size(store, sequence.name)
-    if not config.keep_streams:
-        try:
-            streams.rmdir()
-            streams.parent.rmdir()
-        except OSError:
-            pass  # other files are there (kept streams of an earlier run)

@@ -177,6 +177,18 @@ def source(tmp_path) -> Path:
     return path
 
 
+def test_runs_sharing_a_folder_leave_each_others_streams_alone(source, tmp_path):
+    """A run that finishes first must not remove the folder where another run is still encoding."""
+    out = tmp_path / "rd"
+    out.mkdir()
+    other = out / ".streams-other-run"  # another run's private folder, a stream half written
+    other.mkdir()
+    (other / "camcodec_bpp=0.1.cam.tmp").write_bytes(b"partial")
+    assert cli.main(["rd", str(source), "--codecs", "x264", "--points", "36", "--out", str(out), "-q"]) == 0
+    assert (other / "camcodec_bpp=0.1.cam.tmp").read_bytes() == b"partial"
+    assert [p.name for p in out.glob(".streams-*")] == [other.name]  # its own folder is gone
+
+
 def test_end_to_end_x264_writes_every_output_and_resumes(source, tmp_path, capsys):
     out = tmp_path / "rd"
     argv = ["rd", str(source), "--codecs", "x264", "--points", "20,36", "--out", str(out), "-q"]
