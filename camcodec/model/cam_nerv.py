@@ -18,7 +18,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from camcodec.kernels import ConvSame, norm_modulate_gelu, pixel_shuffle
-from camcodec.model.common import ArchConfig, grid_weights, is_int, is_number, parameters_of, positional_encoding
+from camcodec.model.common import (
+    ArchConfig,
+    grid_weights,
+    is_int,
+    is_number,
+    parameters_of,
+    positional_encoding,
+    stem_size,
+)
 
 STRIDE_CHOICES = ((5, 3, 2, 2, 2, 2), (4, 2, 2, 2, 2, 2), (3, 2, 2, 2, 2, 2), (2, 2, 2, 2, 2, 2))
 
@@ -42,9 +50,7 @@ class CamNervConfig(ArchConfig):
 
     @property
     def base_size(self) -> tuple[int, int]:
-        """(h0, w0): the stem's feature map, large enough that the upsampled output covers H x W."""
-        total = math.prod(self.strides)
-        return math.ceil(self.height / total), math.ceil(self.width / total)
+        return stem_size(self.height, self.width, self.strides)
 
     @property
     def grid_points(self) -> int:

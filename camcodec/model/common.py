@@ -41,6 +41,12 @@ def grid_weights(t: torch.Tensor, points: int) -> torch.Tensor:
     return weights.scatter_add_(1, left[:, None] + 1, frac)
 
 
+def stem_size(height: int, width: int, strides: tuple[int, ...]) -> tuple[int, int]:
+    """(h0, w0): the stem's feature map, large enough that upsampling by ``strides`` covers H x W."""
+    total = math.prod(strides)
+    return math.ceil(height / total), math.ceil(width / total)
+
+
 def parameters_of(model_class: type[nn.Module], config: Any) -> int:
     """Parameters of ``model_class(config)``, built on the meta device: shapes only, nothing allocated."""
     with torch.device("meta"):
