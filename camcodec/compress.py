@@ -53,15 +53,14 @@ def levels_for_target(model: nn.Module, low: int, high: int, target_bytes: int, 
     best = (low, coded_size(model, {}, low, build))
     if best[1] > target_bytes:
         return best
-    while high - low > 1:
-        mid = (low + high) // 2
+    too_large = high + 1  # the fewest levels known to code too large (high + 1: none known yet)
+    while too_large - low > 1:
+        mid = (low + too_large) // 2
         size = coded_size(model, {}, mid, build)
         if size <= target_bytes:
             low, best = mid, (mid, size)
         else:
-            high = mid
-    if high != best[0] and (size := coded_size(model, {}, high, build)) <= target_bytes:
-        best = (high, size)
+            too_large = mid
     log.info("%d quantization levels code to %d bytes for a target of %d", best[0], best[1], target_bytes)
     return best
 
