@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from camcodec.errors import InputError
+from camcodec.rate import LearnedSteps
 from camcodec.train import FitState, TrainResult
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class EncodeCheckpoint:
         self.levels: int | None = None  # quantization levels, set once training is done and the rate is decided
         self.ratio = 0.0
         self.masks: dict[str, torch.Tensor] = {}
+        self.rate: LearnedSteps | None = None  # steps learned with the network (rate in the loss), if any
+        self.steps: dict[str, torch.Tensor] | None = None  # the file's steps, once decided from ``rate``
         self._last = time.monotonic()
 
     def due(self) -> bool:
@@ -61,6 +64,8 @@ class EncodeCheckpoint:
             "levels": self.levels,
             "ratio": self.ratio,
             "masks": self.masks,
+            "rate": self.rate.state_dict() if self.rate is not None else None,
+            "steps": self.steps,
             "fit": asdict(state) if state is not None else None,
         }
         fd, temp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
@@ -92,6 +97,9 @@ class EncodeCheckpoint:
             self.model.load_state_dict(payload["model"])
             self.done = [TrainResult(**r) for r in payload["done"]]
             self.levels, self.ratio, self.masks = payload["levels"], payload["ratio"], payload["masks"]
+            if self.rate is not None:
+                self.rate.load_state_dict(payload["rate"])
+            self.steps = payload["steps"]
             state = FitState(**payload["fit"]) if payload["fit"] is not None else None
         except InputError:
             raise
@@ -99,6 +107,8 @@ class EncodeCheckpoint:
             raise InputError(f"{self.path}: unreadable checkpoint ({type(exc).__name__}); delete it") from None
         device = next(self.model.parameters()).device
         self.masks = {name: mask.to(device) for name, mask in self.masks.items()}
+        if self.steps is not None:
+            self.steps = {name: step.to(device) for name, step in self.steps.items()}
         log.info("resuming after %d finished phases%s", len(self.done), f", step {state.step}" if state else "")
         return state
 

@@ -4,6 +4,7 @@ and the choice of pruning that lands a target file size."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 import torch
@@ -11,7 +12,7 @@ from torch import nn
 
 import bitstream
 from camcodec.prune import magnitude_masks
-from camcodec.quantize import ChannelAxis, fake_quantize, quantize_model
+from camcodec.quantize import ChannelAxis, fake_quantize, fake_quantize_at, quantize_at, quantize_model
 from camcodec.train import WeightMap
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,44 @@ def quantized_weights(masks: Masks, levels: int, axes: dict[str, ChannelAxis]) -
         return {name: fake_quantize(p, levels, axes[name]) for name, p in pruned(params).items()}
 
     return weights
+
+
+def stepped_weights(steps: dict[str, torch.Tensor]) -> WeightMap:
+    """Forward with the weights the decoder will use at fixed (learned) steps; straight-through gradients."""
+
+    def weights(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {name: fake_quantize_at(p, steps[name]) for name, p in params.items()}
+
+    return weights
+
+
+def scaled_steps(steps: dict[str, torch.Tensor], factor: float) -> dict[str, torch.Tensor]:
+    """Every step times ``factor``, as the float32 values the file stores."""
+    return {name: (step * factor).float() for name, step in steps.items()}
+
+
+def factor_for_target(model: nn.Module, steps: dict[str, torch.Tensor], target_bytes: int, build: FileBuilder,
+                      span: float = 16.0, iterations: int = 14) -> tuple[float, int]:
+    """The smallest common factor on ``steps`` (between ``1/span`` and ``span``) whose coded file fits
+    ``target_bytes``: (factor, size). Bisects in log scale on the real coded size, which falls as the
+    steps grow; when even ``span`` codes too large, returns it and its size."""
+
+    def size(factor: float) -> int:
+        return len(build(quantize_at(model, scaled_steps(steps, factor))))
+
+    low, high = -math.log2(span), math.log2(span)  # log2 of factors known too fine / fine enough
+    best = (2.0**high, size(2.0**high))
+    if best[1] > target_bytes:
+        return best
+    for _ in range(iterations):
+        mid = (low + high) / 2
+        mid_size = size(2.0**mid)
+        if mid_size <= target_bytes:
+            high, best = mid, (2.0**mid, mid_size)
+        else:
+            low = mid
+    log.info("steps x %.3f code to %d bytes for a target of %d", best[0], best[1], target_bytes)
+    return best
 
 
 def coded_size(model: nn.Module, masks: Masks, levels: int, build: FileBuilder) -> int:

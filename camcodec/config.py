@@ -40,6 +40,7 @@ class EncodeConfig:
     finetune: float = 0.1  # fine-tuning after pruning, as a fraction of the training steps
     finetune_lr: float = 0.1  # fine-tuning phases (after pruning, quantization-aware) start at this x lr
     qat: float | None = None  # quantization-aware fine-tuning, fraction of the training steps (None: 0.1 below 8 bits)
+    rate_weight: float = 0.0  # lambda: training pays this x estimated bits per pixel (0: distortion only)
     target_bpp: float | None = None  # choose size and pruning to land near this rate
     arch: str = "cam-nerv2"  # the network (camcodec.model.ARCHITECTURES)
     model_params: tuple[tuple[str, Any], ...] = ()  # the architecture's config fields set by hand
@@ -63,6 +64,7 @@ class EncodeConfig:
             (0 <= self.prune < 1, "prune must be in [0, 1)"),
             (0 <= self.finetune <= 1 and 0 <= (self.qat or 0) <= 1, "finetune and qat must be in [0, 1]"),
             (0 < self.finetune_lr <= 1, "finetune_lr must be in (0, 1]"),
+            (self.rate_weight >= 0, "rate_weight must be >= 0"),
             (self.target_bpp is None or 0 < self.target_bpp <= 24, "target bpp must be in (0, 24]"),
             (2 <= self.cam_points <= 4096, "cam_points must be in 2..4096"),
             (self.arch in ARCHITECTURES, f"arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}"),
@@ -82,12 +84,12 @@ class EncodeConfig:
     def peak_lr(self) -> float:
         return self.lr if self.lr is not None else architecture(self.arch).lr
 
-    def qat_fraction(self, levels: int) -> float:
+    def qat_fraction(self, levels: int | None) -> float:
         """QAT pays for steps coarser than 8 bits' (127 levels); at 8 bits rounding costs ~0.01 dB and QAT
-        only time."""
+        only time. ``levels`` None: learned steps (rate in the loss), always followed by QAT."""
         if self.qat is not None:
             return self.qat
-        return 0.1 if levels < 127 else 0.0
+        return 0.1 if levels is None or levels < 127 else 0.0
 
     def phase_steps(self, num_frames: int, fraction: float) -> int:
         """Steps of a fine-tuning phase that lasts ``fraction`` of the training (0 when fraction is 0)."""

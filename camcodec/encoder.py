@@ -14,7 +14,16 @@ from torch import nn
 
 import bitstream
 from camcodec.checkpoint import EncodeCheckpoint, fingerprint
-from camcodec.compress import FileBuilder, levels_for_target, masked_weights, prune_for_target, quantized_weights
+from camcodec.compress import (
+    FileBuilder,
+    factor_for_target,
+    scaled_steps,
+    levels_for_target,
+    masked_weights,
+    prune_for_target,
+    quantized_weights,
+    stepped_weights,
+)
 from camcodec.config import (
     MAX_TARGET_BITS,
     MIN_TARGET_BITS,
@@ -30,7 +39,8 @@ from camcodec.media import Clip, check_output_path
 from camcodec.metrics import psnr_uint8
 from camcodec.model import build_model, count_parameters
 from camcodec.prune import apply_masks, magnitude_masks
-from camcodec.quantize import bits_for_levels, channel_axes, levels_for_bits, quantize_model
+from camcodec.quantize import bits_for_levels, channel_axes, levels_for_bits, quantize_at, quantize_model
+from camcodec.rate import LearnedSteps
 from camcodec.train import Phase, fit, frames_to_tensor
 
 log = logging.getLogger(__name__)
@@ -144,9 +154,13 @@ class Encoder:
 
         progress = EncodeCheckpoint(out_path, model, fingerprint(clip.frames, asdict(config), model.config.to_dict()),
                                     self.checkpoint_interval)
+        if config.rate_weight > 0:
+            progress.rate = LearnedSteps(model, levels_for_bits(config.bits), channel_axes(model))
         self._optimize(model, frames_to_tensor(clip.frames, device), config, progress, target_bytes,
                        lambda tensors: bitstream.write_bytes(build(tensors)))
-        file_bytes = bitstream.write_file(out_path, build(quantize_model(model, progress.levels)))
+        tensors = quantize_model(model, progress.levels) if progress.steps is None else quantize_at(model, progress.steps)
+        file_bytes = bitstream.write_file(out_path, build(tensors))
+        levels = max(int(np.abs(t.symbols).max()) for t in tensors)
 
         # Measure what the written file decodes to, so the reported quality is the file's, not the model's.
         reconstruction = Decoder(out_path, device=str(device)).render(range(num_frames))
@@ -159,8 +173,8 @@ class Encoder:
             file_bytes=file_bytes,
             bpp=8 * file_bytes / (width * height * num_frames),
             psnr=psnr_uint8(clip.frames, reconstruction),
-            bits=bits_for_levels(progress.levels),
-            levels=progress.levels,
+            bits=bits_for_levels(levels),
+            levels=levels,
             prune=progress.ratio,
             target_bpp=config.target_bpp,
             phases=[asdict(p) for p in progress.done],
@@ -193,19 +207,40 @@ class Encoder:
             if checkpointer is not None:
                 progress.save()
 
-        run(Phase("train", config.total_steps(num_frames), config.peak_lr, config.warmup))
+        rate = progress.rate
+        measured = None if rate is None else (lambda params: stepped_weights(rate.frozen())(params))
+        run(Phase("train", config.total_steps(num_frames), config.peak_lr, config.warmup, measured, rate))
+        lr = config.peak_lr * config.finetune_lr
+        if rate is not None:
+            if progress.steps is None:  # decide the rate once, on the trained network and its steps
+                progress.steps = self._steps_for_target(model, rate.frozen(), target_bytes, build)
+            if config.qat_fraction(None) > 0:
+                steps = config.phase_steps(num_frames, config.qat_fraction(None))
+                run(Phase("qat", steps, lr, 0.0, stepped_weights(progress.steps)))
+                # Fine-tuning moves weights across rounding boundaries; land the target again if it grew.
+                progress.steps = self._steps_for_target(model, progress.steps, target_bytes, build, only_if_over=True)
+            return
         if progress.levels is None:  # decide the rate once, on the trained network
             progress.levels, progress.ratio = levels_for_bits(config.bits), config.prune
             if target_bytes is not None:
                 progress.levels, progress.ratio = self._rate_for_target(model, target_bytes, build)
             progress.masks = magnitude_masks(model, progress.ratio) if progress.ratio > 0 else {}
-        masks, lr = progress.masks, config.peak_lr * config.finetune_lr
+        masks = progress.masks
         if masks and config.finetune > 0:
             run(Phase("prune", config.phase_steps(num_frames, config.finetune), lr, 0.0, masked_weights(masks)))
         if config.qat_fraction(progress.levels) > 0:
             steps = config.phase_steps(num_frames, config.qat_fraction(progress.levels))
             run(Phase("qat", steps, lr, 0.0, quantized_weights(masks, progress.levels, channel_axes(model))))
         apply_masks(model, masks)
+
+    @staticmethod
+    def _steps_for_target(model: nn.Module, steps: dict[str, torch.Tensor], target_bytes: int | None,
+                          build: FileBuilder, only_if_over: bool = False) -> dict[str, torch.Tensor]:
+        """``steps`` scaled by the common factor that lands the target (unchanged without one, and with
+        ``only_if_over`` while they fit: after fine-tuning, a finer step than trained only adds noise)."""
+        if target_bytes is None or only_if_over and len(build(quantize_at(model, steps))) <= target_bytes:
+            return steps
+        return scaled_steps(steps, factor_for_target(model, steps, target_bytes, build)[0])
 
     @staticmethod
     def _rate_for_target(model: nn.Module, target_bytes: int, build: FileBuilder) -> tuple[int, float]:

@@ -60,30 +60,55 @@ def _broadcast(scales: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return scales.view(-1, *([1] * (weight.dim() - 1))) if scales.numel() > 1 else scales
 
 
+MAX_LEVELS = levels_for_bits(16)  # the widest symbols the file holds
+
+
+def symbols_at(weight: torch.Tensor, scales: torch.Tensor, levels: int = MAX_LEVELS) -> torch.Tensor:
+    """Integer-valued float32 symbols ``round(w / scale)`` in ``-levels .. levels``."""
+    return torch.round(weight.detach().float() / _broadcast(scales, weight)).clamp(-levels, levels)
+
+
 def quantization_symbols(weight: torch.Tensor, levels: int, channel_axis: ChannelAxis = 0
                          ) -> tuple[torch.Tensor, torch.Tensor]:
     """(integer-valued float32 symbols in -levels .. levels, scales) of a tensor."""
     scales = channel_scales(weight, levels, channel_axis)
-    symbols = torch.round(weight.detach().float() / _broadcast(scales, weight)).clamp(-levels, levels)
-    return symbols, scales
+    return symbols_at(weight, scales, levels), scales
 
 
-def fake_quantize(weight: torch.Tensor, levels: int, channel_axis: ChannelAxis = 0) -> torch.Tensor:
-    """The dequantized weight in the forward pass, the identity in the backward (straight-through)."""
-    symbols, scales = quantization_symbols(weight, levels, channel_axis)
+def straight_through(weight: torch.Tensor, symbols: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """The dequantized weight in the forward pass, the identity in the backward."""
     dequantized = symbols * _broadcast(scales, weight)
     # d + (w - w) is exactly d in the forward (w + (d - w) would not be), with the gradient of w.
     return dequantized + (weight - weight.detach())
 
 
-def quantize_tensor(name: str, weight: torch.Tensor, levels: int, channel_axis: ChannelAxis = 0) -> QuantizedTensor:
+def fake_quantize(weight: torch.Tensor, levels: int, channel_axis: ChannelAxis = 0) -> torch.Tensor:
+    """The weight as the decoder will see it at ``levels`` levels (max-abs steps), straight-through."""
     symbols, scales = quantization_symbols(weight, levels, channel_axis)
+    return straight_through(weight, symbols, scales)
+
+
+def fake_quantize_at(weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """The weight as the decoder will see it with these steps, straight-through."""
+    return straight_through(weight, symbols_at(weight, scales), scales)
+
+
+def quantized(name: str, symbols: torch.Tensor, scales: torch.Tensor, levels: int | None = None) -> QuantizedTensor:
+    """The file's tensor: symbols as int32, float32 steps, and the bit width of ``levels`` (None: the
+    narrowest that holds the symbols)."""
+    if levels is None:
+        levels = max(int(symbols.abs().max().item()), 1)
     return QuantizedTensor(
         name=name,
         symbols=symbols.cpu().numpy().astype(np.int32),
-        scales=scales.cpu().numpy().astype(np.float32),
+        scales=scales.detach().cpu().numpy().astype(np.float32),
         bits=bits_for_levels(levels),
     )
+
+
+def quantize_tensor(name: str, weight: torch.Tensor, levels: int, channel_axis: ChannelAxis = 0) -> QuantizedTensor:
+    symbols, scales = quantization_symbols(weight, levels, channel_axis)
+    return quantized(name, symbols, scales, levels)
 
 
 def channel_axes(model: nn.Module) -> dict[str, ChannelAxis]:
@@ -101,6 +126,11 @@ def quantize_model(model: nn.Module, levels: int, masks: dict[str, torch.Tensor]
         quantize_tensor(name, value * masks[name] if name in masks else value, levels, axes[name])
         for name, value in model.state_dict().items()
     ]
+
+
+def quantize_at(model: nn.Module, steps: dict[str, torch.Tensor]) -> list[QuantizedTensor]:
+    """Every parameter of the model, in ``state_dict`` order, quantized with the given steps."""
+    return [quantized(name, symbols_at(value, steps[name]), steps[name]) for name, value in model.state_dict().items()]
 
 
 def load_quantized(model: nn.Module, tensors: list[QuantizedTensor]) -> None:

@@ -19,6 +19,7 @@ from camcodec.config import EncodeConfig
 from camcodec.device import keep_freed_cpu_memory
 from camcodec.metrics import msssim
 from camcodec.model import frame_times
+from camcodec.rate import LearnedSteps
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,9 @@ class Phase:
     """One stretch of optimization: plain training, fine-tuning after pruning, or quantization-aware.
 
     ``weights`` maps the model's parameters to the tensors the forward pass uses (masked, fake-quantized);
-    None uses the parameters as they are.
+    None uses the parameters as they are. With ``rate``, training sees the weights with quantization
+    noise at its learned steps and pays ``config.rate_weight`` x their estimated bits per pixel
+    (``camcodec.rate``); ``weights`` then only gives what the phase's PSNR is measured with.
     """
 
     name: str
@@ -71,6 +74,7 @@ class Phase:
     lr: float
     warmup: float = 0.0
     weights: WeightMap | None = None
+    rate: LearnedSteps | None = None
 
 
 @dataclass
@@ -89,6 +93,7 @@ class FitState:
     step: int  # steps done
     optimizer: dict
     generator: torch.Tensor
+    noise: torch.Tensor  # state of the quantization-noise generator (rate in the loss)
     order: torch.Tensor  # frames still to visit in the current pass
     recent: torch.Tensor  # per-step MSE of the last pass
     seconds: float
@@ -122,8 +127,13 @@ def fit(
     if device.type == "cpu":
         keep_freed_cpu_memory()
     batch = min(config.batch_size, num_frames)
-    optimizer = torch.optim.Adam(parameter_groups(model, config.grid_lr), lr=phase.lr, fused=True)
+    groups = parameter_groups(model, config.grid_lr)
+    if phase.rate is not None:
+        groups.append({"params": list(phase.rate.parameters()), "scale": 1.0})
+    optimizer = torch.optim.Adam(groups, lr=phase.lr, fused=True)
     generator = torch.Generator().manual_seed(config.seed)
+    noise = torch.Generator(device=device).manual_seed(config.seed + 1)
+    pixels = frames[0].numel() // 3 * num_frames
     order = torch.empty(0, dtype=torch.long)
     window = math.ceil(num_frames / batch)
     recent = torch.zeros(window, device=device)  # per-step MSE of the last pass, kept on the device
@@ -131,6 +141,7 @@ def fit(
     if resume is not None:
         optimizer.load_state_dict(resume.optimizer)
         generator.set_state(resume.generator)
+        noise.set_state(resume.noise)
         order, recent = resume.order.clone(), resume.recent.to(device)
         first, earlier_seconds = resume.step, resume.seconds
     start = time.perf_counter() - earlier_seconds
@@ -145,11 +156,17 @@ def fit(
             group["lr"] = phase.lr * group["scale"] * lr_factor(step / phase.steps, phase.warmup)
         target = frames[indices].float().div_(255)
         times = frame_times(indices, num_frames)
-        if phase.weights is None:
-            pred = model(times)
-        else:
+        bits = None
+        if phase.rate is not None:
+            weights, bits = phase.rate.noisy(dict(model.named_parameters()), noise)
+            pred = functional_call(model, weights, (times,))
+        elif phase.weights is not None:
             pred = functional_call(model, phase.weights(dict(model.named_parameters())), (times,))
+        else:
+            pred = model(times)
         loss = reconstruction_loss(pred, target, config.loss)
+        if bits is not None:
+            loss = loss + config.rate_weight * bits / pixels
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -159,8 +176,8 @@ def fit(
             seen = recent[: min(step + 1, window)]
             bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{mse_to_psnr(seen.mean().item()):.2f}")
         if checkpointer is not None and step + 1 < phase.steps and checkpointer.due():
-            checkpointer.save(FitState(step + 1, optimizer.state_dict(), generator.get_state(), order.clone(),
-                                       recent.cpu(), time.perf_counter() - start))
+            checkpointer.save(FitState(step + 1, optimizer.state_dict(), generator.get_state(), noise.get_state(),
+                                       order.clone(), recent.cpu(), time.perf_counter() - start))
     bar.close()
     model.eval()
     seconds = time.perf_counter() - start

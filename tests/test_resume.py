@@ -104,3 +104,31 @@ def test_resume_from_a_phase_boundary_matches(source, uninterrupted, tmp_path):
     assert not out.exists() and (tmp_path / "clip.cam.ckpt").exists()
     Encoder(config, checkpoint_interval=1e9, resume=True).encode(clip, out)
     assert np.array_equal(np.frombuffer(out.read_bytes(), np.uint8), np.frombuffer(uninterrupted, np.uint8))
+
+
+def test_encode_with_learned_steps_resumes_mid_training_to_the_identical_file(source, tmp_path, monkeypatch):
+    """The learned steps and the noise generator are part of the checkpoint."""
+    from camcodec.checkpoint import EncodeCheckpoint
+    from camcodec.config import resolve_config
+    from camcodec.encoder import Encoder
+
+    config = resolve_config("fast", steps=120, params_per_pixel=1.0, lr=0.01, rate_weight=0.01, target_bpp=2.0,
+                            device="cpu")
+    clip = camcodec.api.load_source(source)
+    Encoder(config).encode(clip, tmp_path / "ref.cam")
+
+    real_save, saves = EncodeCheckpoint.save, []
+
+    def save_then_stop(self, state=None):
+        real_save(self, state)
+        saves.append(state)
+        if len(saves) == 40:  # mid-way through training
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(EncodeCheckpoint, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        Encoder(config, checkpoint_interval=0).encode(clip, tmp_path / "clip.cam")
+    assert saves[-1] is not None and saves[-1].step == 40
+    monkeypatch.setattr(EncodeCheckpoint, "save", real_save)
+    Encoder(config, checkpoint_interval=0, resume=True).encode(clip, tmp_path / "clip.cam")
+    assert (tmp_path / "clip.cam").read_bytes() == (tmp_path / "ref.cam").read_bytes()

@@ -1,0 +1,98 @@
+"""Training against the rate: learned quantization steps and a differentiable estimate of the coded bits.
+
+Every parameter gets step sizes (one per output channel where ``quantize.per_channel`` says so, else one
+for the tensor), learned with the network as log-steps. While training, the forward pass sees
+``w + s * u`` with ``u ~ U(-1/2, 1/2)``: additive noise stands in for rounding (Ballé et al.; C3 and
+Cool-Chic do the same), so the network learns to live with its quantization error. The rate of the
+symbols ``x = w / s + u`` is estimated under a zero-mean Laplace distribution per tensor, discretized
+to the integers, with the scale that fits the tensor best (the mean ``|x|``): the file codes each tensor
+with a frequency table fitted to its own histogram, which for these near-Laplacian weights costs close
+to that estimate. ``loss = distortion + rate_weight * bits / pixels`` then trades the two: weights that
+buy little distortion are pulled towards zero, where they cost least.
+
+After training the steps are frozen at their float32 values (the file stores them), a common factor is
+searched to land the target size, and rounding (straight-through) replaces the noise for the last phase,
+so that the decoder's weights are exactly the ones the encoder evaluated.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from camcodec.quantize import ChannelAxis, channel_scales
+
+LOG2 = math.log(2.0)
+# A tensor that starts at zero (CAM grid offsets) has no size to take its step from; a step of 1 (what
+# the file-side quantizer uses) would drown it in noise, so it starts fine and the rate term coarsens it.
+ZERO_TENSOR_STEP = 1e-3
+MIN_LAPLACE_SCALE = 0.05  # in steps: below it a tensor is all zeros, and the estimate's gradient explodes
+
+
+def laplace_bits(x: torch.Tensor, tensor_index: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Bits to code the symbols ``x`` (in steps; element i belongs to tensor ``tensor_index[i]``) rounded
+    to integers, each tensor under the discretized zero-mean Laplace whose scale is its mean ``|x|``:
+    the sum of ``-log2 P(|x| - 1/2 < X < |x| + 1/2)``."""
+    a = x.abs()
+    b = (torch.zeros_like(counts).index_add(0, tensor_index, a) / counts).clamp_min(MIN_LAPLACE_SCALE)[tensor_index]
+    # |x| >= 1/2: P = exp(-(|x| - 1/2) / b) * (1 - exp(-1/b)) / 2, in logs for tiny tails.
+    tail = -(a - 0.5).clamp_min(0) / b + torch.log1p(-torch.exp(-1 / b)) - math.log(2.0)
+    # |x| < 1/2: P = 1 - (exp(-(1/2 - |x|) / b) + exp(-(1/2 + |x|) / b)) / 2.
+    centre = torch.log((1 - 0.5 * (torch.exp(-(0.5 - a).clamp_min(0) / b) + torch.exp(-(0.5 + a) / b))).clamp_min(1e-9))
+    return -torch.where(a >= 0.5, tail, centre).sum() / LOG2
+
+
+def initial_steps(weight: torch.Tensor, levels: int, axis: ChannelAxis) -> torch.Tensor:
+    """max |w| / levels per channel (or tensor), ``ZERO_TENSOR_STEP`` where that is zero."""
+    peak = channel_scales(weight, levels, axis) * (weight.detach().abs().amax() > 0)
+    return torch.where(peak > 0, peak, torch.full_like(peak, ZERO_TENSOR_STEP))
+
+
+class LearnedSteps(nn.Module):
+    """Log step sizes for every parameter of a model, trained with it (see the module docstring).
+
+    All parameters are handled as one flat vector, so that a training step adds a dozen operations
+    whatever the number of tensors.
+    """
+
+    def __init__(self, model: nn.Module, levels: int, axes: dict[str, ChannelAxis]):
+        """Steps start where ``levels`` levels per side would put them today (max |w| / levels)."""
+        super().__init__()
+        params = dict(model.named_parameters())
+        self.names = list(params)
+        self.shapes = [p.shape for p in params.values()]
+        self.sizes = [p.numel() for p in params.values()]
+        steps = [initial_steps(p, levels, axes[name]) for name, p in params.items()]
+        self.step_counts = [s.numel() for s in steps]
+        device = steps[0].device
+        self.log_steps = nn.Parameter(torch.cat(steps).log())
+        # Element i of the flat weights uses step step_index[i] and belongs to tensor tensor_index[i]:
+        # a tensor's channels are contiguous runs of its row-major elements.
+        first_step = torch.tensor([0, *self.step_counts], device=device).cumsum(0)[:-1]
+        self.register_buffer("step_index", torch.cat([
+            torch.arange(int(first), int(first) + n, device=device).repeat_interleave(size // n)
+            for first, n, size in zip(first_step, self.step_counts, self.sizes, strict=True)
+        ]))
+        self.register_buffer("tensor_index", torch.cat([
+            torch.full((size,), i, device=device) for i, size in enumerate(self.sizes)
+        ]))
+        self.register_buffer("counts", torch.tensor(self.sizes, dtype=torch.float32, device=device))
+
+    def noisy(self, params: dict[str, torch.Tensor], generator: torch.Generator
+              ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """(the weights with quantization noise drawn from ``generator``, the estimated bits of all their
+        symbols)."""
+        w = torch.cat([params[name].reshape(-1) for name in self.names])
+        s = self.log_steps.exp()[self.step_index]
+        x = w / s + (torch.rand(w.shape, generator=generator, device=w.device) - 0.5)
+        noisy = (x * s).split(self.sizes)
+        weights = {name: v.view(shape) for name, v, shape in zip(self.names, noisy, self.shapes, strict=True)}
+        return weights, laplace_bits(x, self.tensor_index, self.counts)
+
+    @torch.no_grad()
+    def frozen(self, factor: float = 1.0) -> dict[str, torch.Tensor]:
+        """The steps times ``factor`` as the float32 values the file will store, by parameter name."""
+        steps = (self.log_steps.exp() * factor).float().split(self.step_counts)
+        return dict(zip(self.names, steps, strict=True))

@@ -1,0 +1,105 @@
+"""Training against the rate: the bit estimate, learned steps, and encodes that use them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import bitstream
+import camcodec
+from camcodec.compress import factor_for_target, scaled_steps, stepped_weights
+from camcodec.config import resolve_config
+from camcodec.encoder import Encoder, clip_from_array
+from camcodec.model import frame_times
+from camcodec.model.cam_nerv import CAMNeRV, CamNervConfig
+from camcodec.quantize import channel_axes, load_quantized, quantize_at
+from camcodec.rate import ZERO_TENSOR_STEP, LearnedSteps, laplace_bits
+from camcodec.train import Phase, fit, frames_to_tensor
+
+FAST = {"steps": 150, "params_per_pixel": 1.0, "lr": 1e-2, "device": "cpu"}
+
+
+def tiny_model() -> CAMNeRV:
+    torch.manual_seed(0)
+    return CAMNeRV(CamNervConfig(64, 48, 8, (4, 2), (12, 8, 8), 24, cam_points=4))
+
+
+def test_laplace_bits_match_the_entropy_of_rounded_laplace_symbols():
+    torch.manual_seed(0)
+    x = torch.distributions.Laplace(0.0, 3.0).sample((200_000,))
+    symbols = torch.round(x)
+    _, counts = torch.unique(symbols, return_counts=True)
+    p = counts.double() / counts.sum()
+    entropy = float(-(p * p.log2()).sum()) * len(x)
+    estimate = float(laplace_bits(x, torch.zeros(len(x), dtype=torch.long), torch.tensor([float(len(x))])))
+    assert estimate == pytest.approx(entropy, rel=0.03)
+
+
+def test_laplace_bits_are_per_tensor_and_fall_as_values_shrink():
+    index = torch.tensor([0] * 100 + [1] * 100)
+    counts = torch.tensor([100.0, 100.0])
+    wide = torch.linspace(-20, 20, 200)
+    narrow = wide * torch.cat([torch.ones(100), torch.full((100,), 0.1)])
+    assert laplace_bits(narrow, index, counts) < laplace_bits(wide, index, counts)
+    zeros = torch.zeros(200)
+    assert float(laplace_bits(zeros, index, counts)) < 1.0  # all-zero tensors cost almost nothing
+
+
+def test_learned_steps_start_at_max_abs_steps_per_channel_and_fine_for_zero_tensors():
+    model = tiny_model()
+    steps = LearnedSteps(model, 31, channel_axes(model)).frozen()
+    for name, p in model.named_parameters():
+        peak = p.detach().abs().flatten(1).max(1).values if steps[name].numel() > 1 else p.detach().abs().max()
+        expected = torch.where(peak > 0, peak / 31, torch.full_like(peak, ZERO_TENSOR_STEP)).reshape(-1)
+        assert torch.allclose(steps[name], expected, rtol=1e-6), name
+
+
+def test_rate_weight_shrinks_the_coded_size(clip):
+    frames = frames_to_tensor(clip, torch.device("cpu"))
+    sizes = {}
+    for weight in (0.0, 0.05):
+        model = tiny_model()
+        rate = LearnedSteps(model, 31, channel_axes(model))
+        fit(model, frames, Phase("train", 60, 1e-2, rate=rate), resolve_config("fast", **FAST, rate_weight=weight))
+        sizes[weight] = sum(t.symbols.size and np.count_nonzero(t.symbols) for t in quantize_at(model, rate.frozen()))
+    assert sizes[0.05] < sizes[0.0]  # more symbols at zero
+
+
+def test_stepped_forward_equals_the_decoder_bit_for_bit(clip):
+    model = tiny_model()
+    frames = frames_to_tensor(clip, torch.device("cpu"))
+    steps = LearnedSteps(model, 31, channel_axes(model)).frozen(1.7)
+    fit(model, frames, Phase("qat", 20, 1e-3, 0.0, stepped_weights(steps)), resolve_config("fast", **FAST))
+    times = frame_times(torch.arange(8), 8)
+    with torch.no_grad():
+        trained = torch.func.functional_call(model, stepped_weights(steps)(dict(model.named_parameters())), (times,))
+        decoded = tiny_model()
+        load_quantized(decoded, quantize_at(model, steps))
+        assert torch.equal(trained, decoded.eval()(times))
+
+
+def test_factor_for_target_fits_and_is_the_finest_that_fits():
+    model = tiny_model()
+    steps = LearnedSteps(model, 31, channel_axes(model)).frozen()
+    info = bitstream.VideoInfo(64, 48, 8, 25, 1, "rgb24", "rgb")
+
+    def build(tensors):  # the real file, so that sizes include every table
+        return bitstream.write_bytes(bitstream.Container(info, [bitstream.Segment(0, 8, model.config.to_dict(), tensors)]))
+
+    full = len(build(quantize_at(model, steps)))
+    factor, size = factor_for_target(model, steps, full // 2, build)
+    assert size <= full // 2
+    assert len(build(quantize_at(model, scaled_steps(steps, factor * 0.97)))) > full // 2
+
+
+@pytest.mark.parametrize("target", [None, 1.0])
+def test_encode_with_rate_weight_decodes_to_its_reconstruction(clip, tmp_path, target):
+    config = resolve_config("fast", rate_weight=0.01, target_bpp=target, **FAST)
+    result = Encoder(config).encode(clip_from_array(clip), tmp_path / "r.cam")
+    assert np.array_equal(camcodec.decode(tmp_path / "r.cam", device="cpu"), result.reconstruction)
+    assert [p["phase"] for p in result.stats.phases] == ["train", "qat"]
+    if target is None:
+        assert result.stats.psnr > 20
+    else:
+        assert target * 0.85 <= result.stats.bpp <= target
