@@ -40,7 +40,7 @@ class EncodeConfig:
     finetune: float = 0.1  # fine-tuning after pruning, as a fraction of the training steps
     finetune_lr: float = 0.1  # fine-tuning phases (after pruning, quantization-aware) start at this x lr
     qat: float | None = None  # quantization-aware fine-tuning, fraction of the training steps (None: 0.1 below 8 bits)
-    rate_weight: float = 0.0  # lambda: training pays this x estimated bits per pixel (0: distortion only)
+    rate_weight: float = 0.0  # kappa: training minimizes ln(distortion) + kappa x estimated bpp / nominal_bpp
     target_bpp: float | None = None  # choose size and pruning to land near this rate
     arch: str = "cam-nerv2"  # the network (camcodec.model.ARCHITECTURES)
     model_params: tuple[tuple[str, Any], ...] = ()  # the architecture's config fields set by hand
@@ -73,6 +73,13 @@ class EncodeConfig:
         for ok, message in checks:
             if not ok:
                 raise InputError(message)
+
+    @property
+    def nominal_bpp(self) -> float:
+        """The rate aimed at: the target, or else the estimate for the network's size and bits."""
+        if self.target_bpp is not None:
+            return self.target_bpp
+        return self.params_per_pixel * coded_bits_per_weight(self.bits)
 
     def total_steps(self, num_frames: int) -> int:
         """Steps of the main training phase."""
@@ -131,10 +138,14 @@ def resolve_config(preset: str = DEFAULT_PRESET, rate: str | None = None, **over
     return config
 
 
+def coded_bits_per_weight(bits: int) -> float:
+    """The estimated coded size of a weight quantized to ``bits`` (``CODED_BITS_PER_WEIGHT``)."""
+    return CODED_BITS_PER_WEIGHT.get(bits, bits * 0.85)
+
+
 def params_for_target(target_bpp: float, bits: int) -> float:
     """Parameters per pixel x frame for a network that, quantized to ``bits``, codes to ``target_bpp``."""
-    coded = CODED_BITS_PER_WEIGHT.get(bits, bits * 0.85)
-    return target_bpp / coded
+    return target_bpp / coded_bits_per_weight(bits)
 
 
 def size_model(width: int, height: int, num_frames: int, config: EncodeConfig) -> ArchConfig:

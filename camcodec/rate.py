@@ -7,8 +7,8 @@ Cool-Chic do the same), so the network learns to live with its quantization erro
 symbols ``x = w / s + u`` is estimated under a zero-mean Laplace distribution per tensor, discretized
 to the integers, with the scale that fits the tensor best (the mean ``|x|``): the file codes each tensor
 with a frequency table fitted to its own histogram, which for these near-Laplacian weights costs close
-to that estimate. ``loss = distortion + rate_weight * bits / pixels`` then trades the two: weights that
-buy little distortion are pulled towards zero, where they cost least.
+to that estimate. Training then minimizes ``ln(distortion) + kappa * bpp / nominal_bpp``
+(``train.rate_term``): weights that buy little distortion are pulled towards zero, where they cost least.
 
 After training the steps are frozen at their float32 values (the file stores them), a common factor is
 searched to land the target size, and rounding (straight-through) replaces the noise for the last phase,

@@ -33,9 +33,9 @@ def setup_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params-per-pixel", type=float, help="model size: parameters per pixel x frame")
     parser.add_argument("--bits", type=int, help="quantization bits per weight (2-16, default 8)")
     parser.add_argument("--prune", type=float, help="fraction of conv/linear weights pruned (0-1)")
-    parser.add_argument("--rate-weight", type=float, metavar="LAMBDA",
-                        help="train against the rate: loss = MSE + LAMBDA x estimated bpp, with learned "
-                             "quantization steps (0: distortion only)")
+    parser.add_argument("--rate-weight", type=float, metavar="KAPPA",
+                        help="train against the rate with learned quantization steps: minimize "
+                             "ln(distortion) + KAPPA x estimated bpp / target bpp (0: distortion only)")
     parser.add_argument("--qat", type=float, help="quantization-aware fine-tuning, fraction of training steps")
     parser.add_argument("--no-cam", action="store_true", help="plain NeRV: no feature normalization or CAM grids")
     parser.add_argument("--arch", choices=list(ARCHITECTURES), help=f"network architecture (default {EncodeConfig.arch})")
