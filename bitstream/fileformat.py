@@ -16,6 +16,7 @@ import math
 import os
 import secrets
 import stat
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,12 +100,34 @@ def write_bytes(container: Container, coder: RansCoder | None = None) -> bytes:
                 raise HeaderError(f"cannot write: more than {L.MAX_ELEMENTS} tensor elements in the file")
             entries.append(entry)
             payloads.append(payload)
-        parts.append(_section(L.TAG_SEGMENT, L.SEGMENT_HEADER.pack(values, where) + config))
-        parts.append(_section(L.TAG_TENSORS, b"".join(entries)))
+        parts.append(_section(L.TAG_SEGMENT, L.SEGMENT_HEADER.pack(values, where) + _deflated(config, where)))
+        parts.append(_section(L.TAG_TENSORS, _deflated(b"".join(entries), where)))
         parts.append(_section(L.TAG_DATA, b"".join(payloads)))
     if next_frame != head["num_frames"]:
         raise HeaderError(f"cannot write: segments cover {next_frame} frames, the video has {head['num_frames']}")
     return b"".join(parts)
+
+
+def _deflated(raw: bytes, where: str) -> bytes:
+    """Version 2's packing of the model config and the tensor table: the inflated length, then the raw
+    deflate stream (preset dictionary ``layout.DEFLATE_DICTIONARY``)."""
+    length = L.INFLATED_LENGTH.pack(len(raw), f"cannot write {where}")
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, L.DEFLATE_DICTIONARY)
+    return length + packer.compress(raw) + packer.flush()
+
+
+def _inflated(reader: ByteReader, what: str) -> bytes:
+    """Read what ``_deflated`` wrote, up to the end of ``reader``; never inflates more than declared."""
+    length = L.INFLATED_LENGTH.unpack(reader)
+    stream = reader.take(reader.remaining, what)
+    unpacker = zlib.decompressobj(-15, zdict=L.DEFLATE_DICTIONARY)
+    try:
+        raw = unpacker.decompress(stream, max(length, 1))
+    except zlib.error as exc:
+        raise HeaderError(f"{reader.where}: {what} is not a valid deflate stream ({exc})") from None
+    if len(raw) != length or not unpacker.eof or unpacker.unconsumed_tail or unpacker.unused_data:
+        raise HeaderError(f"{reader.where}: {what} does not inflate to the {length} bytes it announces")
+    return raw
 
 
 def _section(tag: bytes, payload: bytes) -> bytes:
@@ -194,7 +217,7 @@ def _encode_tensor(tensor: Any, coder: RansCoder, where: str) -> tuple[bytes, by
         scales = _checked_scales(tensor.scales, shape[0], where)
         table, payload = coder.encode(symbols.reshape(-1))
         fields = {
-            "name": tensor.name, "kind": L.KIND_QUANTIZED, "bits": bits, "ndim": len(shape),
+            "name": tensor.name, "kind": L.KIND_QUANTIZED, "coder": L.CODER_TABLE, "bits": bits, "ndim": len(shape),
             "count": symbols.size, "scale_count": scales.size, "table_length": len(table),
             "payload_length": len(payload),
         }  # fmt: skip
@@ -208,7 +231,7 @@ def _encode_tensor(tensor: Any, coder: RansCoder, where: str) -> tuple[bytes, by
         shape = _checked_shape(values, where)
         payload = np.ascontiguousarray(values).astype(L.RAW_DTYPES[kind]).tobytes()
         fields = {
-            "name": tensor.name, "kind": kind, "bits": 0, "ndim": len(shape), "count": values.size,
+            "name": tensor.name, "kind": kind, "coder": 0, "bits": 0, "ndim": len(shape), "count": values.size,
             "scale_count": 0, "table_length": 0, "payload_length": len(payload),
         }  # fmt: skip
         extra = b""
@@ -226,6 +249,7 @@ def _encode_tensor(tensor: Any, coder: RansCoder, where: str) -> tuple[bytes, by
 class _Entry:
     name: str
     kind: int
+    coder: int
     bits: int
     shape: tuple[int, ...]
     count: int
@@ -265,8 +289,9 @@ def _parse(view: memoryview) -> _Parsed:
         raise TruncatedError(f"file is {size} bytes, shorter than the {len(L.MAGIC)}-byte magic")
     reader = ByteReader(view, len(L.MAGIC), where="preamble", overrun=TruncatedError)
     version = L.PREAMBLE.unpack(reader)["format_version"]
-    if version != L.FORMAT_VERSION:
-        raise UnsupportedVersionError(f"format version {version}; this reader supports version {L.FORMAT_VERSION}")
+    if version not in L.READABLE_VERSIONS:
+        known = " and ".join(str(v) for v in L.READABLE_VERSIONS)
+        raise UnsupportedVersionError(f"format version {version}; this reader supports versions {known}")
     sections: list[dict[str, Any]] = []
 
     def section(tag: bytes, segment: int | None) -> tuple[ByteReader, int]:
@@ -291,17 +316,15 @@ def _parse(view: memoryview) -> _Parsed:
         next_frame += values["num_frames"]
         if next_frame > head["num_frames"]:
             raise HeaderError(f"{seg_reader.where}: ends at frame {next_frame}, the video has {head['num_frames']}")
-        if seg_reader.remaining > L.MAX_CONFIG_BYTES:  # (an empty config is refused as invalid JSON)
-            raise HeaderError(
-                f"{seg_reader.where}: model config is {seg_reader.remaining} bytes, at most {L.MAX_CONFIG_BYTES}"
-            )
-        config = _parse_config(seg_reader.take(seg_reader.remaining, "model config"), seg_reader.where)
+        config = _parse_config(_config_text(seg_reader, version), seg_reader.where)
         segment = _ParsedSegment(values["first_frame"], values["num_frames"], config)
 
         table_reader, _ = section(L.TAG_TENSORS, index)
+        if version >= 2:
+            table_reader = ByteReader(_inflated(table_reader, "tensor table"), where=f"{table_reader.where}, inflated")
         names: set[str] = set()
         for _ in range(values["tensor_count"]):
-            entry = _parse_entry(table_reader)
+            entry = _parse_entry(table_reader, version)
             if entry.name in names:
                 raise HeaderError(f"{table_reader.where}: tensor name {entry.name!r} appears twice")
             names.add(entry.name)
@@ -327,6 +350,18 @@ def _parse(view: memoryview) -> _Parsed:
     if reader.remaining:
         raise HeaderError(f"{reader.remaining} trailing bytes after the last section, at offset {reader.pos}")
     return _Parsed(version, head, sections, segments, size)
+
+
+def _config_text(reader: ByteReader, version: int) -> bytes:
+    """The model config's JSON bytes: the rest of the SEGH section, deflated from version 2 on."""
+    if version >= 2:
+        length = L.INFLATED_LENGTH.unpack(ByteReader(reader.data, reader.pos, reader.end, reader.where))
+        if length > L.MAX_CONFIG_BYTES:
+            raise HeaderError(f"{reader.where}: model config is {length} bytes, at most {L.MAX_CONFIG_BYTES}")
+        return _inflated(reader, "model config")
+    if reader.remaining > L.MAX_CONFIG_BYTES:  # (an empty config is refused as invalid JSON)
+        raise HeaderError(f"{reader.where}: model config is {reader.remaining} bytes, at most {L.MAX_CONFIG_BYTES}")
+    return reader.take(reader.remaining, "model config")
 
 
 def _read_section(reader: ByteReader, tag: bytes, sections: list[dict[str, Any]], segment: int | None) -> tuple[int, int]:
@@ -395,8 +430,8 @@ def _parse_config(raw: bytes, where: str) -> dict[str, Any]:
     return config
 
 
-def _parse_entry(reader: ByteReader) -> _Entry:
-    fields = L.TENSOR_ENTRY.unpack(reader)
+def _parse_entry(reader: ByteReader, version: int) -> _Entry:
+    fields = L.TENSOR_ENTRIES[version].unpack(reader)
     name = fields["name"]
     where = f"{reader.where}: tensor {name!r}"
     shape = tuple(L.DIMENSION.unpack(reader) for _ in range(fields["ndim"]))
@@ -421,14 +456,15 @@ def _parse_entry(reader: ByteReader) -> _Entry:
             raise HeaderError(f"{where}: a scale is not finite")
     else:
         itemsize = np.dtype(L.RAW_DTYPES[kind]).itemsize
-        if bits or scale_count or fields["table_length"]:
-            raise HeaderError(f"{where}: a raw tensor must have bits, scale_count and table_length 0")
+        if bits or scale_count or fields["table_length"] or fields.get("coder", 0):
+            raise HeaderError(f"{where}: a raw tensor must have coder, bits, scale_count and table_length 0")
         if fields["payload_length"] != fields["count"] * itemsize:
             raise HeaderError(
                 f"{where}: {fields['payload_length']} payload bytes for {fields['count']} values of {itemsize} bytes"
             )
     table = reader.take(fields["table_length"], "frequency table")
-    return _Entry(name, kind, bits, shape, fields["count"], scales, table, -1, fields["payload_length"])
+    coder = fields.get("coder", L.CODER_TABLE)  # version 1 knows the static table only
+    return _Entry(name, kind, coder, bits, shape, fields["count"], scales, table, -1, fields["payload_length"])
 
 
 # --- reading --------------------------------------------------------------------------------------
@@ -489,6 +525,7 @@ def describe(data: bytes) -> dict[str, Any]:
             {
                 "name": e.name,
                 "kind": L.KIND_NAMES[e.kind],
+                "coder": L.CODER_NAMES[e.coder] if e.kind == L.KIND_QUANTIZED else "raw",
                 "shape": list(e.shape),
                 "bits": e.bits,
                 "elements": e.count,
@@ -496,6 +533,8 @@ def describe(data: bytes) -> dict[str, Any]:
                 "table_bytes": len(e.table),
                 "payload_bytes": e.payload_length,
                 "payload_offset": e.payload_offset,
+                # its payload and frequency table (counted inflated) against the whole file
+                "share": (len(e.table) + e.payload_length) / parsed.size,
             }
             for e in seg.entries
         ]
@@ -544,7 +583,8 @@ def format_description(description: dict[str, Any]) -> str:
             bits = f"{t['bits']:2d} bits" if t["kind"] == "quantized" else t["kind"]
             shape = "x".join(str(d) for d in t["shape"])
             lines.append(
-                f"  {t['name']:<32} {shape:>16} {bits:>8}  table {t['table_bytes']:5d} B  payload {t['payload_bytes']:7d} B"
+                f"  {t['name']:<32} {shape:>16} {bits:>8}  {t['coder']:<5}  table {t['table_bytes']:5d} B"
+                f"  payload {t['payload_bytes']:7d} B  {100 * t['share']:5.1f} %"
             )
     return "\n".join(lines)
 

@@ -1,4 +1,4 @@
-"""The declared layout of a .cam file, version 1: magic, section tags, header records and limits.
+"""The declared layout of a .cam file, versions 1 and 2: magic, section tags, header records and limits.
 
 docs/bitstream.md describes the same layout in prose; this module is the one the code uses.
 """
@@ -10,7 +10,8 @@ import struct
 from bitstream.records import Field, Record
 
 MAGIC = b"\x8aCAM\r\n\x1a\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the version written
+READABLE_VERSIONS = (1, 2)
 
 MAX_DIMENSION = 16384
 MAX_FRAMES = 1_000_000
@@ -22,6 +23,8 @@ MAX_NDIM = 6
 MAX_ELEMENTS = 2**28
 MAX_TENSORS = 65535
 MAX_CONFIG_BYTES = 2**20
+#: Version 2: the tensor table's bytes once inflated (real files hold a few KiB).
+MAX_TABLE_SECTION_BYTES = 2**24
 MAX_TABLE_BYTES = 2**17
 MAX_PAYLOAD_BYTES = 2**32 - 1
 MAX_SECTION_BYTES = 2**32 - 1
@@ -36,7 +39,7 @@ TAG_DATA = b"DATA"
 
 PREAMBLE = Record(
     "preamble",
-    [Field("format_version", "H", 0, 2**16 - 1, "format version; this reader knows 1 only")],
+    [Field("format_version", "H", 0, 2**16 - 1, "format version; this reader knows 1 and 2")],
 )
 
 FILE_HEADER = Record(
@@ -70,11 +73,17 @@ RAW_DTYPES = {KIND_RAW_F16: "<f2", KIND_RAW_F32: "<f4"}
 MIN_BITS = 2
 MAX_BITS = 16
 
-TENSOR_ENTRY = Record(
+CODER_TABLE = 0
+CODER_NAMES = {CODER_TABLE: "table"}  # version 2: how a quantized tensor's symbols are entropy-coded
+
+_NAME = Field("name", "U", 1, MAX_NAME_BYTES, "tensor name, unique within the segment")
+_KIND = Field("kind", "B", 0, 2, "0 quantized, 1 raw float16, 2 raw float32")
+_CODER = Field("coder", "B", 0, max(CODER_NAMES), "quantized: 0 = rANS with a static frequency table; raw: 0")
+TENSOR_ENTRY_V1 = Record(
     "tensor entry",
     [
-        Field("name", "U", 1, MAX_NAME_BYTES, "tensor name, unique within the segment"),
-        Field("kind", "B", 0, 2, "0 quantized, 1 raw float16, 2 raw float32"),
+        _NAME,
+        _KIND,
         Field("bits", "B", 0, MAX_BITS, "quantized: 2..16; raw: 0"),
         Field("ndim", "B", 1, MAX_NDIM, "number of dimensions"),
         Field("count", "V", 1, MAX_ELEMENTS, "number of elements, the product of the dimensions"),
@@ -82,6 +91,21 @@ TENSOR_ENTRY = Record(
         Field("table_length", "V", 0, MAX_TABLE_BYTES, "bytes of the coder's frequency table; raw: 0"),
         Field("payload_length", "V", 0, MAX_PAYLOAD_BYTES, "bytes of this tensor in the DATA section"),
     ],
+)
+TENSOR_ENTRY = Record("tensor entry", [_NAME, _KIND, _CODER, *TENSOR_ENTRY_V1.fields[2:]])  # version 2
+TENSOR_ENTRIES = {1: TENSOR_ENTRY_V1, 2: TENSOR_ENTRY}
+
+#: Version 2 deflates (raw deflate, RFC 1951) the model config and the tensor table, with this preset
+#: dictionary (the strings every cam-nerv2 file repeats). Part of the format: fixed for version 2.
+INFLATED_LENGTH = Field("inflated_length", "V", 0, MAX_TABLE_SECTION_BYTES, "bytes once inflated")
+DEFLATE_DICTIONARY = (
+    b'{"arch":"cam-nerv2","cam":true,"cam_points":32,"channels":[,"grid_times":[],"head_kernel":3,"height":'
+    b',"kernels":[3,3,3,3],"num_frames":,"pe_base":1.25,"pe_levels":40,"render_group":8,"stem":"mlp",'
+    b'"stem_hidden":,"strides":[4,2,2,2],"upsample":"shuffle","width":'
+    b"stem.layers.0.weightstem.layers.0.biasstem.layers.2.weightstem.layers.2.bias"
+    + b"".join(b"blocks.%d.gamma_deltablocks.%d.betablocks.%d.conv.weightblocks.%d.conv.bias" % (i, i, i, i)
+               for i in range(6))
+    + b"head.weighthead.bias"
 )
 DIMENSION = Field("dim", "V", 1, MAX_ELEMENTS, "one dimension of the shape, outermost first")
 SCALE = struct.Struct("<f")

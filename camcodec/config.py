@@ -40,7 +40,7 @@ class EncodeConfig:
     finetune: float = 0.1  # fine-tuning after pruning, as a fraction of the training steps
     finetune_lr: float = 0.1  # fine-tuning phases (after pruning, quantization-aware) start at this x lr
     qat: float | None = None  # quantization-aware fine-tuning, fraction of the training steps (None: 0.1 below 8 bits)
-    rate_weight: float = 0.0  # kappa: training minimizes ln(distortion) + kappa x estimated bpp / nominal_bpp
+    rate_weight: float = 0.0  # kappa: training minimizes ln(distortion) + kappa x estimated bpp / nominal bpp
     target_bpp: float | None = None  # choose size and pruning to land near this rate
     arch: str = "cam-nerv2"  # the network (camcodec.model.ARCHITECTURES)
     model_params: tuple[tuple[str, Any], ...] = ()  # the architecture's config fields set by hand
@@ -74,12 +74,12 @@ class EncodeConfig:
             if not ok:
                 raise InputError(message)
 
-    @property
-    def nominal_bpp(self) -> float:
-        """The rate aimed at: the target, or else the estimate for the network's size and bits."""
+    def nominal_bpp(self, parameters: int, pixels: int) -> float:
+        """The rate aimed at: the target, or else the estimate for a network of ``parameters`` at ``bits``
+        over ``pixels`` (W x H x frames)."""
         if self.target_bpp is not None:
             return self.target_bpp
-        return self.params_per_pixel * coded_bits_per_weight(self.bits)
+        return parameters * coded_bits_per_weight(self.bits) / pixels
 
     def total_steps(self, num_frames: int) -> int:
         """Steps of the main training phase."""

@@ -155,7 +155,10 @@ class Encoder:
         progress = EncodeCheckpoint(out_path, model, fingerprint(clip.frames, asdict(config), model.config.to_dict()),
                                     self.checkpoint_interval)
         if config.rate_weight > 0:
-            progress.rate = LearnedSteps(model, levels_for_bits(config.bits), channel_axes(model))
+            # Learned steps have no natural size of their own: without a target, they land the nominal rate.
+            nominal_bpp = config.nominal_bpp(count_parameters(model), width * height * num_frames)
+            progress.rate = LearnedSteps(model, levels_for_bits(config.bits), channel_axes(model), nominal_bpp)
+            target_bytes = int(nominal_bpp * width * height * num_frames / 8)
         self._optimize(model, frames_to_tensor(clip.frames, device), config, progress, target_bytes,
                        lambda tensors: bitstream.write_bytes(build(tensors)))
         tensors = quantize_model(model, progress.levels) if progress.steps is None else quantize_at(model, progress.steps)

@@ -57,9 +57,11 @@ class LearnedSteps(nn.Module):
     whatever the number of tensors.
     """
 
-    def __init__(self, model: nn.Module, levels: int, axes: dict[str, ChannelAxis]):
-        """Steps start where ``levels`` levels per side would put them today (max |w| / levels)."""
+    def __init__(self, model: nn.Module, levels: int, axes: dict[str, ChannelAxis], nominal_bpp: float):
+        """Steps start where ``levels`` levels per side would put them today (max |w| / levels);
+        ``nominal_bpp`` is the rate the training aims at (``train.rate_term``)."""
         super().__init__()
+        self.nominal_bpp = nominal_bpp
         params = dict(model.named_parameters())
         self.names = list(params)
         self.shapes = [p.shape for p in params.values()]

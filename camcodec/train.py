@@ -56,12 +56,11 @@ def parameter_groups(model: nn.Module, grid_lr: float) -> list[dict]:
     return [group for group in groups if group["params"]]
 
 
-def rate_term(distortion: torch.Tensor, bpp: torch.Tensor, config: EncodeConfig) -> torch.Tensor:
+def rate_term(distortion: torch.Tensor, bpp: torch.Tensor, kappa: float, nominal_bpp: float) -> torch.Tensor:
     """``kappa x D x bpp / nominal_bpp`` with D held constant: its gradient is that of
     ``D x (ln D + kappa x bpp / nominal_bpp)``, so kappa is the slope -d ln D / d(bpp / nominal_bpp) the
-    training settles at, the same for every clip and rate (the RD curves measured here have ~0.55 near the
-    rate they are sized for: docs/architecture.md)."""
-    return config.rate_weight * distortion.detach() * bpp / config.nominal_bpp
+    training settles at, the same for every clip and rate (docs/architecture.md)."""
+    return kappa * distortion.detach() * bpp / nominal_bpp
 
 
 WeightMap = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
@@ -174,7 +173,7 @@ def fit(
             pred = model(times)
         loss = reconstruction_loss(pred, target, config.loss)
         if bits is not None:
-            loss = loss + rate_term(loss, bits / pixels, config)
+            loss = loss + rate_term(loss, bits / pixels, config.rate_weight, phase.rate.nominal_bpp)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

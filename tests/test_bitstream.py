@@ -7,7 +7,6 @@ import os
 import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import pytest
 
 import bitstream as bs
 from bitstream import freqtable, layout
+from camfile import deflated, section_payload, table_bytes, with_config_bytes, with_section, with_table
 
 REPO = Path(__file__).resolve().parents[1]
 ERRORS = [bs.BadMagicError, bs.UnsupportedVersionError, bs.TruncatedError, bs.ChecksumError, bs.HeaderError]
@@ -72,19 +72,6 @@ def assert_same(a: bs.Container, b: bs.Container) -> None:
             else:
                 assert tb.values.dtype == ta.values.dtype and tb.values.shape == ta.values.shape
                 assert ta.values.tobytes() == tb.values.tobytes()
-
-
-def with_section(data: bytes, index: int, payload: bytes) -> bytes:
-    """``data`` with section ``index`` replaced by ``payload``, framed with a correct length and CRC."""
-    section = bs.describe(data)["sections"][index]
-    start, end = section["offset"], section["offset"] + 8 + section["length"] + 4
-    head = section["tag"].encode() + struct.pack("<I", len(payload))
-    return data[:start] + head + payload + struct.pack("<I", zlib.crc32(head + payload)) + data[end:]
-
-
-def section_payload(data: bytes, index: int) -> bytearray:
-    section = bs.describe(data)["sections"][index]
-    return bytearray(data[section["offset"] + 8 : section["offset"] + 8 + section["length"]])
 
 
 # --- round trips ------------------------------------------------------------------------------------
@@ -263,12 +250,19 @@ def test_foreign_or_empty_data(data: bytes, error) -> None:
         bs.read_bytes(data)
 
 
-@pytest.mark.parametrize("version", [0, 2, 256, 65535])
+@pytest.mark.parametrize("version", [0, 3, 256, 65535])
 def test_other_versions_are_refused(sample, version: int) -> None:
     _, data = sample
     bumped = data[:8] + struct.pack("<H", version) + data[10:]
     with pytest.raises(bs.UnsupportedVersionError, match=f"version {version}"):
         bs.describe(bumped)
+
+
+def test_a_version_2_file_read_as_version_1_is_a_typed_error(sample) -> None:
+    _, data = sample
+    assert bs.describe(data)["format_version"] == 2
+    with pytest.raises(bs.HeaderError):
+        bs.read_bytes(data[:8] + struct.pack("<H", 1) + data[10:])
 
 
 def test_truncation_anywhere_is_detected(sample) -> None:
@@ -380,20 +374,19 @@ def test_inconsistent_segments(sample) -> None:
 )
 def test_bad_model_config(sample, config: bytes, message: str) -> None:
     _, data = sample
-    payload = bytes(section_payload(data, 1)[:10]) + config
     with pytest.raises(bs.HeaderError, match=message):
-        bs.read_bytes(with_section(data, 1, payload))
+        bs.read_bytes(with_config_bytes(data, config))
 
 
 def rewrite_first_entry(data: bytes, **changes: int) -> bytes:
     """The sample file with fields of the first tensor entry (segment 0) changed, CRC fixed."""
-    table = section_payload(data, 2)
+    table = table_bytes(data)
     name_length = table[0]
-    fixed = 1 + name_length  # kind, bits, ndim are single bytes after the name
+    fixed = 1 + name_length  # kind, coder, bits, ndim are single bytes after the name
     for name, value in changes.items():
-        position = {"kind": fixed, "bits": fixed + 1, "ndim": fixed + 2, "count": fixed + 3}[name]
+        position = {"kind": fixed, "coder": fixed + 1, "bits": fixed + 2, "ndim": fixed + 3, "count": fixed + 4}[name]
         table[position] = value
-    return with_section(data, 2, bytes(table))
+    return with_table(data, bytes(table))
 
 
 @pytest.mark.parametrize(
@@ -401,6 +394,7 @@ def rewrite_first_entry(data: bytes, **changes: int) -> bytes:
     [
         ({"kind": 3}, "kind = 3"),
         ({"kind": 1}, "raw tensor"),
+        ({"coder": 1}, "coder = 1"),
         ({"bits": 17}, "bits = 17"),
         ({"bits": 1}, "bits = 1"),
         ({"bits": 4}, "4 bits allow -7..7"),
@@ -417,11 +411,20 @@ def test_bad_tensor_entry(sample, changes: dict, message: str) -> None:
 
 def test_tensor_table_consistency(sample) -> None:
     _, data = sample
-    table = section_payload(data, 2)
+    table = table_bytes(data)
     with pytest.raises(bs.HeaderError, match="unexpected bytes"):
-        bs.read_bytes(with_section(data, 2, bytes(table) + b"\x00"))
+        bs.read_bytes(with_table(data, bytes(table) + b"\x00"))
     with pytest.raises(bs.HeaderError, match="TTAB"):
-        bs.read_bytes(with_section(data, 2, bytes(table[:-3])))
+        bs.read_bytes(with_table(data, bytes(table[:-3])))
+    packed = section_payload(data, 2)
+    with pytest.raises(bs.HeaderError, match="does not inflate to|not a valid deflate"):
+        bs.read_bytes(with_section(data, 2, bytes(packed[:-2])))  # the deflate stream cut short
+    with pytest.raises(bs.HeaderError, match="does not inflate to"):
+        bs.read_bytes(with_section(data, 2, bytes(packed) + b"\x00"))  # bytes after the stream
+    reader = bs.records.ByteReader(bytes(packed))
+    layout.INFLATED_LENGTH.unpack(reader)
+    with pytest.raises(bs.HeaderError, match="does not inflate to"):  # a stream longer than announced
+        bs.read_bytes(with_section(data, 2, layout.INFLATED_LENGTH.pack(10, "test") + bytes(packed[reader.pos :])))
     data_section = section_payload(data, 3)
     with pytest.raises(bs.HeaderError, match="announces"):
         bs.read_bytes(with_section(data, 3, bytes(data_section) + b"\x00\x00\x00\x00"))
@@ -432,22 +435,26 @@ def test_duplicate_names_in_file_are_refused() -> None:
     container = bs.Container(INFO, [bs.Segment(0, 30, {}, [quantized("aa", laplacian(rng, (4,), 8, 3.0), 8),
                                                          quantized("ab", laplacian(rng, (4,), 8, 3.0), 8)])])
     data = bs.write_bytes(container)
-    table = section_payload(data, 2)
+    table = table_bytes(data)
     second = table.index(b"\x02ab")
     table[second + 2] = ord("a")
     with pytest.raises(bs.HeaderError, match="'aa' appears twice"):
-        bs.read_bytes(with_section(data, 2, bytes(table)))
+        bs.read_bytes(with_table(data, bytes(table)))
 
 
 def test_huge_claims_are_refused_before_allocating(sample) -> None:
     _, data = sample
-    table = section_payload(data, 2)
+    table = table_bytes(data)
     name_length = table[0]
-    count_at = 1 + name_length + 3
+    count_at = 1 + name_length + 4
     # count as a 5-byte varint of 2**32, then the rest of the entry unchanged
     huge = bytes(table[:count_at]) + bytes([0x80, 0x80, 0x80, 0x80, 0x10]) + bytes(table[count_at + 2 :])
     with pytest.raises(bs.HeaderError, match="count = 4294967296"):
-        bs.read_bytes(with_section(data, 2, huge))
+        bs.read_bytes(with_table(data, huge))
+    claims = bytes(section_payload(data, 2))  # an inflated length past the limit, refused before inflating
+    too_long = layout.INFLATED_LENGTH.pack(layout.MAX_TABLE_SECTION_BYTES, "test")[:-1] + b"\x7f"
+    with pytest.raises(bs.HeaderError, match="inflated_length"):
+        bs.read_bytes(with_section(data, 2, too_long + claims[3:]))
 
 
 def test_mutated_headers_only_raise_bitstream_errors(sample) -> None:
@@ -527,13 +534,15 @@ def test_describe(sample) -> None:
     container, data = sample
     info = bs.describe(data)
     json.dumps(info)
-    assert info["format_version"] == 1 and info["file_bytes"] == len(data)
+    assert info["format_version"] == 2 and info["file_bytes"] == len(data)
     assert info["video"] == INFO.__dict__
     first = info["segments"][0]
     assert first["model_config"] == CONFIG and (first["first_frame"], first["num_frames"]) == (0, 20)
     stem = first["tensors"][0]
     assert stem["name"] == "stem.0.weight" and stem["shape"] == [32, 80] and stem["bits"] == 8
     assert stem["kind"] == "quantized" and stem["scales"] == 32 and stem["table_bytes"] > 0
+    assert stem["coder"] == "table" and 0 < stem["share"] < 1
+    assert sum(t["share"] for t in first["tensors"]) < 1  # headers take the rest
     assert [t["kind"] for t in first["tensors"]][-2:] == ["raw_f16", "raw_f32"]
     pruned = first["tensors"][3]
     assert pruned["payload_bytes"] == 0 and pruned["table_bytes"] == 2

@@ -18,6 +18,7 @@ import struct
 import tracemalloc
 import zlib
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,6 +204,22 @@ def forge(data: bytes, section: int, mutation: tuple) -> bytes:
     head = s["tag"].encode() + struct.pack("<I", len(payload))
     crc = struct.pack("<I", zlib.crc32(head + payload))
     return data[: s["offset"]] + head + payload + crc + data[start + s["length"] + 4 :]
+
+
+@pytest.fixture(scope="module")
+def golden_v1() -> tuple[bytes, np.ndarray]:
+    """A file of format version 1 (tests/golden) and the frames it decodes to: the older parser's path."""
+    data = (Path(__file__).parent / "golden" / "cam-nerv-v1.cam").read_bytes()
+    return data, camcodec.decode(data, device="cpu")
+
+
+@fuzz_settings(400)
+@given(mutations=st.lists(MUTATION, min_size=1, max_size=3))
+def test_mutated_version_1_file_decodes_to_the_original_or_a_typed_error(golden_v1, mutations) -> None:
+    data, frames = golden_v1
+    for mutation in mutations:
+        data = mutate(data, mutation) or data[:1]
+    assert_original_or_typed_error(data, frames)
 
 
 @fuzz_settings(1200)

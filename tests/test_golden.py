@@ -19,13 +19,19 @@ FRAMES_SHA256 = {
     # 57f717e (cam-nerv, before the model seam): moving_pattern(8, 48, 64), preset fast, 300 steps,
     # 6 bits, 20 % pruned
     "cam-nerv-v1.cam": ("cam-nerv", "f23f910b0ca7a406de456817fca4d025e6ed78a9f09b78310866ab8f48871709"),
+    # format version 2 (deflated config and tensor table, a coder per tensor), cam-nerv2 with learned
+    # steps: moving_pattern(8, 48, 64), preset fast, 300 steps, rate_weight 0.5
+    "cam-nerv2-v2.cam": ("cam-nerv2", "97bc3a198d91fb4a7d7581fce9a8eb0cc1b89c7182af59d736ace7df6e858201"),
 }
+VERSIONS = {"cam-nerv-v1.cam": 1, "cam-nerv2-v2.cam": 2}
 
 
 @pytest.mark.parametrize("name", sorted(FRAMES_SHA256))
 def test_golden_file_decodes_to_the_same_frames(name):
     arch, expected = FRAMES_SHA256[name]
     data = (GOLDEN / name).read_bytes()
-    assert bitstream.describe(data)["segments"][0]["model_config"]["arch"] == arch
+    description = bitstream.describe(data)
+    assert description["format_version"] == VERSIONS[name]
+    assert description["segments"][0]["model_config"]["arch"] == arch
     frames = camcodec.decode(GOLDEN / name, device="cpu")
     assert hashlib.sha256(frames.tobytes()).hexdigest() == expected

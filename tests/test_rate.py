@@ -48,7 +48,7 @@ def test_laplace_bits_are_per_tensor_and_fall_as_values_shrink():
 
 def test_learned_steps_start_at_max_abs_steps_per_channel_and_fine_for_zero_tensors():
     model = tiny_model()
-    steps = LearnedSteps(model, 31, channel_axes(model)).frozen()
+    steps = LearnedSteps(model, 31, channel_axes(model), 1.0).frozen()
     for name, p in model.named_parameters():
         peak = p.detach().abs().flatten(1).max(1).values if steps[name].numel() > 1 else p.detach().abs().max()
         expected = torch.where(peak > 0, peak / 31, torch.full_like(peak, ZERO_TENSOR_STEP)).reshape(-1)
@@ -60,7 +60,7 @@ def test_rate_weight_shrinks_the_coded_size(clip):
     sizes = {}
     for weight in (0.0, 1.0):
         model = tiny_model()
-        rate = LearnedSteps(model, 31, channel_axes(model))
+        rate = LearnedSteps(model, 31, channel_axes(model), 1.0)
         fit(model, frames, Phase("train", 60, 1e-2, rate=rate), resolve_config("fast", **FAST, rate_weight=weight))
         sizes[weight] = sum(t.symbols.size and np.count_nonzero(t.symbols) for t in quantize_at(model, rate.frozen()))
     assert sizes[1.0] < sizes[0.0]  # more symbols at zero
@@ -69,7 +69,7 @@ def test_rate_weight_shrinks_the_coded_size(clip):
 def test_stepped_forward_equals_the_decoder_bit_for_bit(clip):
     model = tiny_model()
     frames = frames_to_tensor(clip, torch.device("cpu"))
-    steps = LearnedSteps(model, 31, channel_axes(model)).frozen(1.7)
+    steps = LearnedSteps(model, 31, channel_axes(model), 1.0).frozen(1.7)
     fit(model, frames, Phase("qat", 20, 1e-3, 0.0, stepped_weights(steps)), resolve_config("fast", **FAST))
     times = frame_times(torch.arange(8), 8)
     with torch.no_grad():
@@ -81,7 +81,7 @@ def test_stepped_forward_equals_the_decoder_bit_for_bit(clip):
 
 def test_factor_for_target_fits_and_is_the_finest_that_fits():
     model = tiny_model()
-    steps = LearnedSteps(model, 31, channel_axes(model)).frozen()
+    steps = LearnedSteps(model, 31, channel_axes(model), 1.0).frozen()
     info = bitstream.VideoInfo(64, 48, 8, 25, 1, "rgb24", "rgb")
 
     def build(tensors):  # the real file, so that sizes include every table

@@ -14,7 +14,6 @@ import re
 import struct
 import time
 import tracemalloc
-import zlib
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from camfile import config_bytes, section_payload, with_config_bytes, with_section
 from conftest import SHARED_DATA, moving_pattern
 
 import bitstream as bs
@@ -42,34 +42,10 @@ AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 # --- helpers ------------------------------------------------------------------------------------------
 
 
-def sections(data: bytes) -> list[tuple[int, bytes, int]]:
-    """(offset, tag, payload length) of each section, from the framing alone (no checks, so that a file
-    can be forged one section at a time)."""
-    found, offset = [], 10
-    while offset + 8 <= len(data):
-        tag, length = struct.unpack_from("<4sI", data, offset)
-        found.append((offset, tag, length))
-        offset += 8 + length + 4
-    return found
-
-
-def with_section(data: bytes, index: int, payload: bytes) -> bytes:
-    """``data`` with section ``index`` replaced by ``payload``, framed with a correct length and CRC."""
-    offset, tag, length = sections(data)[index]
-    head = tag + struct.pack("<I", len(payload))
-    return data[:offset] + head + payload + struct.pack("<I", zlib.crc32(head + payload)) + data[offset + 12 + length :]
-
-
-def section_payload(data: bytes, index: int) -> bytes:
-    offset, _, length = sections(data)[index]
-    return data[offset + 8 : offset + 8 + length]
-
-
 def with_config(data: bytes, **changes) -> bytes:
     """The file with keys of segment 0's model config changed (CRC recomputed: a forged file)."""
-    segment = section_payload(data, 1)
-    config = {**json.loads(segment[10:]), **changes}
-    return with_section(data, 1, segment[:10] + json.dumps(config).encode())
+    config = {**json.loads(config_bytes(data)), **changes}
+    return with_config_bytes(data, json.dumps(config).encode())
 
 
 def with_frames(data: bytes, frames: int) -> bytes:
@@ -145,7 +121,7 @@ def workspace(tmp_path_factory, tiny_cam) -> Path:
     flipped = bytearray(data)
     flipped[len(data) // 2] ^= 0x10
     (w / "flipped.cam").write_bytes(bytes(flipped))
-    (w / "future.cam").write_bytes(data[:8] + struct.pack("<H", 2) + data[10:])
+    (w / "future.cam").write_bytes(data[:8] + struct.pack("<H", 3) + data[10:])
     (w / "trailing.cam").write_bytes(data + b"\x00")
     blocks = len(bs.describe(data)["segments"][0]["model_config"]["channels"])
     (w / "huge_network.cam").write_bytes(with_config(data, channels=[4096] * blocks))
