@@ -41,6 +41,7 @@ class EncodeConfig:
     finetune_lr: float = 0.1  # fine-tuning phases (after pruning, quantization-aware) start at this x lr
     qat: float | None = None  # quantization-aware fine-tuning, fraction of the training steps (None: 0.1 below 8 bits)
     rate_weight: float = 0.0  # kappa: training minimizes ln(distortion) + kappa x estimated bpp / nominal bpp
+    rate_from: float = 0.0  # with rate_weight: the fraction of training done before noise and rate start
     target_bpp: float | None = None  # choose size and pruning to land near this rate
     arch: str = "cam-nerv2"  # the network (camcodec.model.ARCHITECTURES)
     model_params: tuple[tuple[str, Any], ...] = ()  # the architecture's config fields set by hand
@@ -65,6 +66,7 @@ class EncodeConfig:
             (0 <= self.finetune <= 1 and 0 <= (self.qat or 0) <= 1, "finetune and qat must be in [0, 1]"),
             (0 < self.finetune_lr <= 1, "finetune_lr must be in (0, 1]"),
             (self.rate_weight >= 0, "rate_weight must be >= 0"),
+            (0 <= self.rate_from < 1, "rate_from must be in [0, 1)"),
             (self.target_bpp is None or 0 < self.target_bpp <= 24, "target bpp must be in (0, 24]"),
             (2 <= self.cam_points <= 4096, "cam_points must be in 2..4096"),
             (self.arch in ARCHITECTURES, f"arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}"),

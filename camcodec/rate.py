@@ -62,6 +62,7 @@ class LearnedSteps(nn.Module):
         ``nominal_bpp`` is the rate the training aims at (``train.rate_term``)."""
         super().__init__()
         self.nominal_bpp = nominal_bpp
+        self.levels, self.axes = levels, axes
         params = dict(model.named_parameters())
         self.names = list(params)
         self.shapes = [p.shape for p in params.values()]
@@ -81,6 +82,14 @@ class LearnedSteps(nn.Module):
             torch.full((size,), i, device=device) for i, size in enumerate(self.sizes)
         ]))
         self.register_buffer("counts", torch.tensor(self.sizes, dtype=torch.float32, device=device))
+
+    @torch.no_grad()
+    def restart(self, model: nn.Module) -> None:
+        """Steps as the constructor would set them for the model's weights now (training switching from
+        float weights to noisy ones part-way)."""
+        params = dict(model.named_parameters())
+        steps = [initial_steps(params[name], self.levels, self.axes[name]) for name in self.names]
+        self.log_steps.copy_(torch.cat(steps).log())
 
     def noisy(self, params: dict[str, torch.Tensor], generator: torch.Generator
               ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:

@@ -72,8 +72,8 @@ class Phase:
 
     ``weights`` maps the model's parameters to the tensors the forward pass uses (masked, fake-quantized);
     None uses the parameters as they are. With ``rate``, training sees the weights with quantization
-    noise at its learned steps and pays for their estimated bits (``camcodec.rate``, ``rate_term``);
-    ``weights`` then only gives what the phase's PSNR is measured with.
+    noise at its learned steps and pays for their estimated bits (``camcodec.rate``, ``rate_term``), from
+    ``config.rate_from`` of its steps on; ``weights`` then only gives what the phase's PSNR is measured with.
     """
 
     name: str
@@ -141,6 +141,7 @@ def fit(
     generator = torch.Generator().manual_seed(config.seed)
     noise = torch.Generator(device=device).manual_seed(config.seed + 1)
     pixels = frames[0].numel() // 3 * num_frames
+    rate_from = round(config.rate_from * phase.steps)  # training sees noise and pays for bits from here
     order = torch.empty(0, dtype=torch.long)
     window = math.ceil(num_frames / batch)
     recent = torch.zeros(window, device=device)  # per-step MSE of the last pass, kept on the device
@@ -164,7 +165,9 @@ def fit(
         target = frames[indices].float().div_(255)
         times = frame_times(indices, num_frames)
         bits = None
-        if phase.rate is not None:
+        if phase.rate is not None and step == rate_from > 0:
+            phase.rate.restart(model)
+        if phase.rate is not None and step >= rate_from:
             weights, bits = phase.rate.noisy(dict(model.named_parameters()), noise)
             pred = functional_call(model, weights, (times,))
         elif phase.weights is not None:

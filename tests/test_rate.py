@@ -66,6 +66,18 @@ def test_rate_weight_shrinks_the_coded_size(clip):
     assert sizes[1.0] < sizes[0.0]  # more symbols at zero
 
 
+def test_noise_starts_part_way_with_steps_taken_from_the_trained_weights(clip, monkeypatch):
+    model = tiny_model()
+    rate = LearnedSteps(model, 31, channel_axes(model), 1.0)
+    calls = []
+    real_noisy, real_restart = rate.noisy, rate.restart
+    monkeypatch.setattr(rate, "noisy", lambda *a: calls.append("noisy") or real_noisy(*a))
+    monkeypatch.setattr(rate, "restart", lambda m: calls.append("restart") or real_restart(m))
+    config = resolve_config("fast", **FAST, rate_weight=0.5, rate_from=0.75)
+    fit(model, frames_to_tensor(clip, torch.device("cpu")), Phase("train", 40, 1e-2, rate=rate), config)
+    assert calls == ["restart"] + ["noisy"] * 10
+
+
 def test_stepped_forward_equals_the_decoder_bit_for_bit(clip):
     model = tiny_model()
     frames = frames_to_tensor(clip, torch.device("cpu"))

@@ -36,6 +36,8 @@ def setup_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate-weight", type=float, metavar="KAPPA",
                         help="train against the rate with learned quantization steps: minimize "
                              "ln(distortion) + KAPPA x estimated bpp / target bpp (0: distortion only)")
+    parser.add_argument("--rate-from", type=float, metavar="FRACTION",
+                        help="with --rate-weight: train FRACTION of the steps on float weights first (default 0)")
     parser.add_argument("--qat", type=float, help="quantization-aware fine-tuning, fraction of training steps")
     parser.add_argument("--no-cam", action="store_true", help="plain NeRV: no feature normalization or CAM grids")
     parser.add_argument("--arch", choices=list(ARCHITECTURES), help=f"network architecture (default {EncodeConfig.arch})")
@@ -67,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         prune=args.prune,
         qat=args.qat,
         rate_weight=args.rate_weight,
+        rate_from=args.rate_from,
         max_frames=args.frames,
         start=args.start,
         scale=args.scale,
