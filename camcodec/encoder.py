@@ -219,7 +219,7 @@ class Encoder:
                 progress.steps = self._steps_for_target(model, rate.frozen(), target_bytes, build)
             if config.qat_fraction(None) > 0:
                 steps = config.phase_steps(num_frames, config.qat_fraction(None))
-                run(Phase("qat", steps, lr, 0.0, stepped_weights(progress.steps)))
+                run(Phase("qat", steps, lr, 0.0, stepped_weights(progress.steps), rate, progress.steps))
                 # Fine-tuning moves weights across rounding boundaries; land the target again if it grew.
                 progress.steps = self._steps_for_target(model, progress.steps, target_bytes, build, only_if_over=True)
             return

@@ -22,7 +22,7 @@ import math
 import torch
 from torch import nn
 
-from camcodec.quantize import ChannelAxis, channel_scales
+from camcodec.quantize import ChannelAxis, channel_scales, fake_quantize_at
 
 LOG2 = math.log(2.0)
 # A tensor that starts at zero (CAM grid offsets) has no size to take its step from; a step of 1 (what
@@ -101,6 +101,15 @@ class LearnedSteps(nn.Module):
         noisy = (x * s).split(self.sizes)
         weights = {name: v.view(shape) for name, v, shape in zip(self.names, noisy, self.shapes, strict=True)}
         return weights, laplace_bits(x, self.tensor_index, self.counts)
+
+    def rounded(self, params: dict[str, torch.Tensor], steps: dict[str, torch.Tensor]
+                ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """(the weights the decoder will use with the fixed ``steps``, straight-through; the estimated bits
+        of their symbols, so that fine-tuning keeps paying for the rate instead of letting it grow)."""
+        weights = {name: fake_quantize_at(params[name], steps[name]) for name in self.names}
+        w = torch.cat([params[name].reshape(-1) for name in self.names])
+        s = torch.cat([steps[name] for name in self.names])[self.step_index]
+        return weights, laplace_bits(w / s, self.tensor_index, self.counts)
 
     @torch.no_grad()
     def frozen(self, factor: float = 1.0) -> dict[str, torch.Tensor]:

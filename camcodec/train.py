@@ -73,7 +73,9 @@ class Phase:
     ``weights`` maps the model's parameters to the tensors the forward pass uses (masked, fake-quantized);
     None uses the parameters as they are. With ``rate``, training sees the weights with quantization
     noise at its learned steps and pays for their estimated bits (``camcodec.rate``, ``rate_term``), from
-    ``config.rate_from`` of its steps on; ``weights`` then only gives what the phase's PSNR is measured with.
+    ``config.rate_from`` of its steps on; with ``fixed_steps`` too, it sees the weights rounded at those fixed
+    steps (straight-through) and still pays for the bits. ``weights`` then only gives what the phase's
+    PSNR is measured with.
     """
 
     name: str
@@ -82,6 +84,7 @@ class Phase:
     warmup: float = 0.0
     weights: WeightMap | None = None
     rate: LearnedSteps | None = None
+    fixed_steps: dict[str, torch.Tensor] | None = None  # with rate: rounding at these, straight-through
 
 
 @dataclass
@@ -135,7 +138,7 @@ def fit(
         keep_freed_cpu_memory()
     batch = min(config.batch_size, num_frames)
     groups = parameter_groups(model, config.grid_lr)
-    if phase.rate is not None:
+    if phase.rate is not None and phase.fixed_steps is None:
         groups.append({"params": list(phase.rate.parameters()), "scale": 1.0})
     optimizer = torch.optim.Adam(groups, lr=phase.lr, fused=True)
     generator = torch.Generator().manual_seed(config.seed)
@@ -165,9 +168,12 @@ def fit(
         target = frames[indices].float().div_(255)
         times = frame_times(indices, num_frames)
         bits = None
-        if phase.rate is not None and step == rate_from > 0:
+        if phase.rate is not None and phase.fixed_steps is None and step == rate_from > 0:
             phase.rate.restart(model)
-        if phase.rate is not None and step >= rate_from:
+        if phase.rate is not None and phase.fixed_steps is not None:
+            weights, bits = phase.rate.rounded(dict(model.named_parameters()), phase.fixed_steps)
+            pred = functional_call(model, weights, (times,))
+        elif phase.rate is not None and step >= rate_from:
             weights, bits = phase.rate.noisy(dict(model.named_parameters()), noise)
             pred = functional_call(model, weights, (times,))
         elif phase.weights is not None:
