@@ -220,8 +220,9 @@ class Encoder:
             if config.qat_fraction(None) > 0:
                 steps = config.phase_steps(num_frames, config.qat_fraction(None))
                 run(Phase("qat", steps, lr, 0.0, stepped_weights(progress.steps), rate, progress.steps))
-                # Fine-tuning moves weights across rounding boundaries; land the target again if it grew.
-                progress.steps = self._steps_for_target(model, progress.steps, target_bytes, build, only_if_over=True)
+                # Fine-tuning moves weights across rounding boundaries (and its rate term shrinks the file):
+                # land the target again, with finer steps where the file came out smaller.
+                progress.steps = self._steps_for_target(model, progress.steps, target_bytes, build)
             return
         if progress.levels is None:  # decide the rate once, on the trained network
             progress.levels, progress.ratio = levels_for_bits(config.bits), config.prune
@@ -238,10 +239,9 @@ class Encoder:
 
     @staticmethod
     def _steps_for_target(model: nn.Module, steps: dict[str, torch.Tensor], target_bytes: int | None,
-                          build: FileBuilder, only_if_over: bool = False) -> dict[str, torch.Tensor]:
-        """``steps`` scaled by the common factor that lands the target (unchanged without one, and with
-        ``only_if_over`` while they fit: after fine-tuning, a finer step than trained only adds noise)."""
-        if target_bytes is None or only_if_over and len(build(quantize_at(model, steps))) <= target_bytes:
+                          build: FileBuilder) -> dict[str, torch.Tensor]:
+        """``steps`` scaled by the common factor that lands the target (unchanged without one)."""
+        if target_bytes is None:
             return steps
         return scaled_steps(steps, factor_for_target(model, steps, target_bytes, build)[0])
 
