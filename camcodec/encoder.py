@@ -17,11 +17,11 @@ from camcodec.checkpoint import EncodeCheckpoint, fingerprint
 from camcodec.compress import (
     FileBuilder,
     factor_for_target,
-    scaled_steps,
     levels_for_target,
     masked_weights,
     prune_for_target,
     quantized_weights,
+    scaled_steps,
     stepped_weights,
 )
 from camcodec.config import (

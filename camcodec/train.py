@@ -73,9 +73,9 @@ class Phase:
     ``weights`` maps the model's parameters to the tensors the forward pass uses (masked, fake-quantized);
     None uses the parameters as they are. With ``rate``, training sees the weights with quantization
     noise at its learned steps and pays for their estimated bits (``camcodec.rate``, ``rate_term``), from
-    ``config.rate_from`` of its steps on; with ``fixed_steps`` too, it sees the weights rounded at those fixed
-    steps (straight-through) and still pays for the bits. ``weights`` then only gives what the phase's
-    PSNR is measured with.
+    ``config.rate_from`` of its steps on; with ``fixed_steps`` too, it sees the weights rounded at those
+    fixed steps (straight-through) and still pays for the bits. ``weights`` then only gives what the
+    phase's PSNR is measured with.
     """
 
     name: str
@@ -167,26 +167,17 @@ def fit(
             group["lr"] = phase.lr * group["scale"] * lr_factor(step / phase.steps, phase.warmup)
         target = frames[indices].float().div_(255)
         times = frame_times(indices, num_frames)
-        bits = None
         if phase.rate is not None and phase.fixed_steps is None and step == rate_from > 0:
             phase.rate.restart(model)
-        if phase.rate is not None and phase.fixed_steps is not None:
-            weights, bits = phase.rate.rounded(dict(model.named_parameters()), phase.fixed_steps)
-            pred = functional_call(model, weights, (times,))
-        elif phase.rate is not None and step >= rate_from:
-            weights, bits = phase.rate.noisy(dict(model.named_parameters()), noise)
-            pred = functional_call(model, weights, (times,))
-        elif phase.weights is not None:
-            pred = functional_call(model, phase.weights(dict(model.named_parameters())), (times,))
-        else:
-            pred = model(times)
-        loss = reconstruction_loss(pred, target, config.loss)
+        pred, bits = phase_forward(model, phase, times, step >= rate_from, noise)
+        distortion = reconstruction_loss(pred, target, config.loss)
+        loss = distortion
         if bits is not None:
-            loss = loss + rate_term(loss, bits / pixels, config.rate_weight, phase.rate.nominal_bpp)
+            loss = distortion + rate_term(distortion, bits / pixels, config.rate_weight, phase.rate.nominal_bpp)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        recent[step % window] = loss.detach() if config.loss == "mse" else F.mse_loss(pred.detach(), target)
+        recent[step % window] = distortion.detach() if config.loss == "mse" else F.mse_loss(pred.detach(), target)
         bar.update(1)
         if progress and (step % 25 == 0 or step == phase.steps - 1):
             seen = recent[: min(step + 1, window)]
@@ -201,6 +192,22 @@ def fit(
     log.info("%s: %d steps (%d frame-steps) in %.1f s, PSNR %.2f dB", phase.name, phase.steps,
              phase.steps * batch, seconds, psnr)
     return TrainResult(phase.name, phase.steps, phase.steps * batch, seconds, psnr)
+
+
+def phase_forward(model: nn.Module, phase: Phase, times: torch.Tensor, noisy: bool, noise: torch.Generator
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The phase's prediction for ``times`` and, when the phase pays for the rate, the estimated bits
+    (``noisy``: the rate phase has started to see quantization noise)."""
+    params = dict(model.named_parameters())
+    if phase.rate is not None and phase.fixed_steps is not None:
+        weights, bits = phase.rate.rounded(params, phase.fixed_steps)
+    elif phase.rate is not None and noisy:
+        weights, bits = phase.rate.noisy(params, noise)
+    elif phase.weights is not None:
+        weights, bits = phase.weights(params), None
+    else:
+        return model(times), None
+    return functional_call(model, weights, (times,)), bits
 
 
 @torch.no_grad()
