@@ -67,6 +67,7 @@ class EncodeConfig:
             (0 < self.finetune_lr <= 1, "finetune_lr must be in (0, 1]"),
             (self.rate_weight >= 0, "rate_weight must be >= 0"),
             (0 <= self.rate_from < 1, "rate_from must be in [0, 1)"),
+            (self.rate_weight == 0 or self.prune == 0, "prune does not apply with rate_weight: learned steps set the rate"),
             (self.target_bpp is None or 0 < self.target_bpp <= 24, "target bpp must be in (0, 24]"),
             (2 <= self.cam_points <= 4096, "cam_points must be in 2..4096"),
             (self.arch in ARCHITECTURES, f"arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}"),

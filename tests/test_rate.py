@@ -115,3 +115,8 @@ def test_encode_with_rate_weight_decodes_to_its_reconstruction(clip, tmp_path, t
         assert result.stats.psnr > 20
     else:
         assert target * 0.85 <= result.stats.bpp <= target
+
+
+def test_pruning_and_learned_steps_are_refused_together():
+    with pytest.raises(camcodec.InputError, match="prune does not apply"):
+        resolve_config("fast", rate_weight=0.5, prune=0.2)
