@@ -13,6 +13,7 @@ from torch import nn
 import bitstream
 from camcodec.prune import magnitude_masks
 from camcodec.quantize import ChannelAxis, fake_quantize, fake_quantize_at, quantize_at, quantize_model
+from camcodec.rate import snapped
 from camcodec.train import WeightMap
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,8 @@ def stepped_weights(steps: dict[str, torch.Tensor]) -> WeightMap:
 
 
 def scaled_steps(steps: dict[str, torch.Tensor], factor: float) -> dict[str, torch.Tensor]:
-    """Every step times ``factor``, as the float32 values the file stores."""
-    return {name: (step * factor).float() for name, step in steps.items()}
+    """Every step times ``factor``, on the grid of the file's steps (``rate.snapped``)."""
+    return {name: snapped(step * factor) for name, step in steps.items()}
 
 
 def factor_for_target(model: nn.Module, steps: dict[str, torch.Tensor], target_bytes: int, build: FileBuilder,

@@ -14,7 +14,7 @@ from camcodec.encoder import Encoder, clip_from_array
 from camcodec.model import frame_times
 from camcodec.model.cam_nerv import CAMNeRV, CamNervConfig
 from camcodec.quantize import channel_axes, load_quantized, quantize_at
-from camcodec.rate import ZERO_TENSOR_STEP, LearnedSteps, laplace_bits
+from camcodec.rate import STEPS_PER_OCTAVE, ZERO_TENSOR_STEP, LearnedSteps, laplace_bits
 from camcodec.train import Phase, fit, frames_to_tensor
 
 FAST = {"steps": 150, "params_per_pixel": 1.0, "lr": 1e-2, "device": "cpu"}
@@ -52,7 +52,9 @@ def test_learned_steps_start_at_max_abs_steps_per_channel_and_fine_for_zero_tens
     for name, p in model.named_parameters():
         peak = p.detach().abs().flatten(1).max(1).values if steps[name].numel() > 1 else p.detach().abs().max()
         expected = torch.where(peak > 0, peak / 31, torch.full_like(peak, ZERO_TENSOR_STEP)).reshape(-1)
-        assert torch.allclose(steps[name], expected, rtol=1e-6), name
+        assert torch.allclose(steps[name], expected, rtol=2 ** (1 / 32) - 1), name  # within half a grid step
+        octaves = torch.log2(steps[name].double()) * STEPS_PER_OCTAVE
+        assert torch.allclose(octaves, octaves.round(), rtol=0, atol=1e-5), name  # on the grid of steps
 
 
 def test_rate_weight_shrinks_the_coded_size(clip):
@@ -102,7 +104,7 @@ def test_factor_for_target_fits_and_is_the_finest_that_fits():
     full = len(build(quantize_at(model, steps)))
     factor, size = factor_for_target(model, steps, full // 2, build)
     assert size <= full // 2
-    assert len(build(quantize_at(model, scaled_steps(steps, factor * 0.97)))) > full // 2
+    assert len(build(quantize_at(model, scaled_steps(steps, factor * 0.9)))) > full // 2
 
 
 @pytest.mark.parametrize("target", [None, 1.0])
