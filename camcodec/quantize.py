@@ -45,15 +45,17 @@ def per_channel(shape: torch.Size | tuple[int, ...], channel_axis: ChannelAxis =
     return channel_axis == 0 and len(shape) > 1 and math.prod(shape[1:]) >= MIN_VALUES_PER_SCALE
 
 
-def channel_scales(weight: torch.Tensor, levels: int, channel_axis: ChannelAxis = 0) -> torch.Tensor:
-    """float32 step sizes, one per output channel or one for all (see ``per_channel``); zeros become 1."""
+def channel_scales(weight: torch.Tensor, levels: int, channel_axis: ChannelAxis = 0, zero_step: float = 1.0
+                   ) -> torch.Tensor:
+    """float32 step sizes, one per output channel or one for all (see ``per_channel``); the step of an
+    all-zero channel is ``zero_step``."""
     w = weight.detach().float()
     if per_channel(w.shape, channel_axis):
         peak = w.abs().flatten(1).max(dim=1).values
     else:
         peak = w.abs().max().reshape(1)
     scales = peak / levels
-    return torch.where(scales > 0, scales, torch.ones_like(scales))
+    return torch.where(scales > 0, scales, torch.full_like(scales, zero_step))
 
 
 def _broadcast(scales: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -10,8 +10,8 @@ with a frequency table fitted to its own histogram, which for these near-Laplaci
 to that estimate. Training then minimizes ``ln(distortion) + kappa * bpp / nominal_bpp``
 (``train.rate_term``): weights that buy little distortion are pulled towards zero, where they cost least.
 
-After training the steps are frozen at their float32 values (the file stores them), a common factor is
-searched to land the target size, and rounding (straight-through) replaces the noise for the last phase,
+After training the steps are frozen on the grid of the file's float32 steps (``snapped``), a common
+factor is searched to land the target size, and rounding (straight-through) replaces the noise for the last phase,
 so that the decoder's weights are exactly the ones the encoder evaluated.
 """
 
@@ -28,11 +28,11 @@ LOG2 = math.log(2.0)
 # A tensor that starts at zero (CAM grid offsets) has no size to take its step from; a step of 1 (what
 # the file-side quantizer uses) would drown it in noise, so it starts fine and the rate term coarsens it.
 ZERO_TENSOR_STEP = 1e-3
-MIN_LAPLACE_SCALE = 0.05
+MIN_LAPLACE_SCALE = 0.05  # in steps: below it a tensor is all zeros, and the estimate's gradient explodes
 # The file's steps lie on a grid of 2^(1/32) (2.2 % apart): their float32 bytes then repeat and the
 # deflated tensor table holds them in ~2 bytes instead of 4 (613 bytes less on a 72k-weight file; a
 # 2^(1/16) grid saved 743 but moved all steps in 4.4 % jumps, and the target was landed 2.6 % short).
-STEPS_PER_OCTAVE = 32  # in steps: below it a tensor is all zeros, and the estimate's gradient explodes
+STEPS_PER_OCTAVE = 32
 
 
 def laplace_bits(x: torch.Tensor, tensor_index: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
@@ -42,7 +42,7 @@ def laplace_bits(x: torch.Tensor, tensor_index: torch.Tensor, counts: torch.Tens
     a = x.abs()
     b = (torch.zeros_like(counts).index_add(0, tensor_index, a) / counts).clamp_min(MIN_LAPLACE_SCALE)[tensor_index]
     # |x| >= 1/2: P = exp(-(|x| - 1/2) / b) * (1 - exp(-1/b)) / 2, in logs for tiny tails.
-    tail = -(a - 0.5).clamp_min(0) / b + torch.log1p(-torch.exp(-1 / b)) - math.log(2.0)
+    tail = -(a - 0.5).clamp_min(0) / b + torch.log1p(-torch.exp(-1 / b)) - LOG2
     # |x| < 1/2: P = 1 - (exp(-(1/2 - |x|) / b) + exp(-(1/2 + |x|) / b)) / 2.
     centre = torch.log((1 - 0.5 * (torch.exp(-(0.5 - a).clamp_min(0) / b) + torch.exp(-(0.5 + a) / b))).clamp_min(1e-9))
     return -torch.where(a >= 0.5, tail, centre).sum() / LOG2
@@ -50,8 +50,7 @@ def laplace_bits(x: torch.Tensor, tensor_index: torch.Tensor, counts: torch.Tens
 
 def initial_steps(weight: torch.Tensor, levels: int, axis: ChannelAxis) -> torch.Tensor:
     """max |w| / levels per channel (or tensor), ``ZERO_TENSOR_STEP`` where that is zero."""
-    peak = channel_scales(weight, levels, axis) * (weight.detach().abs().amax() > 0)
-    return torch.where(peak > 0, peak, torch.full_like(peak, ZERO_TENSOR_STEP))
+    return channel_scales(weight, levels, axis, zero_step=ZERO_TENSOR_STEP)
 
 
 class LearnedSteps(nn.Module):
