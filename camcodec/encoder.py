@@ -161,7 +161,10 @@ class Encoder:
             target_bytes = int(nominal_bpp * width * height * num_frames / 8)
         self._optimize(model, frames_to_tensor(clip.frames, device), config, progress, target_bytes,
                        lambda tensors: bitstream.write_bytes(build(tensors)))
-        tensors = quantize_model(model, progress.levels) if progress.steps is None else quantize_at(model, progress.steps)
+        if progress.steps is None:
+            tensors = quantize_model(model, progress.levels)
+        else:
+            tensors = quantize_at(model, progress.steps)
         file_bytes = bitstream.write_file(out_path, build(tensors))
         levels = max(int(np.abs(t.symbols).max()) for t in tensors)
 

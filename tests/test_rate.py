@@ -99,7 +99,8 @@ def test_factor_for_target_fits_and_is_the_finest_that_fits():
     info = bitstream.VideoInfo(64, 48, 8, 25, 1, "rgb24", "rgb")
 
     def build(tensors):  # the real file, so that sizes include every table
-        return bitstream.write_bytes(bitstream.Container(info, [bitstream.Segment(0, 8, model.config.to_dict(), tensors)]))
+        segment = bitstream.Segment(0, 8, model.config.to_dict(), tensors)
+        return bitstream.write_bytes(bitstream.Container(info, [segment]))
 
     full = len(build(quantize_at(model, steps)))
     factor, size = factor_for_target(model, steps, full // 2, build)
