@@ -583,8 +583,8 @@ def format_description(description: dict[str, Any]) -> str:
             bits = f"{t['bits']:2d} bits" if t["kind"] == "quantized" else t["kind"]
             shape = "x".join(str(d) for d in t["shape"])
             lines.append(
-                f"  {t['name']:<32} {shape:>16} {bits:>8}  {t['coder']:<5}  table {t['table_bytes']:5d} B"
-                f"  payload {t['payload_bytes']:7d} B  {100 * t['share']:5.1f} %"
+                f"  {t['name']:<32} {shape:>16} {bits:>8}  coder {t['coder']:<5}  table {t['table_bytes']:5d} B"
+                f"  payload {t['payload_bytes']:7d} B  {100 * t['share']:5.1f} % of the file"
             )
     return "\n".join(lines)
 
