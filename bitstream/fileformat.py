@@ -565,9 +565,11 @@ def describe(data: bytes) -> dict[str, Any]:
 def format_description(description: dict[str, Any]) -> str:
     """A short human-readable rendering of :func:`describe`'s dict (for ``camcodec info``)."""
     v = description["video"]
+    payloads = sum(seg["payload_bytes"] for seg in description["segments"])
     lines = [
         f"camcodec file, format version {description['format_version']}, {description['file_bytes']} bytes"
-        f" ({description['bpp']:.5f} bpp)",
+        f" ({description['bpp']:.5f} bpp): payloads {100 * payloads / description['file_bytes']:.1f} %,"
+        f" headers and tables {100 * (1 - payloads / description['file_bytes']):.1f} %",
         f"video: {v['width']}x{v['height']}, {v['num_frames']} frames at {v['fps_num']}/{v['fps_den']} fps,"
         f" {v['pix_fmt']}, {v['color_matrix']}",
         "sections: " + ", ".join(f"{s['tag']}@{s['offset']}+{s['length']}" for s in description["sections"]),
