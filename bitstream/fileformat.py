@@ -116,9 +116,12 @@ def _deflated(raw: bytes, where: str) -> bytes:
     return length + packer.compress(raw) + packer.flush()
 
 
-def _inflated(reader: ByteReader, what: str) -> bytes:
-    """Read what ``_deflated`` wrote, up to the end of ``reader``; never inflates more than declared."""
+def _inflated(reader: ByteReader, what: str, limit: int = L.MAX_TABLE_SECTION_BYTES) -> bytes:
+    """Read what ``_deflated`` wrote, up to the end of ``reader``; never inflates more than declared,
+    and refuses a declared length over ``limit`` before inflating anything."""
     length = L.INFLATED_LENGTH.unpack(reader)
+    if length > limit:
+        raise HeaderError(f"{reader.where}: {what} is {length} bytes, at most {limit}")
     stream = reader.take(reader.remaining, what)
     unpacker = zlib.decompressobj(-15, zdict=L.DEFLATE_DICTIONARY)
     try:
@@ -355,10 +358,7 @@ def _parse(view: memoryview) -> _Parsed:
 def _config_text(reader: ByteReader, version: int) -> bytes:
     """The model config's JSON bytes: the rest of the SEGH section, deflated from version 2 on."""
     if version >= 2:
-        length = L.INFLATED_LENGTH.unpack(ByteReader(reader.data, reader.pos, reader.end, reader.where))
-        if length > L.MAX_CONFIG_BYTES:
-            raise HeaderError(f"{reader.where}: model config is {length} bytes, at most {L.MAX_CONFIG_BYTES}")
-        return _inflated(reader, "model config")
+        return _inflated(reader, "model config", L.MAX_CONFIG_BYTES)
     if reader.remaining > L.MAX_CONFIG_BYTES:  # (an empty config is refused as invalid JSON)
         raise HeaderError(f"{reader.where}: model config is {reader.remaining} bytes, at most {L.MAX_CONFIG_BYTES}")
     return reader.take(reader.remaining, "model config")
