@@ -66,6 +66,7 @@ class LearnedSteps(nn.Module):
         super().__init__()
         self.nominal_bpp = nominal_bpp
         self.levels, self.axes = levels, axes
+        self._fixed: tuple[dict[str, torch.Tensor], torch.Tensor] | None = None  # (steps, one per element)
         params = dict(model.named_parameters())
         self.names = list(params)
         self.shapes = [p.shape for p in params.values()]
@@ -111,8 +112,9 @@ class LearnedSteps(nn.Module):
         of their symbols, so that fine-tuning keeps paying for the rate instead of letting it grow)."""
         weights = {name: fake_quantize_at(params[name], steps[name]) for name in self.names}
         w = torch.cat([params[name].reshape(-1) for name in self.names])
-        s = torch.cat([steps[name] for name in self.names])[self.step_index]
-        return weights, laplace_bits(w / s, self.tensor_index, self.counts)
+        if self._fixed is None or self._fixed[0] is not steps:  # expanded once per fine-tuning, not per step
+            self._fixed = (steps, torch.cat([steps[name] for name in self.names])[self.step_index])
+        return weights, laplace_bits(w / self._fixed[1], self.tensor_index, self.counts)
 
     @torch.no_grad()
     def frozen(self, factor: float = 1.0) -> dict[str, torch.Tensor]:
