@@ -6,6 +6,7 @@ every value against the declared ranges (:mod:`bitstream.layout`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,7 +74,7 @@ class Segment:
     first_frame: int
     num_frames: int
     model_config: dict[str, Any]
-    tensors: list[Tensor] = field(default_factory=list)
+    tensors: Sequence[Tensor] = field(default_factory=list)
 
 
 @dataclass

@@ -9,6 +9,7 @@ that says what is wrong and where.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -79,7 +80,11 @@ def write_bytes(container: Container, coder: RansCoder | None = None) -> bytes:
         if not isinstance(segment, Segment):
             raise HeaderError(f"cannot write {where}: a {type(segment).__name__}, expected a Segment")
         values = L.SEGMENT_HEADER.check(
-            {"first_frame": segment.first_frame, "num_frames": segment.num_frames, "tensor_count": len(segment.tensors)},
+            {
+                "first_frame": segment.first_frame,
+                "num_frames": segment.num_frames,
+                "tensor_count": len(segment.tensors),
+            },
             where,
         )
         if values["first_frame"] != next_frame:
@@ -172,7 +177,9 @@ def _config_bytes(config: Any, where: str) -> bytes:
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     raw = text.encode("utf-8")
     if len(raw) > L.MAX_CONFIG_BYTES:
-        raise HeaderError(f"cannot write {where}: model_config is {len(raw)} bytes of JSON, at most {L.MAX_CONFIG_BYTES}")
+        raise HeaderError(
+            f"cannot write {where}: model_config is {len(raw)} bytes of JSON, at most {L.MAX_CONFIG_BYTES}"
+        )
     return raw
 
 
@@ -364,7 +371,9 @@ def _config_text(reader: ByteReader, version: int) -> bytes:
     return reader.take(reader.remaining, "model config")
 
 
-def _read_section(reader: ByteReader, tag: bytes, sections: list[dict[str, Any]], segment: int | None) -> tuple[int, int]:
+def _read_section(
+    reader: ByteReader, tag: bytes, sections: list[dict[str, Any]], segment: int | None
+) -> tuple[int, int]:
     """Check one section's framing and CRC; return (offset of the section, end of its payload)."""
     offset = reader.pos
     head = reader.take(L.SECTION_HEAD.size, f"header of section {tag.decode()}")
@@ -502,7 +511,9 @@ def _decode_symbols(coder: RansCoder, entry: _Entry, payload: bytes, where: str)
         raise HeaderError(f"{where}: the entropy coder failed ({type(exc).__name__}: {exc})") from None
     symbols = np.asarray(symbols)
     if symbols.shape != (entry.count,) or not np.issubdtype(symbols.dtype, np.integer):
-        raise HeaderError(f"{where}: the entropy coder returned {symbols.dtype} {symbols.shape}, expected {entry.count} ints")
+        raise HeaderError(
+            f"{where}: the entropy coder returned {symbols.dtype} {symbols.shape}, expected {entry.count} ints"
+        )
     limit = 2 ** (entry.bits - 1) - 1
     if symbols.min() < -limit or symbols.max() > limit:
         raise HeaderError(
@@ -521,7 +532,7 @@ def describe(data: bytes) -> dict[str, Any]:
     video = {name: parsed.head[name] for name in VIDEO_FIELDS}
     segments = []
     for index, seg in enumerate(parsed.segments):
-        tensors = [
+        tensors: list[dict[str, Any]] = [
             {
                 "name": e.name,
                 "kind": L.KIND_NAMES[e.kind],
@@ -621,10 +632,8 @@ def write_file(path: str | os.PathLike[str], container: Container, coder: RansCo
             os.fsync(handle.fileno())
         os.replace(temp, target)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
-        except FileNotFoundError:
-            pass
         raise
     _fsync_folder(folder)
     log.debug("wrote %s: %d bytes", target, len(data))

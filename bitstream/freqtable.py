@@ -188,6 +188,7 @@ def parse(table: bytes) -> FrequencyTable:
 
 # --- encoder side: choose the cheapest table for a histogram ---------------------------------------
 
+
 def _payload_bits(counts: np.ndarray, freqs: np.ndarray) -> float:
     used = counts > 0
     return float(-(counts[used] * np.log2(freqs[used] / TOTAL)).sum())

@@ -103,8 +103,9 @@ DEFLATE_DICTIONARY = (
     b',"kernels":[3,3,3,3],"num_frames":,"pe_base":1.25,"pe_levels":40,"render_group":8,"stem":"mlp",'
     b'"stem_hidden":,"strides":[4,2,2,2],"upsample":"shuffle","width":'
     b"stem.layers.0.weightstem.layers.0.biasstem.layers.2.weightstem.layers.2.bias"
-    + b"".join(b"blocks.%d.gamma_deltablocks.%d.betablocks.%d.conv.weightblocks.%d.conv.bias" % (i, i, i, i)
-               for i in range(6))
+    + b"".join(
+        b"blocks.%d.gamma_deltablocks.%d.betablocks.%d.conv.weightblocks.%d.conv.bias" % (i, i, i, i) for i in range(6)
+    )
     + b"head.weighthead.bias"
 )
 DIMENSION = Field("dim", "V", 1, MAX_ELEMENTS, "one dimension of the shape, outermost first")

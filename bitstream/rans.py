@@ -92,6 +92,8 @@ def _extension(name: str) -> ModuleType:
             path = os.path.join(folder, name + suffix)
             if os.path.isfile(path):
                 spec = importlib.util.spec_from_file_location(full_name, path)
+                if spec is None or spec.loader is None:
+                    continue
                 module = importlib.util.module_from_spec(spec)
                 spec.loader.exec_module(module)
                 sys.modules.pop(full_name, None)

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bitstream.errors import HeaderError, TruncatedError
+from bitstream.errors import HeaderError
 
 _STRUCT_FORMATS = {"B": struct.Struct("<B"), "H": struct.Struct("<H"), "I": struct.Struct("<I")}
 _TEXT_FORMATS = ("A", "U")
@@ -62,9 +62,7 @@ class Field:
                 raise HeaderError(f"{where}: {self.name} must be a str, got {type(value).__name__}")
             raw = self._encode_text(value, where)
             if not self.lo <= len(raw) <= self.hi:
-                raise HeaderError(
-                    f"{where}: {self.name} is {len(raw)} bytes long, allowed {self.lo}..{self.hi}"
-                )
+                raise HeaderError(f"{where}: {self.name} is {len(raw)} bytes long, allowed {self.lo}..{self.hi}")
             return value
         if isinstance(value, bool):
             raise HeaderError(f"{where}: {self.name} must be an integer, got bool")
@@ -221,7 +219,7 @@ class ByteReader:
         return unzigzag(self.varint(what))
 
 
-def crc32(*chunks: bytes) -> int:
+def crc32(*chunks: bytes | memoryview) -> int:
     value = 0
     for chunk in chunks:
         value = zlib.crc32(chunk, value)

@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 from camcodec.api import decode, encode
 from camcodec.config import EncodeConfig, resolve_config
 from camcodec.decoder import Decoder
-from camcodec.encoder import EncodeResult, EncodeStats, Encoder
+from camcodec.encoder import Encoder, EncodeResult, EncodeStats
 from camcodec.errors import (
     BadMagicError,
     BitstreamError,

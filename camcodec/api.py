@@ -10,7 +10,7 @@ import numpy as np
 
 from camcodec.config import DEFAULT_PRESET, resolve_config
 from camcodec.decoder import decode
-from camcodec.encoder import EncodeStats, Encoder, clip_from_array
+from camcodec.encoder import Encoder, EncodeStats, clip_from_array
 from camcodec.media import Clip, read_video
 
 Source = str | os.PathLike | np.ndarray | Clip

@@ -30,8 +30,11 @@ log = logging.getLogger(__name__)
 
 def fingerprint(frames: np.ndarray, options: dict, model_config: dict) -> str:
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(json.dumps({"options": options, "model": model_config, "shape": frames.shape}, sort_keys=True,
-                             default=str).encode())
+    digest.update(
+        json.dumps(
+            {"options": options, "model": model_config, "shape": frames.shape}, sort_keys=True, default=str
+        ).encode()
+    )
     digest.update(np.ascontiguousarray(frames).data)
     return digest.hexdigest()
 
@@ -39,7 +42,7 @@ def fingerprint(frames: np.ndarray, options: dict, model_config: dict) -> str:
 class EncodeCheckpoint:
     """Saves the model, the finished phases and the running phase's state at most every ``interval`` s."""
 
-    def __init__(self, out_path: str | os.PathLike, model: nn.Module, fingerprint: str, interval: float = 60.0):
+    def __init__(self, out_path: str | os.PathLike, model: nn.Module, fingerprint: str, interval: float | None = 60.0):
         self.path = Path(f"{os.fspath(out_path)}.ckpt")
         self.model = model
         self.fingerprint = fingerprint
@@ -53,7 +56,7 @@ class EncodeCheckpoint:
         self._last = time.monotonic()
 
     def due(self) -> bool:
-        return time.monotonic() - self._last >= self.interval
+        return self.interval is not None and time.monotonic() - self._last >= self.interval
 
     def save(self, state: FitState | None = None) -> None:
         """Write the checkpoint atomically; ``state`` is the running phase's, None at a phase boundary."""
@@ -92,8 +95,10 @@ class EncodeCheckpoint:
         try:
             payload: dict[str, Any] = torch.load(self.path, map_location="cpu", weights_only=True)
             if payload["fingerprint"] != self.fingerprint:
-                raise InputError(f"{self.path}: checkpoint of a different encode (source or options changed); "
-                                 "delete it or encode without --resume")
+                raise InputError(
+                    f"{self.path}: checkpoint of a different encode (source or options changed); "
+                    "delete it or encode without --resume"
+                )
             self.model.load_state_dict(payload["model"])
             self.done = [TrainResult(**r) for r in payload["done"]]
             self.levels, self.ratio, self.masks = payload["levels"], payload["ratio"], payload["masks"]

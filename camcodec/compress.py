@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
-from torch import nn
 
 import bitstream
+from camcodec.model.common import VideoModel
 from camcodec.prune import magnitude_masks
 from camcodec.quantize import ChannelAxis, fake_quantize, fake_quantize_at, quantize_at, quantize_model
 from camcodec.rate import snapped
@@ -26,7 +26,7 @@ FileBuilder = Callable[[list[bitstream.QuantizedTensor]], bytes]
 def masked_weights(masks: Masks) -> WeightMap:
     """Forward with pruned weights held at zero (their gradients are zero too)."""
 
-    def weights(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def weights(params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {name: p * masks[name] if name in masks else p for name, p in params.items()}
 
     return weights
@@ -37,7 +37,7 @@ def quantized_weights(masks: Masks, levels: int, axes: dict[str, ChannelAxis]) -
     ``axes``: each parameter's output-channel axis (``quantize.channel_axes``)."""
     pruned = masked_weights(masks)
 
-    def weights(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def weights(params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {name: fake_quantize(p, levels, axes[name]) for name, p in pruned(params).items()}
 
     return weights
@@ -46,7 +46,7 @@ def quantized_weights(masks: Masks, levels: int, axes: dict[str, ChannelAxis]) -
 def stepped_weights(steps: dict[str, torch.Tensor]) -> WeightMap:
     """Forward with the weights the decoder will use at fixed (learned) steps; straight-through gradients."""
 
-    def weights(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def weights(params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {name: fake_quantize_at(p, steps[name]) for name, p in params.items()}
 
     return weights
@@ -57,8 +57,14 @@ def scaled_steps(steps: dict[str, torch.Tensor], factor: float) -> dict[str, tor
     return {name: snapped(step * factor) for name, step in steps.items()}
 
 
-def factor_for_target(model: nn.Module, steps: dict[str, torch.Tensor], target_bytes: int, build: FileBuilder,
-                      span: float = 16.0, iterations: int = 14) -> tuple[float, int]:
+def factor_for_target(
+    model: VideoModel,
+    steps: dict[str, torch.Tensor],
+    target_bytes: int,
+    build: FileBuilder,
+    span: float = 16.0,
+    iterations: int = 14,
+) -> tuple[float, int]:
     """The smallest common factor on ``steps`` (between ``1/span`` and ``span``) whose coded file fits
     ``target_bytes``: (factor, size). Bisects in log scale on the real coded size, which falls as the
     steps grow; when even ``span`` codes too large, returns it and its size."""
@@ -81,12 +87,11 @@ def factor_for_target(model: nn.Module, steps: dict[str, torch.Tensor], target_b
     return best
 
 
-def coded_size(model: nn.Module, masks: Masks, levels: int, build: FileBuilder) -> int:
+def coded_size(model: VideoModel, masks: Masks, levels: int, build: FileBuilder) -> int:
     return len(build(quantize_model(model, levels, masks)))
 
 
-def levels_for_target(model: nn.Module, low: int, high: int, target_bytes: int, build: FileBuilder
-                      ) -> tuple[int, int]:
+def levels_for_target(model: VideoModel, low: int, high: int, target_bytes: int, build: FileBuilder) -> tuple[int, int]:
     """The finest quantization (most levels, in ``low .. high``) whose coded file fits ``target_bytes``:
     (levels, size). Bisects on the real coded size, which grows with the levels; when even ``low``
     codes too large, returns ``low`` and its size (pruning must then make up the rest)."""
@@ -105,8 +110,9 @@ def levels_for_target(model: nn.Module, low: int, high: int, target_bytes: int, 
     return best
 
 
-def prune_for_target(model: nn.Module, levels: int, target_bytes: int, build: FileBuilder,
-                     max_ratio: float = 0.9, iterations: int = 12) -> tuple[float, int]:
+def prune_for_target(
+    model: VideoModel, levels: int, target_bytes: int, build: FileBuilder, max_ratio: float = 0.9, iterations: int = 12
+) -> tuple[float, int]:
     """The pruning ratio whose coded file comes closest to ``target_bytes`` without exceeding it.
 
     Bisects the global magnitude-pruning ratio on the real coded size of the current weights. When

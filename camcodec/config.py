@@ -67,12 +67,17 @@ class EncodeConfig:
             (0 < self.finetune_lr <= 1, "finetune_lr must be in (0, 1]"),
             (self.rate_weight >= 0, "rate_weight must be >= 0"),
             (0 <= self.rate_from < 1, "rate_from must be in [0, 1)"),
-            (self.rate_weight == 0 or self.prune == 0,
-             "prune does not apply with rate_weight: learned steps set the rate"),
+            (
+                self.rate_weight == 0 or self.prune == 0,
+                "prune does not apply with rate_weight: learned steps set the rate",
+            ),
             (self.target_bpp is None or 0 < self.target_bpp <= 24, "target bpp must be in (0, 24]"),
             (2 <= self.cam_points <= 4096, "cam_points must be in 2..4096"),
             (self.arch in ARCHITECTURES, f"arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}"),
-            (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), f"device must be auto, cpu or cuda, got {self.device!r}"),
+            (
+                self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+                f"device must be auto, cpu or cuda, got {self.device!r}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -157,8 +162,9 @@ def size_model(width: int, height: int, num_frames: int, config: EncodeConfig) -
     (``params_per_pixel`` x pixels x frames, at least ``min_params``)."""
     budget = max(config.params_per_pixel * width * height * num_frames, config.min_params)
     try:
-        return architecture(config.arch).sized(width, height, num_frames, budget, cam=config.cam,
-                                               cam_points=config.cam_points, **dict(config.model_params))
+        return architecture(config.arch).sized(
+            width, height, num_frames, budget, cam=config.cam, cam_points=config.cam_points, **dict(config.model_params)
+        )
     except (TypeError, ValueError) as exc:
         raise InputError(f"model options for {config.arch}: {exc}") from None
 
@@ -206,7 +212,8 @@ def parse_options(pairs: Iterable[str]) -> dict[str, Any]:
         model_hints = typing.get_type_hints(arch.config)
         unknown = sorted(set(rest) - set(model_hints) - {"arch", "width", "height", "num_frames"})
         if unknown:
-            raise InputError(f"unknown option {unknown[0]!r}: neither an encode option nor a field of the "
-                             f"{arch.config.arch} model")
+            raise InputError(
+                f"unknown option {unknown[0]!r}: neither an encode option nor a field of the {arch.config.arch} model"
+            )
         options["model_params"] = tuple((k, _convert(k, v, model_hints[k])) for k, v in rest.items())
     return options

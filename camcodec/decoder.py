@@ -11,12 +11,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 import bitstream
 from camcodec.device import keep_freed_cpu_memory, resolve_device
 from camcodec.errors import BitstreamError, HeaderError, InputError
-from camcodec.model import ArchConfig, build_model, config_from_dict, frame_times, parameter_count
+from camcodec.model import ArchConfig, VideoModel, build_model, config_from_dict, frame_times, parameter_count
 from camcodec.quantize import load_quantized
 
 log = logging.getLogger(__name__)
@@ -30,7 +29,7 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
     return frames.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def build_segment_model(segment: bitstream.Segment, info: bitstream.VideoInfo, device: torch.device) -> nn.Module:
+def build_segment_model(segment: bitstream.Segment, info: bitstream.VideoInfo, device: torch.device) -> VideoModel:
     """The network of one segment with its dequantized weights; a mismatch with the file is a HeaderError.
 
     ``Decoder`` has already checked the config against the tensor table (``check_segment``) before
@@ -40,15 +39,16 @@ def build_segment_model(segment: bitstream.Segment, info: bitstream.VideoInfo, d
     config = checked_model_config(segment.model_config, where)
     if (config.width, config.height, config.num_frames) != (info.width, info.height, segment.num_frames):
         raise HeaderError(f"{where}: model size does not match the video info")
-    if any(not isinstance(t, bitstream.QuantizedTensor) for t in segment.tensors):
+    tensors = [t for t in segment.tensors if isinstance(t, bitstream.QuantizedTensor)]
+    if len(tensors) != len(segment.tensors):
         raise HeaderError(f"{where}: holds a raw (unquantized) tensor; camcodec models store quantized tensors only")
-    held = sum(int(np.asarray(t.symbols).size) for t in segment.tensors)
+    held = sum(int(np.asarray(t.symbols).size) for t in tensors)
     expected = parameter_count(config)
     if held != expected:
         raise HeaderError(f"{where}: the model config has {expected:,} parameters, the file holds {held:,}")
     try:
         model = build_model(config)
-        load_quantized(model, segment.tensors)
+        load_quantized(model, tensors)
     except ValueError as exc:
         raise HeaderError(f"{where}: {exc}") from None
     return model.to(device).eval()
@@ -119,8 +119,10 @@ def load_container(source: str | os.PathLike | bytes) -> bitstream.Container:
     Every header is parsed and checked, and each segment's model config is checked against its tensor
     table, before any payload is decoded or any network is built. Errors name the file.
     """
-    label = None if isinstance(source, (bytes, bytearray, memoryview)) else os.fsdecode(os.fspath(source))
-    data = bytes(source) if label is None else read_source(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        label, data = None, bytes(source)
+    else:
+        label, data = os.fsdecode(os.fspath(source)), read_source(source)
     try:
         description = bitstream.describe(data)
         for index, segment in enumerate(description["segments"]):

@@ -10,7 +10,6 @@ from fractions import Fraction
 
 import numpy as np
 import torch
-from torch import nn
 
 import bitstream
 from camcodec.checkpoint import EncodeCheckpoint, fingerprint
@@ -37,7 +36,7 @@ from camcodec.device import resolve_device
 from camcodec.errors import InputError
 from camcodec.media import Clip, check_output_path
 from camcodec.metrics import psnr_uint8
-from camcodec.model import build_model, count_parameters
+from camcodec.model import VideoModel, build_model, count_parameters
 from camcodec.prune import apply_masks, magnitude_masks
 from camcodec.quantize import bits_for_levels, channel_axes, levels_for_bits, quantize_at, quantize_model
 from camcodec.rate import LearnedSteps
@@ -146,22 +145,38 @@ class Encoder:
             target_bytes = int(config.target_bpp * width * height * num_frames / 8)
             config = replace(config, params_per_pixel=params_for_target(config.target_bpp, config.bits))
         model = build_model(size_model(width, height, num_frames, config), config.seed).to(device)
-        log.info("%s: %d frames %dx%d, %d params, device %s, model %s", clip.source, num_frames, width, height,
-                 count_parameters(model), device, model.config.to_dict())
+        log.info(
+            "%s: %d frames %dx%d, %d params, device %s, model %s",
+            clip.source,
+            num_frames,
+            width,
+            height,
+            count_parameters(model),
+            device,
+            model.config.to_dict(),
+        )
 
         def build(tensors: list[bitstream.QuantizedTensor]) -> bitstream.Container:
             return bitstream.Container(info, [bitstream.Segment(0, num_frames, model.config.to_dict(), tensors)])
 
-        progress = EncodeCheckpoint(out_path, model, fingerprint(clip.frames, asdict(config), model.config.to_dict()),
-                                    self.checkpoint_interval)
+        progress = EncodeCheckpoint(
+            out_path, model, fingerprint(clip.frames, asdict(config), model.config.to_dict()), self.checkpoint_interval
+        )
         if config.rate_weight > 0:
             # Learned steps have no natural size of their own: without a target, they land the nominal rate.
             nominal_bpp = config.nominal_bpp(count_parameters(model), width * height * num_frames)
             progress.rate = LearnedSteps(model, levels_for_bits(config.bits), channel_axes(model), nominal_bpp)
             target_bytes = int(nominal_bpp * width * height * num_frames / 8)
-        self._optimize(model, frames_to_tensor(clip.frames, device), config, progress, target_bytes,
-                       lambda tensors: bitstream.write_bytes(build(tensors)))
+        self._optimize(
+            model,
+            frames_to_tensor(clip.frames, device),
+            config,
+            progress,
+            target_bytes,
+            lambda tensors: bitstream.write_bytes(build(tensors)),
+        )
         if progress.steps is None:
+            assert progress.levels is not None, "the encoder finished without deciding the quantization"
             tensors = quantize_model(model, progress.levels)
         else:
             tensors = quantize_at(model, progress.steps)
@@ -191,8 +206,15 @@ class Encoder:
         log.info("encoded %s", stats.summary())
         return EncodeResult(stats, reconstruction)
 
-    def _optimize(self, model: nn.Module, frames: torch.Tensor, config: EncodeConfig, progress: EncodeCheckpoint,
-                  target_bytes: int | None, build: FileBuilder) -> None:
+    def _optimize(
+        self,
+        model: VideoModel,
+        frames: torch.Tensor,
+        config: EncodeConfig,
+        progress: EncodeCheckpoint,
+        target_bytes: int | None,
+        build: FileBuilder,
+    ) -> None:
         """Train, choose the rate, prune and fine-tune, then quantization-aware fine-tune: the weights
         left in ``model`` (pruned weights zeroed) quantize to the file's tensors at ``progress.levels``.
 
@@ -207,8 +229,9 @@ class Encoder:
             nonlocal state
             if any(r.phase == phase.name for r in progress.done):
                 return
-            progress.done.append(fit(model, frames, phase, config, progress=self.progress, resume=state,
-                                     checkpointer=checkpointer))
+            progress.done.append(
+                fit(model, frames, phase, config, progress=self.progress, resume=state, checkpointer=checkpointer)
+            )
             state = None
             if checkpointer is not None:
                 progress.save()
@@ -241,20 +264,22 @@ class Encoder:
         apply_masks(model, masks)
 
     @staticmethod
-    def _steps_for_target(model: nn.Module, steps: dict[str, torch.Tensor], target_bytes: int | None,
-                          build: FileBuilder) -> dict[str, torch.Tensor]:
+    def _steps_for_target(
+        model: VideoModel, steps: dict[str, torch.Tensor], target_bytes: int | None, build: FileBuilder
+    ) -> dict[str, torch.Tensor]:
         """``steps`` scaled by the common factor that lands the target (unchanged without one)."""
         if target_bytes is None:
             return steps
         return scaled_steps(steps, factor_for_target(model, steps, target_bytes, build)[0])
 
     @staticmethod
-    def _rate_for_target(model: nn.Module, target_bytes: int, build: FileBuilder) -> tuple[int, float]:
+    def _rate_for_target(model: VideoModel, target_bytes: int, build: FileBuilder) -> tuple[int, float]:
         """(levels, pruning ratio) that land the coded size at the target: the finest quantization step
         between ``MIN_TARGET_BITS`` and ``MAX_TARGET_BITS`` wide that fits; pruning only when even the
         coarsest does not."""
-        levels, size = levels_for_target(model, levels_for_bits(MIN_TARGET_BITS), levels_for_bits(MAX_TARGET_BITS),
-                                         target_bytes, build)
+        levels, size = levels_for_target(
+            model, levels_for_bits(MIN_TARGET_BITS), levels_for_bits(MAX_TARGET_BITS), target_bytes, build
+        )
         if size <= target_bytes:
             return levels, 0.0
         ratio, _ = prune_for_target(model, levels, target_bytes, build)

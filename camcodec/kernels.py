@@ -49,7 +49,7 @@ def norm_modulate_gelu(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor)
 SMALL_CONV_PIXELS = 4096  # at or below this many pixels per frame, im2col + GEMM beats oneDNN on CPU
 
 
-def conv_same(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def conv_same(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """``F.conv2d`` with an odd k x k kernel and k // 2 padding (the output keeps the input's size); on small
     CPU feature maps by im2col, where oneDNN's fixed cost per call (layout reorders) outweighs the
     arithmetic: 2-3x faster at 9x11 to 18x22 pixels for 3x3 kernels.

@@ -26,7 +26,7 @@ def magnitude_masks(model: nn.Module, ratio: float) -> dict[str, torch.Tensor]:
     params = dict(model.named_parameters())
     names = prunable_names(model)
     magnitudes = torch.cat([params[n].detach().abs().flatten() for n in names])
-    count = int(round(ratio * magnitudes.numel()))
+    count = round(ratio * magnitudes.numel())
     if count == 0:
         return {n: torch.ones_like(params[n], dtype=torch.bool) for n in names}
     threshold = magnitudes.kthvalue(count).values

@@ -19,10 +19,9 @@ import math
 
 import numpy as np
 import torch
-from torch import nn
 
 from bitstream import QuantizedTensor
-
+from camcodec.model.common import VideoModel
 
 MIN_VALUES_PER_SCALE = 128
 
@@ -45,8 +44,9 @@ def per_channel(shape: torch.Size | tuple[int, ...], channel_axis: ChannelAxis =
     return channel_axis == 0 and len(shape) > 1 and math.prod(shape[1:]) >= MIN_VALUES_PER_SCALE
 
 
-def channel_scales(weight: torch.Tensor, levels: int, channel_axis: ChannelAxis = 0, zero_step: float = 1.0
-                   ) -> torch.Tensor:
+def channel_scales(
+    weight: torch.Tensor, levels: int, channel_axis: ChannelAxis = 0, zero_step: float = 1.0
+) -> torch.Tensor:
     """float32 step sizes, one per output channel or one for all (see ``per_channel``); the step of an
     all-zero channel is ``zero_step``."""
     w = weight.detach().float()
@@ -70,8 +70,9 @@ def symbols_at(weight: torch.Tensor, scales: torch.Tensor, levels: int = MAX_LEV
     return torch.round(weight.detach().float() / _broadcast(scales, weight)).clamp(-levels, levels)
 
 
-def quantization_symbols(weight: torch.Tensor, levels: int, channel_axis: ChannelAxis = 0
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
+def quantization_symbols(
+    weight: torch.Tensor, levels: int, channel_axis: ChannelAxis = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(integer-valued float32 symbols in -levels .. levels, scales) of a tensor."""
     scales = channel_scales(weight, levels, channel_axis)
     return symbols_at(weight, scales, levels), scales
@@ -113,14 +114,14 @@ def quantize_tensor(name: str, weight: torch.Tensor, levels: int, channel_axis: 
     return quantized(name, symbols, scales, levels)
 
 
-def channel_axes(model: nn.Module) -> dict[str, ChannelAxis]:
+def channel_axes(model: VideoModel) -> dict[str, ChannelAxis]:
     """The model's declaration of each parameter's output-channel axis."""
-    axes: dict[str, ChannelAxis] = model.channel_axes()  # type: ignore[operator]
-    return axes
+    return model.channel_axes()
 
 
-def quantize_model(model: nn.Module, levels: int, masks: dict[str, torch.Tensor] | None = None
-                   ) -> list[QuantizedTensor]:
+def quantize_model(
+    model: VideoModel, levels: int, masks: dict[str, torch.Tensor] | None = None
+) -> list[QuantizedTensor]:
     """Every parameter of the model, in ``state_dict`` order, as a quantized tensor (pruned where masked)."""
     masks = masks or {}
     axes = channel_axes(model)
@@ -130,12 +131,12 @@ def quantize_model(model: nn.Module, levels: int, masks: dict[str, torch.Tensor]
     ]
 
 
-def quantize_at(model: nn.Module, steps: dict[str, torch.Tensor]) -> list[QuantizedTensor]:
+def quantize_at(model: VideoModel, steps: dict[str, torch.Tensor]) -> list[QuantizedTensor]:
     """Every parameter of the model, in ``state_dict`` order, quantized with the given steps."""
     return [quantized(name, symbols_at(value, steps[name]), steps[name]) for name, value in model.state_dict().items()]
 
 
-def load_quantized(model: nn.Module, tensors: list[QuantizedTensor]) -> None:
+def load_quantized(model: VideoModel, tensors: list[QuantizedTensor]) -> None:
     """Load dequantized weights into ``model``; names and shapes must match the model exactly."""
     state = {t.name: torch.from_numpy(np.ascontiguousarray(t.dequantize())) for t in tensors}
     expected = model.state_dict()
@@ -145,5 +146,7 @@ def load_quantized(model: nn.Module, tensors: list[QuantizedTensor]) -> None:
         raise ValueError(f"tensors do not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
     for name, value in state.items():
         if tuple(value.shape) != tuple(expected[name].shape):
-            raise ValueError(f"tensor {name!r} has shape {tuple(value.shape)}, the model wants {tuple(expected[name].shape)}")
+            raise ValueError(
+                f"tensor {name!r} has shape {tuple(value.shape)}, the model wants {tuple(expected[name].shape)}"
+            )
     model.load_state_dict(state)

@@ -18,10 +18,12 @@ so that the decoder's weights are exactly the ones the encoder evaluated.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import nn
 
+from camcodec.model.common import VideoModel
 from camcodec.quantize import ChannelAxis, channel_scales, fake_quantize_at
 
 LOG2 = math.log(2.0)
@@ -60,7 +62,11 @@ class LearnedSteps(nn.Module):
     whatever the number of tensors.
     """
 
-    def __init__(self, model: nn.Module, levels: int, axes: dict[str, ChannelAxis], nominal_bpp: float):
+    step_index: torch.Tensor
+    tensor_index: torch.Tensor
+    counts: torch.Tensor
+
+    def __init__(self, model: VideoModel, levels: int, axes: dict[str, ChannelAxis], nominal_bpp: float):
         """Steps start where ``levels`` levels per side would put them today (max |w| / levels);
         ``nominal_bpp`` is the rate the training aims at (``train.rate_term``)."""
         super().__init__()
@@ -78,25 +84,31 @@ class LearnedSteps(nn.Module):
         # Element i of the flat weights uses step step_index[i] and belongs to tensor tensor_index[i]:
         # a tensor's channels are contiguous runs of its row-major elements.
         first_step = torch.tensor([0, *self.step_counts], device=device).cumsum(0)[:-1]
-        self.register_buffer("step_index", torch.cat([
-            torch.arange(int(first), int(first) + n, device=device).repeat_interleave(size // n)
-            for first, n, size in zip(first_step, self.step_counts, self.sizes, strict=True)
-        ]))
-        self.register_buffer("tensor_index", torch.cat([
-            torch.full((size,), i, device=device) for i, size in enumerate(self.sizes)
-        ]))
+        self.register_buffer(
+            "step_index",
+            torch.cat(
+                [
+                    torch.arange(int(first), int(first) + n, device=device).repeat_interleave(size // n)
+                    for first, n, size in zip(first_step, self.step_counts, self.sizes, strict=True)
+                ]
+            ),
+        )
+        self.register_buffer(
+            "tensor_index", torch.cat([torch.full((size,), i, device=device) for i, size in enumerate(self.sizes)])
+        )
         self.register_buffer("counts", torch.tensor(self.sizes, dtype=torch.float32, device=device))
 
     @torch.no_grad()
-    def restart(self, model: nn.Module) -> None:
+    def restart(self, model: VideoModel) -> None:
         """Steps as the constructor would set them for the model's weights now (training switching from
         float weights to noisy ones part-way)."""
         params = dict(model.named_parameters())
         steps = [initial_steps(params[name], self.levels, self.axes[name]) for name in self.names]
         self.log_steps.copy_(torch.cat(steps).log())
 
-    def noisy(self, params: dict[str, torch.Tensor], generator: torch.Generator
-              ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def noisy(
+        self, params: Mapping[str, torch.Tensor], generator: torch.Generator
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """(the weights with quantization noise drawn from ``generator``, the estimated bits of all their
         symbols)."""
         w = torch.cat([params[name].reshape(-1) for name in self.names])
@@ -106,8 +118,9 @@ class LearnedSteps(nn.Module):
         weights = {name: v.view(shape) for name, v, shape in zip(self.names, noisy, self.shapes, strict=True)}
         return weights, laplace_bits(x, self.tensor_index, self.counts)
 
-    def rounded(self, params: dict[str, torch.Tensor], steps: dict[str, torch.Tensor]
-                ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def rounded(
+        self, params: Mapping[str, torch.Tensor], steps: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """(the weights the decoder will use with the fixed ``steps``, straight-through; the estimated bits
         of their symbols, so that fine-tuning keeps paying for the rate instead of letting it grow)."""
         weights = {name: fake_quantize_at(params[name], steps[name]) for name in self.names}

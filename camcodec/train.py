@@ -5,20 +5,19 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from camcodec.config import EncodeConfig
 from camcodec.device import keep_freed_cpu_memory
 from camcodec.metrics import msssim
-from camcodec.model import frame_times
+from camcodec.model import VideoModel, frame_times
 from camcodec.rate import LearnedSteps
 
 log = logging.getLogger(__name__)
@@ -44,10 +43,10 @@ def frames_to_tensor(frames_uint8, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(frames_uint8).to(device).permute(0, 3, 1, 2).contiguous()
 
 
-def parameter_groups(model: nn.Module, grid_lr: float) -> list[dict]:
+def parameter_groups(model: VideoModel, grid_lr: float) -> list[dict]:
     """Adam's parameter groups, each with its learning-rate ``scale``: the model's latent grids (the
     ``latent_grids()`` it names, if any) learn ``grid_lr`` times faster than its weights."""
-    grids = set(getattr(model, "latent_grids", lambda: ())())
+    grids = set(model.latent_grids())
     named = list(model.named_parameters())
     groups = [
         {"params": [p for n, p in named if n not in grids], "scale": 1.0},
@@ -63,7 +62,7 @@ def rate_term(distortion: torch.Tensor, bpp: torch.Tensor, kappa: float, nominal
     return kappa * distortion.detach() * bpp / nominal_bpp
 
 
-WeightMap = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+WeightMap = Callable[[Mapping[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -116,7 +115,7 @@ class Checkpointer(Protocol):
 
 
 def fit(
-    model: nn.Module,
+    model: VideoModel,
     frames: torch.Tensor,
     phase: Phase,
     config: EncodeConfig,
@@ -157,8 +156,7 @@ def fit(
         first, earlier_seconds = resume.step, resume.seconds
     start = time.perf_counter() - earlier_seconds
     model.train()
-    bar = tqdm(total=phase.steps, initial=first, desc=phase.name, unit="step", disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(total=phase.steps, initial=first, desc=phase.name, unit="step", disable=not progress, dynamic_ncols=True)
     for step in range(first, phase.steps):
         if len(order) < batch:
             order = torch.cat([order, torch.randperm(num_frames, generator=generator)])
@@ -172,7 +170,7 @@ def fit(
         pred, bits = phase_forward(model, phase, times, step >= rate_from, noise)
         distortion = reconstruction_loss(pred, target, config.loss)
         loss = distortion
-        if bits is not None:
+        if bits is not None and phase.rate is not None:
             loss = distortion + rate_term(distortion, bits / pixels, config.rate_weight, phase.rate.nominal_bpp)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -183,19 +181,35 @@ def fit(
             seen = recent[: min(step + 1, window)]
             bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{mse_to_psnr(seen.mean().item()):.2f}")
         if checkpointer is not None and step + 1 < phase.steps and checkpointer.due():
-            checkpointer.save(FitState(step + 1, optimizer.state_dict(), generator.get_state(), noise.get_state(),
-                                       order.clone(), recent.cpu(), time.perf_counter() - start))
+            checkpointer.save(
+                FitState(
+                    step + 1,
+                    optimizer.state_dict(),
+                    generator.get_state(),
+                    noise.get_state(),
+                    order.clone(),
+                    recent.cpu(),
+                    time.perf_counter() - start,
+                )
+            )
     bar.close()
     model.eval()
     seconds = time.perf_counter() - start
     psnr = evaluate_psnr(model, frames, phase.weights)
-    log.info("%s: %d steps (%d frame-steps) in %.1f s, PSNR %.2f dB", phase.name, phase.steps,
-             phase.steps * batch, seconds, psnr)
+    log.info(
+        "%s: %d steps (%d frame-steps) in %.1f s, PSNR %.2f dB",
+        phase.name,
+        phase.steps,
+        phase.steps * batch,
+        seconds,
+        psnr,
+    )
     return TrainResult(phase.name, phase.steps, phase.steps * batch, seconds, psnr)
 
 
-def phase_forward(model: nn.Module, phase: Phase, times: torch.Tensor, noisy: bool, noise: torch.Generator
-                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def phase_forward(
+    model: VideoModel, phase: Phase, times: torch.Tensor, noisy: bool, noise: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The phase's prediction for ``times`` and, when the phase pays for the rate, the estimated bits
     (``noisy``: the rate phase has started to see quantization noise)."""
     params = dict(model.named_parameters())
@@ -211,7 +225,7 @@ def phase_forward(model: nn.Module, phase: Phase, times: torch.Tensor, noisy: bo
 
 
 @torch.no_grad()
-def evaluate_psnr(model: nn.Module, frames: torch.Tensor, weights: WeightMap | None = None, batch: int = 8) -> float:
+def evaluate_psnr(model: VideoModel, frames: torch.Tensor, weights: WeightMap | None = None, batch: int = 8) -> float:
     """Mean per-frame RGB PSNR of the model's 8-bit output over all frames (the codec's metric)."""
     num_frames = frames.shape[0]
     params = weights(dict(model.named_parameters())) if weights is not None else None

@@ -45,12 +45,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 import camcodec
 from camcodec.config import EncodeConfig, resolve_config, size_model
@@ -59,7 +59,7 @@ from camcodec.device import resolve_device
 from camcodec.encoder import Encoder, clip_from_array
 from camcodec.errors import InputError
 from camcodec.media import read_video
-from camcodec.model import build_model, count_parameters, macs_per_frame
+from camcodec.model import VideoModel, build_model, count_parameters, macs_per_frame
 from camcodec.train import FitState, Phase, evaluate_psnr, fit, frames_to_tensor
 from eval.results import write_atomic
 
@@ -127,28 +127,53 @@ def _positive_float(text: str) -> float:
 def setup_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto: cuda when present)")
     parser.add_argument(
-        "--sizes", type=_size_list, metavar="WxH,...",
+        "--sizes",
+        type=_size_list,
+        metavar="WxH,...",
         help="frame sizes (default 320x180 on the CPU; 320x180,1280x720,1920x1080 on a GPU)",
     )
-    parser.add_argument("--presets", type=_name_list, default=["fast", "medium"], metavar="LIST",
-                        help="encoder presets (default fast,medium)")
     parser.add_argument(
-        "--source", metavar="CLIP",
+        "--presets",
+        type=_name_list,
+        default=["fast", "medium"],
+        metavar="LIST",
+        help="encoder presets (default fast,medium)",
+    )
+    parser.add_argument(
+        "--source",
+        metavar="CLIP",
         help=f"clip scaled to each size (default {SHARED_CLIP.name} from the shared data when present, "
         f"else '{SYNTHETIC}': a generated moving pattern)",
     )
-    parser.add_argument("--frames", type=_count(1), default=16, metavar="T",
-                        help="frames of the clip used (default 16)")
-    parser.add_argument("--steps", type=_count(1), default=20, metavar="N",
-                        help="timed training steps per repeat (default 20)")
-    parser.add_argument("--warmup", type=_count(1), default=5, metavar="N",
-                        help="untimed warm-up steps before each repeat's timed steps (default 5)")
-    parser.add_argument("--repeats", type=_count(1), default=5, metavar="R",
-                        help="timed repeats, medians reported (default 5); the file decode in a fresh "
-                        f"process runs min(R, {MAX_PROCESS_RUNS}) times")
+    parser.add_argument(
+        "--frames", type=_count(1), default=16, metavar="T", help="frames of the clip used (default 16)"
+    )
+    parser.add_argument(
+        "--steps", type=_count(1), default=20, metavar="N", help="timed training steps per repeat (default 20)"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=_count(1),
+        default=5,
+        metavar="N",
+        help="untimed warm-up steps before each repeat's timed steps (default 5)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=_count(1),
+        default=5,
+        metavar="R",
+        help="timed repeats, medians reported (default 5); the file decode in a fresh "
+        f"process runs min(R, {MAX_PROCESS_RUNS}) times",
+    )
     parser.add_argument("--psnr", type=_positive_float, default=28.0, metavar="DB", help="PSNR to reach (default 28)")
-    parser.add_argument("--budget", type=_positive_float, default=60.0, metavar="S",
-                        help="seconds of training allowed to reach the PSNR, per preset and size (default 60)")
+    parser.add_argument(
+        "--budget",
+        type=_positive_float,
+        default=60.0,
+        metavar="S",
+        help="seconds of training allowed to reach the PSNR, per preset and size (default 60)",
+    )
     parser.add_argument("--threads", type=_count(1), metavar="N", help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--out", default="bench.json", metavar="JSON", help="results file (default bench.json)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
@@ -353,7 +378,7 @@ class StepClock:
         return self.times[last][1] - self.times[first][1]
 
 
-def measure_training(model: nn.Module, frames: torch.Tensor, config: EncodeConfig, s: BenchSettings) -> dict[str, Any]:
+def measure_training(model: VideoModel, frames: torch.Tensor, config: EncodeConfig, s: BenchSettings) -> dict[str, Any]:
     """Frame-steps per second of ``fit``: per repeat one ``fit`` call, warm-up steps, then N timed steps."""
     batch = min(config.batch_size, frames.shape[0])
     lead = s.warmup  # >= 1: a fit call's first step also creates the optimizer's state
@@ -373,7 +398,7 @@ def measure_training(model: nn.Module, frames: torch.Tensor, config: EncodeConfi
         "steps": s.steps,
         "seconds": [round(v, 4) for v in seconds],
         "cpu_seconds": [round(v, 4) for v in cpu_seconds],
-        "cpu_per_wall": round(median([c / w for c, w in zip(cpu_seconds, seconds)]), 2),
+        "cpu_per_wall": round(median([c / w for c, w in zip(cpu_seconds, seconds, strict=True)]), 2),
         "steps_per_s": round(s.steps / mid, 3),
         "frame_steps_per_s": round(s.steps * batch / mid, 3),
         "memory": memory.to_dict(),
@@ -398,8 +423,9 @@ class PsnrWatch:
     is spent. Time spent checking is measured and left out of the training time.
     """
 
-    def __init__(self, model: nn.Module, frames: torch.Tensor, target: float, every: int, budget: float,
-                 device: torch.device):
+    def __init__(
+        self, model: VideoModel, frames: torch.Tensor, target: float, every: int, budget: float, device: torch.device
+    ):
         self.model, self.frames, self.target = model, frames, target
         self.every, self.budget, self.device = every, budget, device
         self.steps = 0
@@ -434,7 +460,12 @@ class PsnrWatch:
 
 
 def time_to_psnr(
-    model: nn.Module, frames: torch.Tensor, config: EncodeConfig, target: float, budget: float, device: torch.device,
+    model: VideoModel,
+    frames: torch.Tensor,
+    config: EncodeConfig,
+    target: float,
+    budget: float,
+    device: torch.device,
 ) -> dict[str, Any]:
     """Train ``model`` as the encoder's main phase does until its frames reach ``target`` dB (or the budget)."""
     num_frames = frames.shape[0]
@@ -480,6 +511,10 @@ def encode_file(frames: np.ndarray, preset: str, s: BenchSettings, path: Path) -
     }
 
 
+def _load_decoder(path: Path, device: torch.device, into: list[Decoder]) -> None:
+    into.append(Decoder(path, device=str(device)))
+
+
 def measure_decoding(path: Path, num_frames: int, s: BenchSettings) -> dict[str, Any]:
     """Load time of ``Decoder(path)``, and frames per second of ``Decoder.render`` of all frames to memory.
 
@@ -492,11 +527,11 @@ def measure_decoding(path: Path, num_frames: int, s: BenchSettings) -> dict[str,
         Decoder(path, device=str(s.device)).render(indices)  # warm-up
         load, runs = [], []
         for _ in range(s.repeats):
-            decoders = []
-            load.append(timed(lambda: decoders.append(Decoder(path, device=str(s.device))), s.device)[0])
-            runs.append(timed(lambda: decoders[0].render(indices), s.device))
-            render_group = decoders[0].container.segments[0].model_config["render_group"]
-            del decoders
+            fresh: list[Decoder] = []
+            load.append(timed(partial(_load_decoder, path, s.device, fresh), s.device)[0])
+            runs.append(timed(partial(fresh[0].render, indices), s.device))
+            render_group = fresh[0].container.segments[0].model_config["render_group"]
+            del fresh
     seconds = [run[0] for run in runs]
     return {
         "frames": num_frames,
@@ -595,8 +630,9 @@ class BenchSettings:
         }
 
 
-def bench_one(preset: str, width: int, height: int, source_frames: np.ndarray, s: BenchSettings,
-              folder: Path) -> dict[str, Any]:
+def bench_one(
+    preset: str, width: int, height: int, source_frames: np.ndarray, s: BenchSettings, folder: Path
+) -> dict[str, Any]:
     """Every measurement for one preset and size."""
     config = resolve_config(preset, device=str(s.device))
     num_frames = len(source_frames)
@@ -648,8 +684,9 @@ def run_bench(s: BenchSettings) -> dict[str, Any]:
                     torch.cuda.empty_cache()
                     message = " ".join(str(exc).split())[:200]
                     log.warning("%s %dx%d: out of GPU memory: %s", preset, width, height, message)
-                    results.append({"preset": preset, "width": width, "height": height,
-                                    "error": f"out of GPU memory: {message}"})
+                    results.append(
+                        {"preset": preset, "width": width, "height": height, "error": f"out of GPU memory: {message}"}
+                    )
     return {
         "schema": SCHEMA_VERSION,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -693,8 +730,12 @@ def git_commit() -> str | None:
     """camcodec's checkout as ``git describe --always --dirty``, when it is a git checkout."""
     try:
         result = subprocess.run(
-            ["git", "describe", "--always", "--dirty"], cwd=Path(camcodec.__file__).resolve().parent,
-            capture_output=True, text=True, timeout=10, check=False,
+            ["git", "describe", "--always", "--dirty"],
+            cwd=Path(camcodec.__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -741,13 +782,26 @@ def format_table(report: dict[str, Any]) -> str:
     load = m["load_average"]["start"]
     busy = f", load {load[0]:.1f} before the run" if load else ""
     threads = f"{m['torch_threads']} thread{'s' if m['torch_threads'] != 1 else ''}"
-    head = (f"{m['cpu']} ({m['cpus_usable']} usable CPUs, torch {m['torch']}, {threads}{gpu}), "
-            f"device {m['device']}{busy}")
-    startup = (f"a fresh camcodec process starts in {report['startup']['median_seconds']:.1f} s "
-               "(inside 'file decode s': camcodec decode FILE -o out.y4m)")
+    head = (
+        f"{m['cpu']} ({m['cpus_usable']} usable CPUs, torch {m['torch']}, {threads}{gpu}), device {m['device']}{busy}"
+    )
+    startup = (
+        f"a fresh camcodec process starts in {report['startup']['median_seconds']:.1f} s "
+        "(inside 'file decode s': camcodec decode FILE -o out.y4m)"
+    )
     cuda = m["gpu"] is not None
-    columns = ["preset", "size", "params", "train f-steps/s", f"to {report['settings']['psnr_target_db']:g} dB",
-               "decode fps", "load s", "file decode s", "MACs/px", "peak RSS MB train/decode"]
+    columns = [
+        "preset",
+        "size",
+        "params",
+        "train f-steps/s",
+        f"to {report['settings']['psnr_target_db']:g} dB",
+        "decode fps",
+        "load s",
+        "file decode s",
+        "MACs/px",
+        "peak RSS MB train/decode",
+    ]
     if cuda:
         columns.append("CUDA MB train/dec")
     rows = []
@@ -758,27 +812,44 @@ def format_table(report: dict[str, Any]) -> str:
             continue
         t = r["time_to_psnr"]
         best = "-" if t["best_db"] is None else f"{t['best_db']:.1f}"
-        reach = (f"{t['seconds']:.1f} s, {t['steps']} st" if t["reached"]
-                 else f"no: {best} dB at {t['last_steps']} st, {t['last_seconds']:.0f} s")
+        reach = (
+            f"{t['seconds']:.1f} s, {t['steps']} st"
+            if t["reached"]
+            else f"no: {best} dB at {t['last_steps']} st, {t['last_seconds']:.0f} s"
+        )
         train_mem, dec_mem = r["train"]["memory"], r["decode"]["memory"]
         dec_rss = r["decode_file"]["rss_peak_mb"]  # a fresh process: the in-process figure holds training's leftovers
         row = [
-            r["preset"], size, f"{r['parameters']:,}", _fmt(r["train"]["frame_steps_per_s"]), reach,
-            _fmt(r["decode"]["fps"]), _fmt(r["decode"]["load_seconds"], 2), _fmt(r["decode_file"]["median_seconds"], 2),
-            f"{r['macs_per_pixel']:,.0f}", f"{train_mem['rss_peak_mb']:.0f}/{dec_rss:.0f}",
+            r["preset"],
+            size,
+            f"{r['parameters']:,}",
+            _fmt(r["train"]["frame_steps_per_s"]),
+            reach,
+            _fmt(r["decode"]["fps"]),
+            _fmt(r["decode"]["load_seconds"], 2),
+            _fmt(r["decode_file"]["median_seconds"], 2),
+            f"{r['macs_per_pixel']:,.0f}",
+            f"{train_mem['rss_peak_mb']:.0f}/{dec_rss:.0f}",
         ]
         if cuda:
             row.append(f"{_fmt(train_mem['cuda_peak_mb'], 0)}/{_fmt(dec_mem['cuda_peak_mb'], 0)}")
         rows.append(row)
-    widths = [max(len(str(x)) for x in col) for col in zip(columns, *rows)]
-    starved = [f"{r['preset']} {r['width']}x{r['height']} {part}" for r in report["results"] if "error" not in r
-               for part in ("train", "decode") if r[part]["cpu_per_wall"] < STARVED * m["torch_threads"]]
-    lines = [head, startup, "  ".join(c.ljust(w) for c, w in zip(columns, widths))]
-    lines += ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip() for row in rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(columns, *rows, strict=True)]
+    starved = [
+        f"{r['preset']} {r['width']}x{r['height']} {part}"
+        for r in report["results"]
+        if "error" not in r
+        for part in ("train", "decode")
+        if r[part]["cpu_per_wall"] < STARVED * m["torch_threads"]
+    ]
+    lines = [head, startup, "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     if starved and m["torch_threads"] > 1 and not cuda:
-        lines.append(f"warning: torch ran on fewer cores than its {m['torch_threads']} threads "
-                     f"({', '.join(starved)}): other processes held the CPU, and torch's threads wait for each "
-                     "other; rerun on a quiet machine or with --threads 1")
+        lines.append(
+            f"warning: torch ran on fewer cores than its {m['torch_threads']} threads "
+            f"({', '.join(starved)}): other processes held the CPU, and torch's threads wait for each "
+            "other; rerun on a quiet machine or with --threads 1"
+        )
     return "\n".join(lines)
 
 

@@ -74,12 +74,19 @@ def setup_rd_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sources", nargs="+", metavar="SOURCE", help="sequences (see below)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created; reused to resume)")
     parser.add_argument(
-        "--codecs", type=_codec_list, default=["camcodec", "x264", "x265"], metavar="LIST",
+        "--codecs",
+        type=_codec_list,
+        default=["camcodec", "x264", "x265"],
+        metavar="LIST",
         help="comma-separated codecs (default camcodec,x264,x265)",
     )
     parser.add_argument("--anchor", help="BD-rate anchor (default x265 when run, else the first codec)")
     parser.add_argument(
-        "--points", type=_points_arg, action="append", default=[], metavar="[CODEC=]V,V,...",
+        "--points",
+        type=_points_arg,
+        action="append",
+        default=[],
+        metavar="[CODEC=]V,V,...",
         help="rate points (CRFs; target bpp for camcodec); repeatable",
     )
     parser.add_argument("--frames", type=positive_int, metavar="N", help="use the first N frames of each sequence")
@@ -90,9 +97,13 @@ def setup_rd_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=fps_arg, help="frame rate of raw and PNG sources (default 25)")
     parser.add_argument("--camcodec-preset", metavar="NAME", help="camcodec preset (default: camcodec's default)")
     parser.add_argument(
-        "--variant", type=_variant_arg, action="append", default=[], metavar="NAME:KEY=VALUE[:KEY=VALUE...]",
+        "--variant",
+        type=_variant_arg,
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE[:KEY=VALUE...]",
         help="also run camcodec as codec NAME with these encode or model options (repeatable), "
-             "e.g. v1:arch=cam-nerv or nocam:cam=false",
+        "e.g. v1:arch=cam-nerv or nocam:cam=false",
     )
     parser.add_argument("--steps", type=positive_int, help="camcodec training steps (overrides the preset)")
     parser.add_argument("--device", default="auto", help="camcodec device: auto, cpu or cuda (default auto)")

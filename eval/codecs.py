@@ -27,11 +27,12 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, cast
 
 import av
 import numpy as np
 from av.bitstream import BitStreamFilterContext
+from av.video.stream import VideoStream
 
 from camcodec.errors import InputError, OutputError
 from camcodec.media import read_video
@@ -42,7 +43,16 @@ log = logging.getLogger(__name__)
 MATRIX = "bt709"
 _AVCOL_RANGE_MPEG = 1
 _X26X_PRESETS = (
-    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
 )
 
 
@@ -59,9 +69,16 @@ class Coded:
 class Codec(Protocol):
     """What the harness needs of a codec."""
 
-    name: str  # as in --codecs and in the results
-    label: str  # for plots and tables
-    default_points: tuple[float, ...]
+    @property
+    def name(self) -> str:
+        """As in --codecs and in the results."""
+
+    @property
+    def label(self) -> str:
+        """For plots and tables."""
+
+    @property
+    def default_points(self) -> tuple[float, ...]: ...
 
     def point_label(self, value: float) -> str: ...
 
@@ -96,16 +113,28 @@ class Family:
 
 FAMILIES: dict[str, Family] = {
     "x264": Family(
-        "libx264", "preset", "medium", _X26X_PRESETS, (22, 27, 32, 37),
+        "libx264",
+        "preset",
+        "medium",
+        _X26X_PRESETS,
+        (22, 27, 32, 37),
         bsf="filter_units=remove_types=6",  # drop SEI NAL units: x264 writes its settings as text there
     ),
     "x265": Family(
-        "libx265", "preset", "medium", _X26X_PRESETS, (22, 27, 32, 37),
+        "libx265",
+        "preset",
+        "medium",
+        _X26X_PRESETS,
+        (22, 27, 32, 37),
         options={"x265-params": "log-level=error:info=0"},
     ),
     "svtav1": Family("libsvtav1", "preset", "8", tuple(str(i) for i in range(14)), (27, 35, 43, 51)),
     "vp9": Family(
-        "libvpx-vp9", "cpu-used", "1", tuple(str(i) for i in range(9)), (27, 35, 43, 51),
+        "libvpx-vp9",
+        "cpu-used",
+        "1",
+        tuple(str(i) for i in range(9)),
+        (27, 35, 43, 51),
         options={"b": "0", "row-mt": "1", "deadline": "good"},
     ),
 }
@@ -149,7 +178,7 @@ class ConventionalCodec:
         return ".mkv"
 
     def run(self, frames: np.ndarray, fps: Fraction, value: float, path: Path) -> Coded:
-        num_frames, height, width = frames.shape[:3]
+        _num_frames, height, width = frames.shape[:3]
         if width % 2 or height % 2:
             raise InputError(
                 f"{self.name}: 4:2:0 needs an even frame size, got {width}x{height}; use --scale to pick one"
@@ -173,7 +202,7 @@ class ConventionalCodec:
         container = av.open(os.fspath(path), mode="w", format="matroska")
         try:
             try:
-                stream = container.add_stream(encoder, rate=fps)
+                stream = cast(VideoStream, container.add_stream(encoder, rate=fps))
             except (av.FFmpegError, ValueError) as exc:
                 raise InputError(f"{self.name}: no encoder {encoder} in this PyAV build ({exc})") from None
             stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
@@ -289,8 +318,13 @@ CODEC_HELP = "x264, x265 (x264-veryslow, ...: another preset), svtav1 (svtav1-N)
 
 
 def make_codec(
-    name: str, *, camcodec_preset: str | None = None, steps: int | None = None, device: str = "auto",
-    progress: bool = False, variants: dict[str, tuple[str, ...]] | None = None,
+    name: str,
+    *,
+    camcodec_preset: str | None = None,
+    steps: int | None = None,
+    device: str = "auto",
+    progress: bool = False,
+    variants: dict[str, tuple[str, ...]] | None = None,
 ) -> Codec:
     """The codec a ``--codecs`` name (or a camcodec variant's name) stands for."""
     text = name.strip().lower()

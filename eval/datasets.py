@@ -103,9 +103,7 @@ def uvg_sequences(folder: str | os.PathLike[str], spec: str) -> list[Sequence]:
             uvg=True,
         )
     if not found:
-        raise InputError(
-            f"{spec}: no UVG files found (expected names like Beauty_1920x1080_120fps_420_8bit_YUV.yuv)"
-        )
+        raise InputError(f"{spec}: no UVG files found (expected names like Beauty_1920x1080_120fps_420_8bit_YUV.yuv)")
     missing = [name for name in UVG_SEQUENCES if name not in found]
     if missing:
         log.warning("%s: UVG sequences not found: %s", spec, ", ".join(missing))
@@ -117,9 +115,7 @@ def _size_from_name(path: Path) -> tuple[int, int] | None:
     return (int(match[1]), int(match[2])) if match else None
 
 
-def file_sequence(
-    spec: str, size: tuple[int, int] | None = None, fps: Fraction | None = None
-) -> Sequence:
+def file_sequence(spec: str, size: tuple[int, int] | None = None, fps: Fraction | None = None) -> Sequence:
     """One sequence from a video file, Y4M, raw I420 or PNG folder."""
     path = Path(spec)
     if not path.exists():

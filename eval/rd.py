@@ -75,8 +75,12 @@ def _codecs(config: RDConfig) -> list[Codec]:
     names = list(config.codecs) + [name for name in config.variants if name not in config.codecs]
     for name in names:
         codec = make_codec(
-            name, camcodec_preset=config.camcodec_preset, steps=config.steps, device=config.device,
-            progress=config.progress, variants=config.variants,
+            name,
+            camcodec_preset=config.camcodec_preset,
+            steps=config.steps,
+            device=config.device,
+            progress=config.progress,
+            variants=config.variants,
         )
         if any(c.name == codec.name for c in codecs):
             raise InputError(f"codec {codec.name!r} is listed twice")
@@ -138,14 +142,10 @@ def run_rd(config: RDConfig) -> RDReport:
     for sequence in sequences:
         store.check_sequence(sequence.name, _setup(sequence, config))
 
-    jobs = [
-        (sequence, codec, value)
-        for sequence in sequences
-        for codec, values in plan
-        for value in values
-    ]
+    jobs = [(sequence, codec, value) for sequence in sequences for codec, values in plan for value in values]
     pending = [
-        job for job in jobs
+        job
+        for job in jobs
         if not store.done(job[0].name, job[1].name, job[1].point_label(job[2]), job[1].settings(job[2]))
     ]
     skipped = len(jobs) - len(pending)
@@ -176,7 +176,11 @@ def _warn_same_size(store: ResultStore, sequence: str) -> None:
         if other != row.point:
             log.warning(
                 "%s: %s %s and %s coded to the same size (%d bytes); this clip is too small to tell them apart",
-                sequence, row.codec, other, row.point, row.bytes,
+                sequence,
+                row.codec,
+                other,
+                row.point,
+                row.bytes,
             )
 
 
@@ -200,8 +204,15 @@ def _run_sequence(
     _warn_same_size(store, sequence.name)
 
 
-def _run_points(sequence: str, frames: np.ndarray, fps: Fraction, todo: list[tuple[Codec, float]], streams: Path,
-                store: ResultStore, bar: tqdm) -> None:
+def _run_points(
+    sequence: str,
+    frames: np.ndarray,
+    fps: Fraction,
+    todo: list[tuple[Codec, float]],
+    streams: Path,
+    store: ResultStore,
+    bar: tqdm,
+) -> None:
     """Encode, decode and measure each pending (codec, point) of one sequence, saving each row at once."""
     num_frames, height, width = frames.shape[:3]
     pixels = width * height * num_frames
@@ -231,7 +242,14 @@ def _run_points(sequence: str, frames: np.ndarray, fps: Fraction, todo: list[tup
         store.add(row)
         log.info(
             "%s %s %s: %.4f bpp, PSNR %.2f dB (YUV %.2f), MS-SSIM %.4f, encode %.2f s, decode %.2f s",
-            sequence, codec.name, point, row.bpp, row.psnr_rgb, row.psnr_yuv, row.ms_ssim,
-            row.encode_s, row.decode_s,
+            sequence,
+            codec.name,
+            point,
+            row.bpp,
+            row.psnr_rgb,
+            row.psnr_yuv,
+            row.ms_ssim,
+            row.encode_s,
+            row.decode_s,
         )
         bar.update(1)

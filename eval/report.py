@@ -116,12 +116,23 @@ def bd_per_sequence(rows: list[Row], anchor: str, order: list[str] | None = None
                 continue
             rate = {}
             for heading, quality in QUALITY_AXES:
-                rate[heading] = bd_rate(
-                    [r.bpp for r in base], [quality(r) for r in base], [r.bpp for r in test], [quality(r) for r in test]
-                ) if base else math.nan
-            psnr = bd_quality(
-                [r.bpp for r in base], [r.psnr_rgb for r in base], [r.bpp for r in test], [r.psnr_rgb for r in test]
-            ) if base else math.nan
+                rate[heading] = (
+                    bd_rate(
+                        [r.bpp for r in base],
+                        [quality(r) for r in base],
+                        [r.bpp for r in test],
+                        [quality(r) for r in test],
+                    )
+                    if base
+                    else math.nan
+                )
+            psnr = (
+                bd_quality(
+                    [r.bpp for r in base], [r.psnr_rgb for r in base], [r.bpp for r in test], [r.psnr_rgb for r in test]
+                )
+                if base
+                else math.nan
+            )
             results.append(BDResult(codec, rate, psnr))
         out[sequence] = results
     return out
@@ -161,8 +172,14 @@ def points_table(points: list[MeanPoint], labels: dict[str, str] | None = None) 
     labels = labels or {}
     body = [
         [
-            labels.get(p.codec, p.codec), p.point, f"{p.bpp:.4f}", _db(p.psnr_rgb), _db(p.psnr_yuv),
-            f"{p.ms_ssim:.4f}", f"{p.encode_s:.2f}", f"{p.decode_s:.2f}",
+            labels.get(p.codec, p.codec),
+            p.point,
+            f"{p.bpp:.4f}",
+            _db(p.psnr_rgb),
+            _db(p.psnr_yuv),
+            f"{p.ms_ssim:.4f}",
+            f"{p.encode_s:.2f}",
+            f"{p.decode_s:.2f}",
         ]
         for p in points
     ]
@@ -254,8 +271,13 @@ def plot_rd(
             ax.plot([p.bpp for p in curve], values, marker="o", label=labels.get(codec, codec))
     for name, published in (reference or {}).items():
         ax.plot(
-            [b for b, _ in published], [q for _, q in published],
-            linestyle="--", marker="x", linewidth=1, alpha=0.7, label=f"{name} (published, UVG 1080p)",
+            [b for b, _ in published],
+            [q for _, q in published],
+            linestyle="--",
+            marker="x",
+            linewidth=1,
+            alpha=0.7,
+            label=f"{name} (published, UVG 1080p)",
         )
     ax.set_xscale("log")
     plain = FuncFormatter(lambda value, _: f"{value:g}")

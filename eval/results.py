@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,7 @@ class ResultStore:
         self.save()
 
     @contextlib.contextmanager
-    def _locked(self):  # type: ignore[no-untyped-def]
+    def _locked(self) -> Iterator[None]:
         with open(self.folder / LOCK, "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:

@@ -15,26 +15,92 @@ from camcodec.model import build_model
 from camcodec.train import frames_to_tensor
 from eval import bench
 
-TINY = ["--device", "cpu", "--frames", "3", "--steps", "1", "--warmup", "1", "--repeats", "1", "--budget", "1",
-        "--source", "synthetic", "--presets", "fast", "-q"]
+TINY = [
+    "--device",
+    "cpu",
+    "--frames",
+    "3",
+    "--steps",
+    "1",
+    "--warmup",
+    "1",
+    "--repeats",
+    "1",
+    "--budget",
+    "1",
+    "--source",
+    "synthetic",
+    "--presets",
+    "fast",
+    "-q",
+]
 
 ROW_FIELDS = {
-    "preset", "width", "height", "frames", "parameters", "model_config", "macs_per_frame", "macs_per_pixel",
-    "train", "time_to_psnr", "file", "decode", "decode_file",
+    "preset",
+    "width",
+    "height",
+    "frames",
+    "parameters",
+    "model_config",
+    "macs_per_frame",
+    "macs_per_pixel",
+    "train",
+    "time_to_psnr",
+    "file",
+    "decode",
+    "decode_file",
 }
 SECTION_FIELDS = {
-    "train": {"batch_size", "warmup_steps", "steps", "seconds", "cpu_seconds", "cpu_per_wall", "steps_per_s",
-              "frame_steps_per_s", "memory"},
-    "time_to_psnr": {"target_db", "reached", "steps", "frame_steps", "seconds", "best_db", "last_steps",
-                     "last_seconds", "budget_steps", "budget_s", "stopped_by", "check_every_steps", "checks"},
+    "train": {
+        "batch_size",
+        "warmup_steps",
+        "steps",
+        "seconds",
+        "cpu_seconds",
+        "cpu_per_wall",
+        "steps_per_s",
+        "frame_steps_per_s",
+        "memory",
+    },
+    "time_to_psnr": {
+        "target_db",
+        "reached",
+        "steps",
+        "frame_steps",
+        "seconds",
+        "best_db",
+        "last_steps",
+        "last_seconds",
+        "budget_steps",
+        "budget_s",
+        "stopped_by",
+        "check_every_steps",
+        "checks",
+    },
     "file": {"training_steps", "encode_seconds", "file_bytes", "bpp"},
     "decode": {"frames", "render_group", "load_seconds", "seconds", "cpu_seconds", "cpu_per_wall", "fps", "memory"},
     "decode_file": {"command", "seconds", "median_seconds", "output_bytes", "rss_peak_mb"},
 }
 MEMORY_FIELDS = {"rss_start_mb", "rss_peak_mb", "rss_method", "cuda_peak_mb"}
 MACHINE_FIELDS = {
-    "cpu", "cpu_count", "cpus_usable", "torch_threads", "torch_interop_threads", "device", "gpu", "gpu_memory_mb",
-    "cuda", "cudnn", "torch", "av", "numpy", "python", "platform", "camcodec", "camcodec_commit", "load_average",
+    "cpu",
+    "cpu_count",
+    "cpus_usable",
+    "torch_threads",
+    "torch_interop_threads",
+    "device",
+    "gpu",
+    "gpu_memory_mb",
+    "cuda",
+    "cudnn",
+    "torch",
+    "av",
+    "numpy",
+    "python",
+    "platform",
+    "camcodec",
+    "camcodec_commit",
+    "load_average",
 }
 
 
@@ -127,21 +193,49 @@ def test_frames_come_from_a_real_clip_scaled_to_the_size(shared_data):
 
 
 def test_table_shows_a_missed_target_and_an_error_row():
-    machine = {"cpu": "cpu", "cpus_usable": 2, "torch": "2", "torch_threads": 2, "gpu": None, "device": "cpu",
-               "load_average": {"start": None, "end": None}}
+    machine = {
+        "cpu": "cpu",
+        "cpus_usable": 2,
+        "torch": "2",
+        "torch_threads": 2,
+        "gpu": None,
+        "device": "cpu",
+        "load_average": {"start": None, "end": None},
+    }
     row = {
-        "preset": "fast", "width": 8, "height": 8, "parameters": 1000, "macs_per_pixel": 10.0,
-        "train": {"frame_steps_per_s": 3.0, "cpu_per_wall": 1.0,
-                  "memory": {"rss_peak_mb": 500.0, "cuda_peak_mb": None}},
-        "time_to_psnr": {"reached": False, "best_db": 21.5, "last_seconds": 60.0, "last_steps": 400, "seconds": None,
-                         "steps": None},
-        "decode": {"fps": 40.0, "load_seconds": 0.1, "cpu_per_wall": 2.0,
-                   "memory": {"rss_peak_mb": 500.0, "cuda_peak_mb": None}},
+        "preset": "fast",
+        "width": 8,
+        "height": 8,
+        "parameters": 1000,
+        "macs_per_pixel": 10.0,
+        "train": {
+            "frame_steps_per_s": 3.0,
+            "cpu_per_wall": 1.0,
+            "memory": {"rss_peak_mb": 500.0, "cuda_peak_mb": None},
+        },
+        "time_to_psnr": {
+            "reached": False,
+            "best_db": 21.5,
+            "last_seconds": 60.0,
+            "last_steps": 400,
+            "seconds": None,
+            "steps": None,
+        },
+        "decode": {
+            "fps": 40.0,
+            "load_seconds": 0.1,
+            "cpu_per_wall": 2.0,
+            "memory": {"rss_peak_mb": 500.0, "cuda_peak_mb": None},
+        },
         "decode_file": {"median_seconds": 3.0, "rss_peak_mb": 400.0},
     }
     error = {"preset": "medium", "width": 1920, "height": 1080, "error": "out of GPU memory"}
-    report = {"machine": machine, "settings": {"psnr_target_db": 28.0}, "startup": {"median_seconds": 2.5},
-              "results": [row, error]}
+    report = {
+        "machine": machine,
+        "settings": {"psnr_target_db": 28.0},
+        "startup": {"median_seconds": 2.5},
+        "results": [row, error],
+    }
     lines = bench.format_table(report).splitlines()
     assert len(lines) == 6 and "2.5 s" in lines[1] and "to 28 dB" in lines[2]
     assert "no: 21.5 dB at 400 st, 60 s" in lines[3] and "500/400" in lines[3]

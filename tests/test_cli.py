@@ -29,7 +29,7 @@ def encoded(tmp_path_factory):
 
 
 def test_encode_prints_summary_with_file_bpp(encoded, capsys, tmp_path):
-    folder, out = encoded
+    folder, _out = encoded
     again = tmp_path / "again.cam"
     assert main(["encode", str(folder / "source.mkv"), "-o", str(again), "--json", *TRAIN]) == 0
     stats = json.loads(capsys.readouterr().out)

@@ -66,8 +66,11 @@ def test_streamed_frames_render_ahead_and_equal_random_access(tmp_path, monkeypa
     decoder = camcodec.Decoder(path, device="cpu")
     threads = []
     render_group = camcodec.Decoder._render_group
-    monkeypatch.setattr(camcodec.Decoder, "_render_group",
-                        lambda self, key: threads.append(threading.current_thread().name) or render_group(self, key))
+    monkeypatch.setattr(
+        camcodec.Decoder,
+        "_render_group",
+        lambda self, key: threads.append(threading.current_thread().name) or render_group(self, key),
+    )
     assert np.array_equal(np.stack(list(decoder.iter_frames())), result.reconstruction)
     assert len(threads) == 3 and all(name.startswith("camcodec-render") for name in threads)
     selection = [19, 3, 4, 12, 0, 0, 17]

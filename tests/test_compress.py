@@ -9,7 +9,6 @@ import torch
 import camcodec
 from camcodec.compress import quantized_weights
 from camcodec.config import resolve_config
-from camcodec.decoder import to_uint8
 from camcodec.encoder import Encoder, clip_from_array
 from camcodec.model import frame_times
 from camcodec.model.cam_nerv import CAMNeRV, CamNervConfig

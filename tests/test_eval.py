@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import moving_pattern
 from pytorch_msssim import ms_ssim as reference_ms_ssim
 
 import bitstream as bs
 from camcodec.errors import InputError
 from camcodec.media import write_video
+from conftest import moving_pattern
 from eval import cli
 from eval.bdrate import bd_quality, bd_rate
 from eval.codecs import make_codec
@@ -238,8 +238,14 @@ def test_bd_rate_between_two_presets_in_a_run(source, tmp_path):
 
 def test_camcodec_point_and_a_variant(source, tmp_path):
     config = RDConfig(
-        [str(source)], tmp_path / "rd", codecs=["camcodec"], points={"camcodec": (2.0,)},
-        camcodec_preset="fast", steps=4, device="cpu", keep_streams=True,
+        [str(source)],
+        tmp_path / "rd",
+        codecs=["camcodec"],
+        points={"camcodec": (2.0,)},
+        camcodec_preset="fast",
+        steps=4,
+        device="cpu",
+        keep_streams=True,
         variants={"v1-nocam": ("arch=cam-nerv", "cam=false")},
     )
     report = run_rd(config)

@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import moving_pattern
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bitstream as bs
 import camcodec
+from conftest import moving_pattern
 
 HEAVY = int(os.environ.get("CAMCODEC_FUZZ_EXAMPLES", "0"))
 #: Decoding a damaged file may take no longer than this, nor allocate more (Python and numpy memory).
@@ -100,8 +100,9 @@ def outcome(data: bytes) -> np.ndarray | bs.BitstreamError:
             decoder = camcodec.Decoder(data, device="cpu")
             return decoder.render(range(len(decoder)))
         except bs.BitstreamError as exc:
-            assert exc.args and "\n" not in str(exc)
-            return exc
+            error = exc
+    assert error.args and "\n" not in str(error)
+    return error
 
 
 def assert_original_or_typed_error(data: bytes, *originals: np.ndarray) -> None:

@@ -39,7 +39,7 @@ def test_norm_modulate_gelu_matches_reference_forward_and_backward(stride):
     ref_grads = torch.autograd.grad(ref, (x, gamma, beta), grad)
 
     torch.testing.assert_close(ours, ref)
-    for a, b in zip(ours_grads, ref_grads):
+    for a, b in zip(ours_grads, ref_grads, strict=True):
         torch.testing.assert_close(a, b)
 
 
@@ -54,8 +54,7 @@ def test_norm_modulate_gelu_passes_gradcheck():
 def test_norm_modulate_gelu_takes_non_contiguous_modulation():
     x = torch.randn(3, 8, 4, 4)
     gamma, beta = torch.randn(2, 3).t(), torch.randn(2, 3).t()  # (B, C) views, as grid products may give
-    torch.testing.assert_close(pixel_shuffle(norm_modulate_gelu(x, gamma, beta), 2),
-                               reference_block(x, gamma, beta, 2))
+    torch.testing.assert_close(pixel_shuffle(norm_modulate_gelu(x, gamma, beta), 2), reference_block(x, gamma, beta, 2))
 
 
 @pytest.mark.parametrize("kernel", [1, 3, 5])
@@ -69,7 +68,11 @@ def test_conv_same_matches_conv2d_forward_and_backward(size, kernel):
     ours = conv_same(x, weight, bias)
     ref = F.conv2d(x, weight, bias, padding=kernel // 2)
     torch.testing.assert_close(ours, ref)
-    for a, b in zip(torch.autograd.grad(ours, (x, weight, bias), grad), torch.autograd.grad(ref, (x, weight, bias), grad)):
+    for a, b in zip(
+        torch.autograd.grad(ours, (x, weight, bias), grad),
+        torch.autograd.grad(ref, (x, weight, bias), grad),
+        strict=True,
+    ):
         torch.testing.assert_close(a, b)
     assert (size[0] * size[1] <= SMALL_CONV_PIXELS) == (ours.grad_fn.name() != ref.grad_fn.name())
 

@@ -15,17 +15,16 @@ from camcodec.model import (
     frame_times,
     grid_weights,
     macs_per_frame,
+    nerv2,
     parameter_count,
     positional_encoding,
 )
-from camcodec.model import nerv2
 from camcodec.model.cam_nerv import CAMNeRV, CamNervConfig, block_channels, choose_strides
 
 
 def small_config(width=64, height=48, num_frames=8, cam=True) -> CamNervConfig:
     strides = choose_strides(width, height)
-    return CamNervConfig(width, height, num_frames, strides, block_channels(8, len(strides)), 16, cam=cam,
-                         cam_points=4)
+    return CamNervConfig(width, height, num_frames, strides, block_channels(8, len(strides)), 16, cam=cam, cam_points=4)
 
 
 @pytest.mark.parametrize("size", [(64, 48), (176, 144), (175, 143), (480, 270), (1920, 1080), (33, 17)])
@@ -88,7 +87,10 @@ def test_cam_modulates_by_time():
 def test_plain_nerv_has_no_grids_and_same_convs():
     cam = CAMNeRV(small_config(cam=True))
     plain = CAMNeRV(small_config(cam=False))
-    conv_shapes = lambda m: [p.shape for n, p in m.named_parameters() if "gamma" not in n and "beta" not in n]
+
+    def conv_shapes(m):
+        return [p.shape for n, p in m.named_parameters() if "gamma" not in n and "beta" not in n]
+
     assert conv_shapes(cam) == conv_shapes(plain)
     assert not any("gamma" in n or "beta" in n for n, _ in plain.named_parameters())
 
@@ -107,7 +109,7 @@ def test_cam_nerv_macs_match_the_layer_arithmetic(size, cam):
     config = CamNervConfig(width, height, 5, strides, block_channels(12, len(strides)), stem_hidden=24, cam=cam)
     h, w = config.base_size
     expected = 2 * config.pe_levels * 24 + 24 * 12 * h * w
-    for c_in, c_out, stride in zip(config.channels[:-1], config.channels[1:], strides):
+    for c_in, c_out, stride in zip(config.channels[:-1], config.channels[1:], strides, strict=True):
         expected += 9 * c_in * c_out * stride * stride * h * w
         h, w = h * stride, w * stride
     expected += 9 * config.channels[-1] * 3 * h * w
@@ -118,9 +120,17 @@ def test_config_round_trips_and_rejects_bad_input():
     config = small_config()
     assert config_from_dict(config.to_dict()) == config
     assert build_model(config_from_dict(config.to_dict())).config == config
-    for bad in ({"arch": "other"}, {**config.to_dict(), "extra": 1}, {**config.to_dict(), "channels": [8]},
-                {**config.to_dict(), "width": 0}, {**config.to_dict(), "strides": "22"}, {"arch": "cam-nerv"},
-                {**config.to_dict(), "cam": 1}, [], None):
+    for bad in (
+        {"arch": "other"},
+        {**config.to_dict(), "extra": 1},
+        {**config.to_dict(), "channels": [8]},
+        {**config.to_dict(), "width": 0},
+        {**config.to_dict(), "strides": "22"},
+        {"arch": "cam-nerv"},
+        {**config.to_dict(), "cam": 1},
+        [],
+        None,
+    ):
         with pytest.raises(ValueError):
             config_from_dict(bad)
 
@@ -131,7 +141,7 @@ def test_seeded_builds_are_identical_and_leave_the_global_rng_alone():
     torch.manual_seed(5)
     first, second = build_model(small_config(), seed=3), build_model(small_config(), seed=3)
     assert torch.rand(1) == before
-    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters(), strict=True))
 
 
 def test_presets_scale_parameters_with_the_clip():
@@ -181,7 +191,10 @@ def test_nerv2_sizing_fills_the_budget(budget, fields):
 def test_nerv2_without_cam_keeps_the_widths_and_drops_the_grids():
     cam, plain = (build_model(nerv2.sized(64, 48, 8, 5000, cam=flag)) for flag in (True, False))
     assert cam.config.channels == plain.config.channels
-    weights = lambda m: {n: p.shape for n, p in m.named_parameters() if "gamma" not in n and "beta" not in n}
+
+    def weights(m):
+        return {n: p.shape for n, p in m.named_parameters() if "gamma" not in n and "beta" not in n}
+
     assert weights(cam) == weights(plain)
     assert not any("gamma" in n or "beta" in n for n, _ in plain.named_parameters())
 
@@ -202,8 +215,14 @@ def test_nerv2_grid_stem_interpolates_its_levels_in_time():
 def test_nerv2_config_round_trips_and_rejects_bad_fields():
     config = nerv2.sized(64, 48, 8, 5000, stem="grid", grid_times=(2, 8))
     assert config_from_dict(config.to_dict()) == config
-    for bad in ({"stem": "lstm"}, {"upsample": "nearest"}, {"kernels": [2, 3, 3]}, {"grid_times": [1]},
-                {"channels": [5, 8, 8, 8]}, {"head_kernel": 4}):  # C0 = 5 does not split into 2 levels
+    for bad in (
+        {"stem": "lstm"},
+        {"upsample": "nearest"},
+        {"kernels": [2, 3, 3]},
+        {"grid_times": [1]},
+        {"channels": [5, 8, 8, 8]},
+        {"head_kernel": 4},
+    ):  # C0 = 5 does not split into 2 levels
         with pytest.raises(ValueError):
             config_from_dict({**config.to_dict(), **bad})
 

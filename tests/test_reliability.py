@@ -21,14 +21,14 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from camfile import config_bytes, section_payload, with_config_bytes, with_section
-from conftest import SHARED_DATA, moving_pattern
 
 import bitstream as bs
 import camcodec
 from camcodec import decoder as decoder_module
 from camcodec.cli import main
 from camcodec.media import read_video, write_video
+from camfile import config_bytes, section_payload, with_config_bytes, with_section
+from conftest import SHARED_DATA, moving_pattern
 
 REPO = Path(__file__).resolve().parents[1]
 ERRORS_DOC = REPO / "docs" / "errors.md"
@@ -157,82 +157,155 @@ CASES = [
     case("text", "source is a text file", "encode notes.txt -o out.cam", names="notes.txt"),
     case("random", "source is random bytes named .mp4", "encode random.mp4 -o out.cam", names="random.mp4"),
     case("empty-file", "source is an empty file (0 bytes)", "encode empty.mp4 -o out.cam", names="empty.mp4"),
-    case("empty-video", "source is a video with no frames (Y4M header only)", "encode header_only.y4m -o out.cam",
-         names="header_only.y4m"),
+    case(
+        "empty-video",
+        "source is a video with no frames (Y4M header only)",
+        "encode header_only.y4m -o out.cam",
+        names="header_only.y4m",
+    ),
     case("cut-y4m", "source is a Y4M cut inside a frame", "encode cut_short.y4m -o out.cam", names="cut_short.y4m"),
-    case("y4m-colour", "Y4M with an unknown colour space (Cxyz)", "encode strange_colour.y4m -o out.cam",
-         names="strange_colour.y4m"),
-    case("pix-fmt", "a pixel format swscale cannot convert (rgb4, 4-bit packed)", "encode rgb4.nut -o out.cam",
-         names="rgb4.nut"),
-    case("unreadable", "source without read permission", "encode unreadable.mkv -o out.cam", names="unreadable.mkv",
-         denied="unreadable.mkv"),
+    case(
+        "y4m-colour",
+        "Y4M with an unknown colour space (Cxyz)",
+        "encode strange_colour.y4m -o out.cam",
+        names="strange_colour.y4m",
+    ),
+    case(
+        "pix-fmt",
+        "a pixel format swscale cannot convert (rgb4, 4-bit packed)",
+        "encode rgb4.nut -o out.cam",
+        names="rgb4.nut",
+    ),
+    case(
+        "unreadable",
+        "source without read permission",
+        "encode unreadable.mkv -o out.cam",
+        names="unreadable.mkv",
+        denied="unreadable.mkv",
+    ),
     case("fifo", "source is a FIFO (would block FFmpeg)", "encode pipe.mp4 -o out.cam", names="pipe.mp4"),
-    case("raw-no-size", "raw YUV without --size", "encode {data}/bus_352x288_420_f20_b8.yuv -o out.cam",
-         names="bus_352x288_420_f20_b8.yuv", needs_data=True),
-    case("raw-wrong-size", "raw YUV whose length is not a whole number of frames at --size (bus at 350x288)",
-         "encode {data}/bus_352x288_420_f20_b8.yuv --size 350x288 -o out.cam", names="bus_352x288_420_f20_b8.yuv",
-         needs_data=True),
+    case(
+        "raw-no-size",
+        "raw YUV without --size",
+        "encode {data}/bus_352x288_420_f20_b8.yuv -o out.cam",
+        names="bus_352x288_420_f20_b8.yuv",
+        needs_data=True,
+    ),
+    case(
+        "raw-wrong-size",
+        "raw YUV whose length is not a whole number of frames at --size (bus at 350x288)",
+        "encode {data}/bus_352x288_420_f20_b8.yuv --size 350x288 -o out.cam",
+        names="bus_352x288_420_f20_b8.yuv",
+        needs_data=True,
+    ),
     case("raw-empty", "raw YUV of 0 bytes", "encode zero.yuv --size 32x24 -o out.cam", names="zero.yuv"),
-    case("size-not-raw", "--size for a file that has its own size", "encode clip.mkv --size 32x24 -o out.cam",
-         names="clip.mkv"),
+    case(
+        "size-not-raw",
+        "--size for a file that has its own size",
+        "encode clip.mkv --size 32x24 -o out.cam",
+        names="clip.mkv",
+    ),
     case("start-beyond", "--start beyond the last frame", "encode clip.mkv --start 10 -o out.cam", names="clip.mkv"),
     case("start-negative", "--start -1", "encode clip.mkv --start -1 -o out.cam", names="clip.mkv"),
     case("frames-0", "--frames 0", "encode clip.mkv --frames 0 -o out.cam", names="--frames"),
     case("scale-0", "--scale 0x24", "encode clip.mkv --scale 0x24 -o out.cam", names="--scale"),
-    case("scale-huge", "--scale beyond what a .cam file holds", "encode clip.mkv --scale 20000x20000 -o out.cam",
-         names="clip.mkv"),
-    case("bad-option", "an option value of the wrong type", "encode clip.mkv --steps many -o out.cam",
-         names="--steps"),
+    case(
+        "scale-huge",
+        "--scale beyond what a .cam file holds",
+        "encode clip.mkv --scale 20000x20000 -o out.cam",
+        names="clip.mkv",
+    ),
+    case("bad-option", "an option value of the wrong type", "encode clip.mkv --steps many -o out.cam", names="--steps"),
     case("bad-device", "an unknown device", "encode clip.mkv --device tpu -o out.cam", names="device"),
     # encode: the output (refused before training)
-    case("out-no-folder", "output in a folder that does not exist", "encode clip.mkv -o nowhere/out.cam",
-         names="nowhere/out.cam"),
-    case("out-parent-file", "output under a path that is a file", "encode clip.mkv -o notes.txt/out.cam",
-         names="notes.txt/out.cam"),
+    case(
+        "out-no-folder",
+        "output in a folder that does not exist",
+        "encode clip.mkv -o nowhere/out.cam",
+        names="nowhere/out.cam",
+    ),
+    case(
+        "out-parent-file",
+        "output under a path that is a file",
+        "encode clip.mkv -o notes.txt/out.cam",
+        names="notes.txt/out.cam",
+    ),
     case("out-is-folder", "output path is a folder", "encode clip.mkv -o no_pngs", names="no_pngs"),
-    case("out-read-only", "output in a folder without write permission", "encode clip.mkv -o read_only/out.cam",
-         names="read_only/out.cam", denied="read_only"),
+    case(
+        "out-read-only",
+        "output in a folder without write permission",
+        "encode clip.mkv -o read_only/out.cam",
+        names="read_only/out.cam",
+        denied="read_only",
+    ),
     case("out-is-input", "output path is the source itself", "encode clip.mkv -o clip.mkv", names="clip.mkv"),
     # decode and info: the .cam file
     case("cam-missing", "the .cam file does not exist", "decode missing.cam -o out.mkv", names="missing.cam"),
     case("cam-folder", "the .cam path is a folder", "decode a_folder.cam -o out.mkv", names="a_folder.cam"),
     case("cam-fifo", "the .cam path is a FIFO", "decode pipe.cam -o out.mkv", names="pipe.cam"),
-    case("cam-unreadable", "the .cam file without read permission", "decode unreadable.cam -o out.mkv",
-         names="unreadable.cam", denied="unreadable.cam"),
+    case(
+        "cam-unreadable",
+        "the .cam file without read permission",
+        "decode unreadable.cam -o out.mkv",
+        names="unreadable.cam",
+        denied="unreadable.cam",
+    ),
     case("cam-foreign", "not a .cam file (text)", "decode notes.cam -o out.mkv", names="notes.cam"),
     case("cam-empty", "an empty .cam file", "decode empty.cam -o out.mkv", names="empty.cam"),
     case("cam-truncated", "a .cam file cut in half", "decode truncated.cam -o out.mkv", names="truncated.cam"),
     case("cam-flipped", "a .cam file with one bit flipped", "decode flipped.cam -o out.mkv", names="flipped.cam"),
-    case("cam-version", "a .cam file of a future format version", "decode future.cam -o out.mkv",
-         names="future.cam"),
+    case("cam-version", "a .cam file of a future format version", "decode future.cam -o out.mkv", names="future.cam"),
     case("cam-trailing", "a .cam file with a byte appended", "decode trailing.cam -o out.mkv", names="trailing.cam"),
-    case("cam-huge-network", "a forged model config describing a huge network (4096 channels)",
-         "decode huge_network.cam -o out.mkv", names="huge_network.cam"),
-    case("cam-mismatch", "a forged model config for another frame size", "decode config_mismatch.cam -o out.mkv",
-         names="config_mismatch.cam"),
+    case(
+        "cam-huge-network",
+        "a forged model config describing a huge network (4096 channels)",
+        "decode huge_network.cam -o out.mkv",
+        names="huge_network.cam",
+    ),
+    case(
+        "cam-mismatch",
+        "a forged model config for another frame size",
+        "decode config_mismatch.cam -o out.mkv",
+        names="config_mismatch.cam",
+    ),
     case("info-foreign", "info on a file that is not a .cam file", "info notes.cam", names="notes.cam"),
     case("info-folder", "info on a folder", "info a_folder.cam", names="a_folder.cam"),
     # decode: the output and options
     case("out-ext", "an output extension no writer knows", "decode good.cam -o out.xyz", names="out.xyz"),
-    case("out-missing-folder", "decode into a folder that does not exist", "decode good.cam -o nowhere/out.mkv",
-         names="nowhere/out.mkv"),
-    case("decode-out-is-input", "decode over the .cam file itself (named .mkv)",
-         "decode a_cam_named.mkv -o a_cam_named.mkv", names="a_cam_named.mkv"),
-    case("frames-range", "--frames outside the video", "decode good.cam -o out.mkv --frames 10:20",
-         names="good.cam"),
-    case("frames-syntax", "--frames that is not a range", "decode good.cam -o out.mkv --frames a:b",
-         names="--frames"),
+    case(
+        "out-missing-folder",
+        "decode into a folder that does not exist",
+        "decode good.cam -o nowhere/out.mkv",
+        names="nowhere/out.mkv",
+    ),
+    case(
+        "decode-out-is-input",
+        "decode over the .cam file itself (named .mkv)",
+        "decode a_cam_named.mkv -o a_cam_named.mkv",
+        names="a_cam_named.mkv",
+    ),
+    case("frames-range", "--frames outside the video", "decode good.cam -o out.mkv --frames 10:20", names="good.cam"),
+    case("frames-syntax", "--frames that is not a range", "decode good.cam -o out.mkv --frames a:b", names="--frames"),
     case("codec", "an encoder FFmpeg does not have", "decode good.cam -o out.mkv --codec nope", names="nope"),
     case("no-command", "no subcommand", "", names="COMMAND"),
     case("unknown-command", "an unknown subcommand", "frobnicate", names="frobnicate"),
     # inputs that must work
     case("one-frame", "a one-frame video", "encode one_frame.mkv -o one.cam " + " ".join(TINY), code=0),
     case("odd-size", "an odd frame size, 45x37", "encode odd_45x37.mkv -o odd.cam " + " ".join(TINY), code=0),
-    case("ten-bit", "a 10-bit 4:2:0 Y4M source", "encode {data}/park_joy_90p_10_420_20f.y4m --frames 2 -o ten.cam "
-         + " ".join(TINY), code=0, needs_data=True),
-    case("raw-17", "raw YUV named f20 that holds 17 frames, at its true size 352x288 (scaled down to train fast)",
-         "encode {data}/bus_352x288_420_f20_b8.yuv --size 352x288 --scale 44x36 --json -o bus.cam " + " ".join(TINY),
-         code=0, needs_data=True),
+    case(
+        "ten-bit",
+        "a 10-bit 4:2:0 Y4M source",
+        "encode {data}/park_joy_90p_10_420_20f.y4m --frames 2 -o ten.cam " + " ".join(TINY),
+        code=0,
+        needs_data=True,
+    ),
+    case(
+        "raw-17",
+        "raw YUV named f20 that holds 17 frames, at its true size 352x288 (scaled down to train fast)",
+        "encode {data}/bus_352x288_420_f20_b8.yuv --size 352x288 --scale 44x36 --json -o bus.cam " + " ".join(TINY),
+        code=0,
+        needs_data=True,
+    ),
 ]
 
 RESULTS: dict[str, tuple[int, str]] = {}
@@ -550,7 +623,7 @@ def render_errors_doc() -> str:
         "| `DeviceError` | a device that is not there (`cuda` without a GPU) | `RuntimeError` |",
         "",
         "The .cam reader's own checks (every header field, section and payload, in the order they run) are",
-        "listed in `docs/bitstream.md`, \"Reading: what is checked, in order\".",
+        'listed in `docs/bitstream.md`, "Reading: what is checked, in order".',
         "",
     ]
     return "\n".join(lines)

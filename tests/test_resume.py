@@ -16,8 +16,21 @@ import camcodec
 from camcodec.cli import main
 from camcodec.media import write_video
 
-OPTIONS = ["--preset", "fast", "--steps", "400", "--params-per-pixel", "1.0", "--lr", "0.01", "--prune", "0.2",
-           "--device", "cpu", "-q"]
+OPTIONS = [
+    "--preset",
+    "fast",
+    "--steps",
+    "400",
+    "--params-per-pixel",
+    "1.0",
+    "--lr",
+    "0.01",
+    "--prune",
+    "0.2",
+    "--device",
+    "cpu",
+    "-q",
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +53,18 @@ def uninterrupted(source, tmp_path_factory):
 def test_killed_encode_resumes_to_the_identical_file(source, uninterrupted, tmp_path):
     out = tmp_path / "clip.cam"
     ckpt = tmp_path / "clip.cam.ckpt"
-    command = [sys.executable, "-m", "camcodec", "encode", str(source), "-o", str(out), *OPTIONS,
-               "--checkpoint-interval", "0"]
+    command = [
+        sys.executable,
+        "-m",
+        "camcodec",
+        "encode",
+        str(source),
+        "-o",
+        str(out),
+        *OPTIONS,
+        "--checkpoint-interval",
+        "0",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not ckpt.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -112,8 +135,9 @@ def test_encode_with_learned_steps_resumes_mid_training_to_the_identical_file(so
     from camcodec.config import resolve_config
     from camcodec.encoder import Encoder
 
-    config = resolve_config("fast", steps=120, params_per_pixel=1.0, lr=0.01, rate_weight=0.01, target_bpp=2.0,
-                            device="cpu")
+    config = resolve_config(
+        "fast", steps=120, params_per_pixel=1.0, lr=0.01, rate_weight=0.01, target_bpp=2.0, device="cpu"
+    )
     clip = camcodec.api.load_source(source)
     Encoder(config).encode(clip, tmp_path / "ref.cam")
 

@@ -54,8 +54,12 @@ def setup_args(commands: dict[str, ModuleType] | None = None) -> argparse.Argume
     )
     parser.add_argument("--version", action="version", version=f"camcodec {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    parser.add_argument("--threads", type=positive_int, metavar="N",
-                        help="CPU threads for torch (default: all cores; 1 is faster when other work shares them)")
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        help="CPU threads for torch (default: all cores; 1 is faster when other work shares them)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in (commands or subcommands()).items():
         module.setup_args(subparsers.add_parser(name, help=module.HELP, description=module.HELP))

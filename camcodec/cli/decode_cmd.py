@@ -6,11 +6,12 @@ import argparse
 import os
 import time
 
+from tqdm.auto import tqdm
+
 from camcodec.cli.args import range_arg
 from camcodec.decoder import Decoder
 from camcodec.errors import InputError, OutputError
 from camcodec.media import OUTPUT_KINDS, VideoWriter
-from tqdm.auto import tqdm
 
 HELP = "decode a .cam file; the output kind follows OUT's extension"
 
@@ -40,10 +41,17 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{args.input}: --frames{chosen} selects no frame; the video has {len(decoder)} (0..{last})")
     # YUV outputs of an RGB source use BT.709; YUV sources get their own matrix back.
     matrix = "bt709" if decoder.info.color_matrix == "rgb" else decoder.info.color_matrix
-    with VideoWriter(args.output, decoder.width, decoder.height, decoder.fps, codec=args.codec,
-                     color_matrix=matrix) as writer:
-        for frame in tqdm(decoder.iter_frames(indices), total=len(indices), desc="decode", unit="frame",
-                          disable=args.quiet, dynamic_ncols=True):
+    with VideoWriter(
+        args.output, decoder.width, decoder.height, decoder.fps, codec=args.codec, color_matrix=matrix
+    ) as writer:
+        for frame in tqdm(
+            decoder.iter_frames(indices),
+            total=len(indices),
+            desc="decode",
+            unit="frame",
+            disable=args.quiet,
+            dynamic_ncols=True,
+        ):
             writer.write(frame[None])
     seconds = time.perf_counter() - start
     print(f"{args.output}: {len(indices)} frames {decoder.width}x{decoder.height} in {seconds:.1f} s")

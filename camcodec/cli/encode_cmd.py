@@ -33,21 +33,39 @@ def setup_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params-per-pixel", type=float, help="model size: parameters per pixel x frame")
     parser.add_argument("--bits", type=int, help="quantization bits per weight (2-16, default 8)")
     parser.add_argument("--prune", type=float, help="fraction of conv/linear weights pruned (0-1)")
-    parser.add_argument("--rate-weight", type=float, metavar="KAPPA",
-                        help="train against the rate with learned quantization steps: minimize "
-                             "ln(distortion) + KAPPA x estimated bpp / target bpp (0: distortion only)")
-    parser.add_argument("--rate-from", type=float, metavar="FRACTION",
-                        help="with --rate-weight: train FRACTION of the steps on float weights first (default 0)")
+    parser.add_argument(
+        "--rate-weight",
+        type=float,
+        metavar="KAPPA",
+        help="train against the rate with learned quantization steps: minimize "
+        "ln(distortion) + KAPPA x estimated bpp / target bpp (0: distortion only)",
+    )
+    parser.add_argument(
+        "--rate-from",
+        type=float,
+        metavar="FRACTION",
+        help="with --rate-weight: train FRACTION of the steps on float weights first (default 0)",
+    )
     parser.add_argument("--qat", type=float, help="quantization-aware fine-tuning, fraction of training steps")
     parser.add_argument("--no-cam", action="store_true", help="plain NeRV: no feature normalization or CAM grids")
-    parser.add_argument("--arch", choices=list(ARCHITECTURES), help=f"network architecture (default {EncodeConfig.arch})")
-    parser.add_argument("--model-params", metavar="KEY=VALUE[:KEY=VALUE...]",
-                        help="fields of the architecture's model config, e.g. upsample=bilinear:kernels=1,3,3,3")
+    parser.add_argument(
+        "--arch", choices=list(ARCHITECTURES), help=f"network architecture (default {EncodeConfig.arch})"
+    )
+    parser.add_argument(
+        "--model-params",
+        metavar="KEY=VALUE[:KEY=VALUE...]",
+        help="fields of the architecture's model config, e.g. upsample=bilinear:kernels=1,3,3,3",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--seed", type=int, help="random seed (default 0)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted encode from OUT.ckpt")
-    parser.add_argument("--checkpoint-interval", type=float, default=60.0, metavar="SECONDS",
-                        help="save OUT.ckpt this often while training (default 60; removed when done)")
+    parser.add_argument(
+        "--checkpoint-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="save OUT.ckpt this often while training (default 60; removed when done)",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 

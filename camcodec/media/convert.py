@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import av
 import numpy as np
 from av.video.frame import VideoFrame
-from av.video.reformatter import Colorspace, ColorRange, Interpolation
+from av.video.reformatter import ColorRange, Colorspace, Interpolation
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +122,7 @@ def from_rgb(rgb: np.ndarray, pix_fmt: str, matrix: str) -> VideoFrame:
     )
 
 
-def plane_array(
-    frame: VideoFrame, index: int, row_items: int | None = None, dtype: type = np.uint8
-) -> np.ndarray:
+def plane_array(frame: VideoFrame, index: int, row_items: int | None = None, dtype: type = np.uint8) -> np.ndarray:
     """A 2-D view of one plane's useful samples (line padding left out); writable for frames we allocated.
 
     ``row_items`` is the number of samples in a row: the plane width for planar formats (the default),
@@ -136,7 +134,7 @@ def plane_array(
     stride = plane.line_size
     offset = 0 if stride >= 0 else (plane.height - 1) * -stride
     return np.ndarray(
-        (plane.height, cols), dtype=dtype, buffer=plane, offset=offset, strides=(stride, itemsize)
+        (plane.height, cols), dtype=dtype, buffer=memoryview(plane), offset=offset, strides=(stride, itemsize)
     )
 
 

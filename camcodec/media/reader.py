@@ -20,7 +20,7 @@ import logging
 import os
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Generator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -69,7 +69,7 @@ def _as_fraction(value: Any, what: str, label: str) -> Fraction:
 
 def _is_count(value: Any, least: int) -> bool:
     """A whole number (not a bool) >= least."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= least
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and bool(value >= least)
 
 
 def _as_size(value: Any, what: str, label: str) -> tuple[int, int]:
@@ -110,10 +110,10 @@ class _Source(ABC):
     frames_seen: int = 0
 
     @abstractmethod
-    def frames(self, start: int) -> Iterator[VideoFrame]:
+    def frames(self, start: int) -> Generator[VideoFrame, None, None]:
         """Decoded frames from index ``start`` on."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a source without resources has nothing to close)
         pass
 
 
@@ -166,7 +166,7 @@ class _ContainerSource(_Source):
         elif container.duration:
             self.num_frames = round(Fraction(container.duration, av.time_base) * self.fps)
 
-    def frames(self, start: int) -> Iterator[VideoFrame]:
+    def frames(self, start: int) -> Generator[VideoFrame, None, None]:
         self.frames_seen = 0
         try:
             for frame in self.container.decode(self.stream):
@@ -241,7 +241,7 @@ class _RawSource(_Source):
             )
         self.num_frames = whole
 
-    def frames(self, start: int) -> Iterator[VideoFrame]:
+    def frames(self, start: int) -> Generator[VideoFrame, None, None]:
         self.frames_seen = self.num_frames or 0
         if start >= self.frames_seen:
             return
@@ -268,9 +268,7 @@ class _PngSource(_Source):
 
     def __init__(self, path: Path, label: str, fps: Fraction) -> None:
         self.label = label
-        self.files = sorted(
-            (p for p in path.iterdir() if p.suffix.lower() == ".png" and p.is_file()), key=_natural_key
-        )
+        self.files = sorted((p for p in path.iterdir() if p.suffix.lower() == ".png" and p.is_file()), key=_natural_key)
         if not self.files:
             raise InputError(f"{label}: folder holds no .png frames")
         first = self._decode(self.files[0])
@@ -288,7 +286,7 @@ class _PngSource(_Source):
             raise InputError(f"{file}: not a readable PNG ({one_line(exc)})") from None
         raise InputError(f"{file}: no image in the file")
 
-    def frames(self, start: int) -> Iterator[VideoFrame]:
+    def frames(self, start: int) -> Generator[VideoFrame, None, None]:
         self.frames_seen = len(self.files)
         for file in self.files[start:]:
             frame = self._decode(file)
@@ -387,9 +385,7 @@ def read_video(
         src.close()
 
 
-def _read(
-    src: _Source, label: str, max_frames: int | None, start: int, out_size: tuple[int, int] | None
-) -> Clip:
+def _read(src: _Source, label: str, max_frames: int | None, start: int, out_size: tuple[int, int] | None) -> Clip:
     frames = src.frames(start)
     first = next(frames, None)
     if first is None:

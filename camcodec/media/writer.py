@@ -16,6 +16,7 @@ size, never padded or cropped. Y4M and raw I420 store odd sizes with ceil(W/2) x
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -75,7 +76,7 @@ def _choose_pix_fmt(codec: av.codec.Codec, width: int, height: int) -> str:
     if not formats:
         return "yuv420p"
     even = width % 2 == 0 and height % 2 == 0
-    for name in (["yuv420p", "yuv444p"] if even else ["yuv444p", "yuv420p"]):
+    for name in ["yuv420p", "yuv444p"] if even else ["yuv444p", "yuv420p"]:
         if name in formats:
             return name
     return formats[0]
@@ -104,9 +105,9 @@ def check_output_path(path: str | os.PathLike[str], source: str | os.PathLike[st
     """
     label = os.fsdecode(os.fspath(path))
     target = Path(label)
-    if source is not None and target.exists() and Path(os.fspath(source)).exists():
-        if os.path.samefile(target, os.fspath(source)):
-            raise OutputError(f"{label}: is the input file; refusing to overwrite it")
+    source_path = None if source is None else Path(os.fspath(source))
+    if source_path is not None and target.exists() and source_path.exists() and os.path.samefile(target, source_path):
+        raise OutputError(f"{label}: is the input file; refusing to overwrite it")
     parent = target.parent
     if not parent.exists():
         raise OutputError(f"{label}: folder {parent} does not exist")
@@ -216,9 +217,7 @@ class VideoWriter:
         if self.path.exists() and not self.path.is_dir():
             raise OutputError(f"{self.label}: exists and is not a folder; cannot write PNG frames there")
         if self.path.is_dir():
-            others = [
-                p.name for p in self.path.iterdir() if not (_PNG_NAME.fullmatch(p.name) and p.is_file())
-            ]
+            others = [p.name for p in self.path.iterdir() if not (_PNG_NAME.fullmatch(p.name) and p.is_file())]
             if others:
                 raise OutputError(
                     f"{self.label}: folder holds files other than frame_NNNNNN.png (e.g. {others[0]!r}); "
@@ -240,7 +239,7 @@ class VideoWriter:
             stream.thread_type = "AUTO"
             self._stream = stream
         elif self.kind == ".yuv":
-            self._raw = open(self._temp, "wb")
+            self._raw = open(self._temp, "wb")  # noqa: SIM115 (held open across writes, closed by finish/_discard)
         else:
             self._png = av.CodecContext.create("png", "w")
             self._png.width, self._png.height, self._png.pix_fmt = self.width, self.height, "rgb24"
@@ -273,9 +272,7 @@ class VideoWriter:
                 self._write_one(rgb)
         except AV_ERRORS as exc:
             self.abort()
-            raise OutputError(
-                f"{self.label}: writing frame {self.frames_written} failed ({one_line(exc)})"
-            ) from None
+            raise OutputError(f"{self.label}: writing frame {self.frames_written} failed ({one_line(exc)})") from None
 
     def _write_one(self, rgb: np.ndarray) -> None:
         frame = from_rgb(rgb, self.pix_fmt, self.color_matrix)
@@ -351,10 +348,8 @@ class VideoWriter:
 
     def _discard(self) -> None:
         if self._container is not None:
-            try:
+            with contextlib.suppress(*AV_ERRORS):
                 self._container.close()
-            except AV_ERRORS:
-                pass
             self._container = None
         if self._raw is not None:
             self._raw.close()
@@ -373,9 +368,7 @@ class VideoWriter:
             self.abort()
 
 
-def write_video(
-    path: str | os.PathLike[str], frames: np.ndarray, fps: Fraction | int | float | str, **kw: Any
-) -> None:
+def write_video(path: str | os.PathLike[str], frames: np.ndarray, fps: Fraction | int | float | str, **kw: Any) -> None:
     """Write uint8 RGB frames (N, H, W, 3) to ``path`` in one call; keywords as for ``VideoWriter``."""
     frames = np.asarray(frames)
     if frames.ndim != 4:

@@ -17,13 +17,20 @@ import torch
 from torch import nn
 
 from camcodec.model import cam_nerv, nerv2
-from camcodec.model.common import ArchConfig, frame_times, grid_weights, parameters_of, positional_encoding
+from camcodec.model.common import (
+    ArchConfig,
+    VideoModel,
+    frame_times,
+    grid_weights,
+    parameters_of,
+    positional_encoding,
+)
 
 
 @dataclass(frozen=True)
 class Architecture:
     config: type[ArchConfig]
-    model: type[nn.Module]
+    model: type[VideoModel]
     # sized(width, height, num_frames, budget, **options): the config of the best network within
     # ``budget`` parameters; options are config fields the encoder sets (cam, cam_points, ...).
     sized: Callable[..., ArchConfig]
@@ -49,7 +56,7 @@ def config_from_dict(data: Any) -> ArchConfig:
     return architecture(data.get("arch")).config.from_dict(data)
 
 
-def build_model(config: ArchConfig, seed: int | None = None) -> nn.Module:
+def build_model(config: ArchConfig, seed: int | None = None) -> VideoModel:
     """The untrained network of ``config`` on torch's default device; with ``seed``, initialized from it
     without touching the global RNG (the encoder's build), else from the global RNG."""
     model_class = architecture(config.arch).model
@@ -79,7 +86,7 @@ def macs_per_frame(config: ArchConfig) -> dict[str, int]:
         def count(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
             if isinstance(module, nn.Conv2d):
                 per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
-            else:
+            elif isinstance(module, nn.Linear):
                 per_output = module.in_features
             counts[name] = counts.get(name, 0) + output[0].numel() * per_output
 

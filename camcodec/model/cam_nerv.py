@@ -20,6 +20,7 @@ from torch import nn
 from camcodec.kernels import ConvSame, norm_modulate_gelu, pixel_shuffle
 from camcodec.model.common import (
     ArchConfig,
+    VideoModel,
     grid_weights,
     is_int,
     is_number,
@@ -116,8 +117,10 @@ class UpsampleBlock(nn.Module):
         return pixel_shuffle(x, self.stride)
 
 
-class CAMNeRV(nn.Module):
+class CAMNeRV(VideoModel):
     """Maps times t (B,) in [0, 1] to RGB frames (B, 3, H, W) in [0, 1]."""
+
+    config: CamNervConfig
 
     def __init__(self, config: CamNervConfig):
         super().__init__()
@@ -133,7 +136,7 @@ class CAMNeRV(nn.Module):
         )
         self.blocks = nn.ModuleList(
             UpsampleBlock(c_in, c_out, s, config.cam, config.grid_points)
-            for c_in, c_out, s in zip(config.channels[:-1], config.channels[1:], config.strides)
+            for c_in, c_out, s in zip(config.channels[:-1], config.channels[1:], config.strides, strict=True)
         )
         self.head = nn.Conv2d(config.channels[-1], 3, kernel_size=3, padding=1)
 
@@ -150,13 +153,10 @@ class CAMNeRV(nn.Module):
         x = torch.sigmoid(self.head(x.contiguous(memory_format=torch.channels_last)))
         return x[:, :, : cfg.height, : cfg.width].contiguous()
 
-    def channel_axes(self) -> dict[str, int | None]:
-        """Every tensor's output channels lie along axis 0 (the quantizer's per-channel scales)."""
-        return {name: 0 for name, _ in self.named_parameters()}
 
-
-def sized(width: int, height: int, num_frames: int, budget: float, *, cam: bool = True,
-          cam_points: int = 32) -> CamNervConfig:
+def sized(
+    width: int, height: int, num_frames: int, budget: float, *, cam: bool = True, cam_points: int = 32
+) -> CamNervConfig:
     """The widest network whose parameter count stays within ``budget``.
 
     Width grows with C0 (the stem's channels); the stem's hidden size is 2 x C0, later blocks shrink
@@ -166,8 +166,16 @@ def sized(width: int, height: int, num_frames: int, budget: float, *, cam: bool 
     strides = choose_strides(width, height)
 
     def build(c0: int) -> CamNervConfig:
-        return CamNervConfig(width, height, num_frames, strides, block_channels(c0, len(strides)),
-                             stem_hidden=max(2 * c0, 16), cam=True, cam_points=cam_points)
+        return CamNervConfig(
+            width,
+            height,
+            num_frames,
+            strides,
+            block_channels(c0, len(strides)),
+            stem_hidden=max(2 * c0, 16),
+            cam=True,
+            cam_points=cam_points,
+        )
 
     low, high = 4, 1024
     while high - low > 1 and parameters_of(CAMNeRV, build(low)) <= budget:

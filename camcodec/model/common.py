@@ -135,8 +135,13 @@ class ArchConfig:
     def validate(self) -> None:
         """Raise ValueError naming the first field out of range."""
         self.check(
-            (is_int(self.width) and is_int(self.height) and 1 <= self.width <= MAX_SIDE
-             and 1 <= self.height <= MAX_SIDE, "frame size"),
+            (
+                is_int(self.width)
+                and is_int(self.height)
+                and 1 <= self.width <= MAX_SIDE
+                and 1 <= self.height <= MAX_SIDE,
+                "frame size",
+            ),
             (is_int(self.num_frames) and 1 <= self.num_frames <= MAX_FRAMES, "frame count"),
             (is_int(self.render_group) and 1 <= self.render_group <= 1024, "render_group"),
         )
@@ -146,3 +151,18 @@ class ArchConfig:
         for ok, what in checks:
             if not ok:
                 raise ValueError(f"model config: invalid {what}")
+
+
+class VideoModel(nn.Module):
+    """Base of every architecture's network: maps times t (B,) in [0, 1] to RGB frames (B, 3, H, W)."""
+
+    config: ArchConfig
+
+    def channel_axes(self) -> dict[str, int | None]:
+        """Which axis of each parameter is its output channel (the quantizer's per-channel scales); None for
+        a tensor quantized with one scale. Every tensor's output channels lie along axis 0 by default."""
+        return {name: 0 for name, _ in self.named_parameters()}
+
+    def latent_grids(self) -> list[str]:
+        """Parameters that are feature values rather than weights (they train at a higher learning rate)."""
+        return []

@@ -27,6 +27,7 @@ from torch import nn
 from camcodec.kernels import ConvSame, norm_modulate_gelu, pixel_shuffle
 from camcodec.model.common import (
     ArchConfig,
+    VideoModel,
     grid_weights,
     is_int,
     is_number,
@@ -77,17 +78,22 @@ class Nerv2Config(ArchConfig):
         blocks = len(self.strides)
         self.check(
             (1 <= blocks <= 8 and all(is_int(s) and 1 <= s <= 8 for s in self.strides), "strides"),
-            (len(self.channels) == blocks + 1 and all(is_int(c) and 1 <= c <= 4096 for c in self.channels),
-             "channels"),
+            (len(self.channels) == blocks + 1 and all(is_int(c) and 1 <= c <= 4096 for c in self.channels), "channels"),
             (len(self.kernels) == blocks and all(is_int(k) and k in (1, 3, 5, 7) for k in self.kernels), "kernels"),
             (is_int(self.head_kernel) and self.head_kernel in (1, 3, 5, 7), "head_kernel"),
             (self.stem in STEMS, "stem"),
             (is_int(self.stem_hidden) and 1 <= self.stem_hidden <= 8192, "stem_hidden"),
             (is_int(self.pe_levels) and 1 <= self.pe_levels <= 128, "pe_levels"),
             (is_number(self.pe_base) and 1.0 < self.pe_base <= 4.0, "pe_base"),
-            (self.stem != "grid" or (1 <= len(self.grid_times) <= 8
-                                     and all(is_int(t) and 2 <= t <= 100_000 for t in self.grid_times)
-                                     and self.channels[0] % len(self.grid_times) == 0), "grid_times"),
+            (
+                self.stem != "grid"
+                or (
+                    1 <= len(self.grid_times) <= 8
+                    and all(is_int(t) and 2 <= t <= 100_000 for t in self.grid_times)
+                    and self.channels[0] % len(self.grid_times) == 0
+                ),
+                "grid_times",
+            ),
             (self.upsample in UPSAMPLES, "upsample"),
             (isinstance(self.cam, bool), "cam"),
             (is_int(self.cam_points) and 2 <= self.cam_points <= 4096, "cam_points"),
@@ -161,12 +167,15 @@ class MlpStem(nn.Module):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         cfg = self.config
-        return self.layers(positional_encoding(t, cfg.pe_base, cfg.pe_levels)).view(t.shape[0], cfg.channels[0],
-                                                                                   *cfg.base_size)
+        return self.layers(positional_encoding(t, cfg.pe_base, cfg.pe_levels)).view(
+            t.shape[0], cfg.channels[0], *cfg.base_size
+        )
 
 
-class Nerv2(nn.Module):
+class Nerv2(VideoModel):
     """Maps times t (B,) in [0, 1] to RGB frames (B, 3, H, W) in [0, 1]."""
+
+    config: Nerv2Config
 
     def __init__(self, config: Nerv2Config):
         super().__init__()
@@ -176,7 +185,9 @@ class Nerv2(nn.Module):
         cam_points = config.cam_grid_points if config.cam else None
         self.blocks = nn.ModuleList(
             Block(c_in, c_out, s, k, config.upsample, cam_points)
-            for c_in, c_out, s, k in zip(config.channels[:-1], config.channels[1:], config.strides, config.kernels)
+            for c_in, c_out, s, k in zip(
+                config.channels[:-1], config.channels[1:], config.strides, config.kernels, strict=True
+            )
         )
         self.head = nn.Conv2d(config.channels[-1], 3, config.head_kernel, padding=config.head_kernel // 2)
 
@@ -190,10 +201,6 @@ class Nerv2(nn.Module):
         # channels-last copy is cheaper.
         x = torch.sigmoid(self.head(x.contiguous(memory_format=torch.channels_last)))
         return x[:, :, : cfg.height, : cfg.width].contiguous()
-
-    def channel_axes(self) -> dict[str, int | None]:
-        """Every tensor's output channels lie along axis 0 (grids are stored channel-first)."""
-        return {name: 0 for name, _ in self.named_parameters()}
 
     def latent_grids(self) -> list[str]:
         """The stem's grids: feature values, not weights, that train at a higher learning rate."""
