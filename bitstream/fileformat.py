@@ -9,13 +9,11 @@ that says what is wrong and where.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import logging
 import math
 import os
-import secrets
 import stat
 import zlib
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ from bitstream.errors import (
     TruncatedError,
     UnsupportedVersionError,
 )
+from bitstream.files import write_atomic
 from bitstream.rans import RansCoder
 from bitstream.records import ByteReader, crc32
 
@@ -606,54 +605,11 @@ def format_description(description: dict[str, Any]) -> str:
 
 
 def write_file(path: str | os.PathLike[str], container: Container, coder: RansCoder | None = None) -> int:
-    """Write ``container`` to ``path`` atomically; return the number of bytes written.
-
-    The bytes go to a new temporary file in the same folder, which is flushed, fsync'ed and then
-    renamed over ``path`` with ``os.replace``. On any failure the temporary file is removed and a
-    previous file at ``path`` is left as it was.
-    """
+    """Write ``container`` to ``path`` atomically (``bitstream.files``); return the number of bytes written."""
     data = write_bytes(container, coder)
-    target = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(target))
-    base = os.path.basename(target)
-    for _ in range(100):
-        temp = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp")
-        try:
-            handle = open(temp, "xb")  # noqa: SIM115 - closed below, on every path
-            break
-        except FileExistsError:
-            continue
-    else:
-        raise FileExistsError(f"{folder}: cannot create a temporary file next to {base}")
-    try:
-        with handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-    _fsync_folder(folder)
-    log.debug("wrote %s: %d bytes", target, len(data))
+    write_atomic(path, data)
+    log.debug("wrote %s: %d bytes", os.fspath(path), len(data))
     return len(data)
-
-
-def _fsync_folder(folder: str) -> None:
-    """Make the rename durable where the platform allows it (POSIX); best effort elsewhere."""
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def read_file(path: str | os.PathLike[str], coder: RansCoder | None = None) -> Container:

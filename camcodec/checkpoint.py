@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bitstream.files import atomic_open
 from camcodec.errors import InputError
 from camcodec.rate import LearnedSteps
 from camcodec.train import FitState, TrainResult
@@ -71,16 +71,8 @@ class EncodeCheckpoint:
             "steps": self.steps,
             "fit": asdict(state) if state is not None else None,
         }
-        fd, temp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                torch.save(payload, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, self.path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        with atomic_open(self.path) as handle:
+            torch.save(payload, handle)
         self._last = time.monotonic()
         log.debug("checkpoint saved: %d phases done, step %s", len(self.done), state.step if state else "-")
 

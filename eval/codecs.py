@@ -34,6 +34,7 @@ import numpy as np
 from av.bitstream import BitStreamFilterContext
 from av.video.stream import VideoStream
 
+from bitstream.files import atomic_path
 from camcodec.errors import InputError, OutputError
 from camcodec.media import read_video
 from camcodec.media.convert import MATRICES, from_rgb
@@ -92,10 +93,6 @@ class Codec(Protocol):
 def format_value(value: float) -> str:
     """A rate-point value as short text: 27, 0.03."""
     return f"{value:g}"
-
-
-def _temp_beside(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
 
 
 @dataclass(frozen=True)
@@ -183,12 +180,8 @@ class ConventionalCodec:
             raise InputError(
                 f"{self.name}: 4:2:0 needs an even frame size, got {width}x{height}; use --scale to pick one"
             )
-        temp = _temp_beside(path)
-        try:
+        with atomic_path(path, path.suffix) as temp:
             coded_bytes, encode_s = self._encode(frames, fps, value, temp)
-            os.replace(temp, path)
-        finally:
-            temp.unlink(missing_ok=True)
         start = time.perf_counter()
         decoded = read_video(path).frames
         decode_s = time.perf_counter() - start
@@ -287,14 +280,10 @@ class CamcodecCodec:
             options["preset"] = self.preset
         if self.steps is not None:
             options["steps"] = self.steps
-        temp = _temp_beside(path)
-        try:
+        with atomic_path(path, path.suffix) as temp:
             start = time.perf_counter()
             camcodec.encode(frames, temp, progress=self.progress, **options)
             encode_s = time.perf_counter() - start
-            os.replace(temp, path)
-        finally:
-            temp.unlink(missing_ok=True)
         start = time.perf_counter()
         decoded = camcodec.decode(path, device=self.device)
         decode_s = time.perf_counter() - start

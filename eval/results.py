@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from bitstream import files
 from camcodec.errors import InputError, OutputError
 
 log = logging.getLogger(__name__)
@@ -82,18 +83,11 @@ COLUMNS = [f.name for f in fields(Row)]
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write a file by way of a temporary file beside it and ``os.replace``."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write a file atomically (``bitstream.files``); OutputError naming it when it cannot be written."""
     try:
-        if isinstance(data, str):
-            temp.write_text(data, encoding="utf-8")
-        else:
-            temp.write_bytes(data)
-        os.replace(temp, path)
+        files.write_atomic(path, data.encode("utf-8") if isinstance(data, str) else data)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 class ResultStore:

@@ -319,13 +319,14 @@ def deny(monkeypatch, path: Path) -> None:
         return
     import builtins
 
-    from camcodec.media import writer
+    from bitstream import files
 
     target = str(path.resolve())
 
     def guard(function):
         def guarded(name, *args, **kwargs):
-            if isinstance(name, (str, bytes, os.PathLike)) and str(Path(os.fsdecode(name)).resolve()) == target:
+            resolved = Path(os.fsdecode(name)).resolve() if isinstance(name, (str, bytes, os.PathLike)) else None
+            if resolved is not None and target in (str(resolved), str(resolved.parent)):
                 raise PermissionError(13, "Permission denied", os.fsdecode(name))
             return function(name, *args, **kwargs)
 
@@ -334,7 +335,7 @@ def deny(monkeypatch, path: Path) -> None:
     monkeypatch.setattr(os, "open", guard(os.open))
     monkeypatch.setattr(builtins, "open", guard(builtins.open))
     monkeypatch.setattr(av, "open", guard(av.open))
-    monkeypatch.setattr(writer, "_reserve", guard(writer._reserve))
+    monkeypatch.setattr(files, "reserve_beside", guard(files.reserve_beside))
 
 
 def run_case(c: Case, workspace: Path, monkeypatch, capsys) -> tuple[int, str, str]:
@@ -498,9 +499,9 @@ class Boom(Exception):
 
 
 def failing_os(monkeypatch, call: str, error: type[BaseException], seen: list[int]) -> None:
-    """bitstream's writer sees an ``os`` whose ``call`` (fsync or replace) raises ``error`` after noting
-    the size of the temporary file written so far; everything else (the encoder's checkpoints) is untouched."""
-    from bitstream import fileformat
+    """The atomic writes see an ``os`` whose ``call`` (fsync or replace) raises ``error`` after noting the
+    size of the temporary file written so far (the encodes here write no checkpoints)."""
+    from bitstream import files
 
     def failing(first, *rest):
         seen.append(os.fstat(first).st_size if call == "fsync" else os.stat(first).st_size)
@@ -509,7 +510,7 @@ def failing_os(monkeypatch, call: str, error: type[BaseException], seen: list[in
     proxy = type(os)("os")
     proxy.__dict__.update(os.__dict__)
     setattr(proxy, call, failing)
-    monkeypatch.setattr(fileformat, "os", proxy)
+    monkeypatch.setattr(files, "os", proxy)
 
 
 @pytest.mark.parametrize("call", ["fsync", "replace"])

@@ -2,8 +2,8 @@
 
 The output kind follows the path (``OUTPUT_KINDS``). Frames are streamed: ``VideoWriter.write`` takes
 any number of frames at a time and encodes them at once. Everything goes to a temporary file (or
-folder) beside the target; only a clean exit moves it into place with ``os.replace``, so a failed or
-interrupted write leaves no partial output and leaves an older file at the path untouched.
+folder) beside the target; only a clean exit publishes it (``bitstream.files``: fsync, ``os.replace``),
+so a failed or interrupted write leaves no partial output and leaves an older file at the path untouched.
 
 RGB -> YUV uses ``color_matrix`` (BT.709 by default) in limited range, the reverse of the reader's rule;
 encoded streams (.mkv/.mp4/.webm) are tagged with that matrix so that reading back inverts it exactly.
@@ -20,8 +20,6 @@ import contextlib
 import logging
 import os
 import re
-import secrets
-import shutil
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -29,6 +27,7 @@ from typing import Any, BinaryIO
 import av
 import numpy as np
 
+from bitstream import files
 from camcodec.errors import InputError, OutputError
 from camcodec.media._common import AV_ERRORS, as_fraction, one_line
 from camcodec.media.convert import MATRICES, from_rgb, is_yuv, plane_array
@@ -82,20 +81,6 @@ def _choose_pix_fmt(codec: av.codec.Codec, width: int, height: int) -> str:
     return formats[0]
 
 
-def _reserve(parent: Path, name: str, suffix: str, folder: bool) -> Path:
-    """Create a fresh hidden temporary file or folder in ``parent`` (default permissions)."""
-    while True:
-        candidate = parent / f".{name}.{secrets.token_hex(4)}.tmp{suffix}"
-        try:
-            if folder:
-                os.mkdir(candidate)
-            else:
-                os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-            return candidate
-        except FileExistsError:
-            continue
-
-
 def check_output_path(path: str | os.PathLike[str], source: str | os.PathLike[str] | None = None) -> None:
     """Refuse, with an OutputError naming it, an output file path that cannot be written.
 
@@ -116,7 +101,7 @@ def check_output_path(path: str | os.PathLike[str], source: str | os.PathLike[st
     if target.is_dir():
         raise OutputError(f"{label}: is a folder, not a file")
     try:
-        os.unlink(_reserve(parent, target.name, "", folder=False))
+        os.unlink(files.reserve_beside(target))
     except OSError as exc:
         raise OutputError(f"{label}: cannot write in folder {parent} ({one_line(exc)})") from None
 
@@ -200,7 +185,7 @@ class VideoWriter:
         folder = self.kind == "/"
         try:
             name, suffix = self.path.name or "video", "" if folder else self.kind
-            self._temp = _reserve(parent, name, suffix, folder=folder)
+            self._temp = files.reserve_beside(self.path.parent / name, suffix, folder=folder)
         except OSError as exc:
             raise OutputError(f"{self.label}: cannot create a temporary file ({one_line(exc)})") from None
         self._done = False
@@ -322,22 +307,7 @@ class VideoWriter:
         else:
             self._save_pngs(self._png.encode(None))
             self._png = None
-        if self.kind != "/":
-            os.replace(self._temp, self.path)
-            return
-        if not self.path.exists():
-            os.rename(self._temp, self.path)
-            return
-        # Swap folders: the old one moves aside, the new one takes its name, then the old one goes.
-        backup = _reserve(self.path.parent, self.path.name, ".old", folder=True)
-        os.rmdir(backup)
-        os.rename(self.path, backup)
-        try:
-            os.rename(self._temp, self.path)
-        except BaseException:
-            os.rename(backup, self.path)
-            raise
-        shutil.rmtree(backup, ignore_errors=True)
+        files.publish(self._temp, self.path)
 
     def abort(self) -> None:
         """Discard everything written; any older file at the path stays as it was."""
@@ -357,10 +327,7 @@ class VideoWriter:
         self._png = None
         temp = getattr(self, "_temp", None)
         if temp is not None:
-            if temp.is_dir():
-                shutil.rmtree(temp, ignore_errors=True)
-            else:
-                temp.unlink(missing_ok=True)
+            files.discard(temp)
 
     def __del__(self) -> None:
         if not getattr(self, "_done", True):
