@@ -9,10 +9,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from camcodec.api import decode, encode
-from camcodec.config import EncodeConfig, resolve_config
-from camcodec.decoder import Decoder
-from camcodec.encoder import Encoder, EncodeResult, EncodeStats
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from camcodec.errors import (
     BadMagicError,
     BitstreamError,
@@ -47,3 +46,34 @@ __all__ = [
     "encode",
     "resolve_config",
 ]
+
+# The codec's classes and functions load torch; they are imported on first use, so that the command
+# line and ``camcodec.errors`` stay quick (``camcodec info`` reads a header without torch).
+_LAZY = {
+    "decode": "camcodec.api",
+    "encode": "camcodec.api",
+    "EncodeConfig": "camcodec.config",
+    "resolve_config": "camcodec.config",
+    "Decoder": "camcodec.decoder",
+    "Encoder": "camcodec.encoder",
+    "EncodeResult": "camcodec.encoder",
+    "EncodeStats": "camcodec.encoder",
+}
+
+if TYPE_CHECKING:
+    from camcodec.api import decode, encode
+    from camcodec.config import EncodeConfig, resolve_config
+    from camcodec.decoder import Decoder
+    from camcodec.encoder import Encoder, EncodeResult, EncodeStats
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'camcodec' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

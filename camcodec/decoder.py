@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 import bitstream
+from camcodec.camfile import read_source
 from camcodec.device import keep_freed_cpu_memory, resolve_device
-from camcodec.errors import BitstreamError, HeaderError, InputError
+from camcodec.errors import BitstreamError, HeaderError
 from camcodec.model import ArchConfig, VideoModel, build_model, config_from_dict, frame_times, parameter_count
 from camcodec.quantize import load_quantized
 
@@ -92,25 +93,6 @@ def check_segment(segment: dict[str, Any], video: dict[str, Any], where: str) ->
     if stored != shapes:
         wrong = sorted(set(stored) ^ set(shapes)) or sorted(n for n in stored if stored[n] != shapes[n])
         raise HeaderError(f"{where}: the tensors do not match the model config (first mismatch: {wrong[0]!r})")
-
-
-def read_source(source: str | os.PathLike) -> bytes:
-    """The bytes of a .cam file; a path that cannot be read is an InputError naming it."""
-    label = os.fsdecode(os.fspath(source))
-    try:
-        return bitstream.read_path(source)
-    except FileNotFoundError:
-        raise InputError(f"{label}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{label}: is a directory, not a .cam file") from None
-    except NotADirectoryError:
-        raise InputError(f"{label}: no such file (a parent is not a directory)") from None
-    except PermissionError:
-        raise InputError(f"{label}: permission denied") from None
-    except OSError as exc:
-        raise InputError(f"{label}: cannot read ({exc.strerror or exc})") from None
-    except BitstreamError as exc:
-        raise InputError(str(exc)) from None
 
 
 def load_container(source: str | os.PathLike | bytes) -> bitstream.Container:

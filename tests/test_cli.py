@@ -122,3 +122,29 @@ def test_threads_option_sets_torch_threads(encoded, capsys):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_info_reads_a_header_without_torch(tmp_path):
+    """``camcodec info`` imports only the command it runs: no torch, so it answers at once."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    golden = Path(__file__).parent / "golden" / "cam-nerv2-v2.cam"
+    run = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "camcodec", "info", str(golden)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    assert run.stdout.startswith("camcodec file, format version 2")
+    imported = {line.split("|")[-1].strip() for line in run.stderr.splitlines() if line.startswith("import time")}
+    assert "camcodec.errors" in imported
+    assert not {name for name in imported if name.split(".")[0] in ("torch", "av", "compressai")}
+
+
+def test_lazy_package_attributes():
+    assert camcodec.Decoder.__name__ == "Decoder" and "Encoder" in dir(camcodec)
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        camcodec.nothing  # noqa: B018

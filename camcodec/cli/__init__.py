@@ -13,27 +13,37 @@ from types import ModuleType
 from typing import NoReturn
 
 from camcodec import __version__
-from camcodec.cli import decode_cmd, encode_cmd, info_cmd
 from camcodec.cli.args import positive_int
 from camcodec.errors import CamcodecError
 
-BUILTIN_COMMANDS: dict[str, ModuleType] = {"encode": encode_cmd, "decode": decode_cmd, "info": info_cmd}
+#: Built-in subcommands by module; each is imported only when it runs (``info`` never loads torch).
+BUILTIN_COMMANDS: dict[str, str] = {
+    "encode": "camcodec.cli.encode_cmd",
+    "decode": "camcodec.cli.decode_cmd",
+    "info": "camcodec.cli.info_cmd",
+}
 PLUGIN_GROUP = "camcodec.commands"
 
 log = logging.getLogger(__name__)
 
 
-def subcommands() -> dict[str, ModuleType]:
-    """Built-in subcommands plus those other installed packages register (eval's ``eval`` and ``bench``).
+def command_modules() -> dict[str, str]:
+    """Every subcommand's module name: the built-ins plus those other installed packages register
+    (eval's ``eval`` and ``bench``).
 
-    A plugin is a module with ``HELP``, ``setup_args(parser)`` and ``run(args) -> int``; discovering
-    them through entry points keeps imports one way (eval -> camcodec).
+    A command module has ``HELP``, ``setup_args(parser)`` and ``run(args) -> int``; discovering plugins
+    through entry points keeps imports one way (eval -> camcodec).
     """
-    commands = dict(BUILTIN_COMMANDS)
+    modules = dict(BUILTIN_COMMANDS)
     for entry in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
-        if entry.name not in commands:
-            commands[entry.name] = importlib.import_module(entry.value)
-    return commands
+        modules.setdefault(entry.name, entry.value)
+    return modules
+
+
+def subcommands(names: Sequence[str] | None = None) -> dict[str, ModuleType]:
+    """The command modules, imported: those named, or all of them."""
+    modules = command_modules()
+    return {name: importlib.import_module(modules[name]) for name in (names or modules)}
 
 
 class UsageError(Exception):
@@ -47,12 +57,7 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)")
 
 
-def setup_args(commands: dict[str, ModuleType] | None = None) -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="camcodec",
-        description="Neural video codec: a CAM-NeRV network overfitted to the video is the compressed file.",
-    )
-    parser.add_argument("--version", action="version", version=f"camcodec {__version__}")
+def _add_global_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument(
         "--threads",
@@ -60,10 +65,32 @@ def setup_args(commands: dict[str, ModuleType] | None = None) -> argparse.Argume
         metavar="N",
         help="CPU threads for torch (default: all cores; 1 is faster when other work shares them)",
     )
+
+
+def setup_args(commands: dict[str, ModuleType] | None = None) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="camcodec",
+        description="Neural video codec: a CAM-NeRV network overfitted to the video is the compressed file.",
+    )
+    parser.add_argument("--version", action="version", version=f"camcodec {__version__}")
+    _add_global_args(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in (commands or subcommands()).items():
         module.setup_args(subparsers.add_parser(name, help=module.HELP, description=module.HELP))
     return parser
+
+
+def chosen_command(argv: Sequence[str] | None) -> str | None:
+    """The subcommand the command line names, found without importing any; None when it names none
+    (``--help``, a typo): then the full parser, with every command, answers."""
+    parser = _Parser(prog="camcodec", add_help=False, allow_abbrev=False)
+    _add_global_args(parser)
+    parser.add_argument("command", nargs="?")
+    try:
+        known, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    except UsageError:
+        return None
+    return known.command if known.command in command_modules() else None
 
 
 def one_line(text: object) -> str:
@@ -85,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     failure (the operating system's, or a bug: run with -vv for its traceback); 130 interrupted.
     ``--help`` and ``--version`` exit through SystemExit(0), as argparse does.
     """
-    commands = subcommands()
+    chosen = chosen_command(argv)
+    commands = subcommands([chosen] if chosen else None)
     try:
         args = setup_args(commands).parse_args(argv)
     except UsageError as exc:

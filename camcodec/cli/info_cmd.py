@@ -6,7 +6,7 @@ import argparse
 import json
 
 import bitstream
-from camcodec.decoder import read_source
+from camcodec.camfile import read_source
 
 HELP = "show a .cam file's header: video info, model config, tensor table, section sizes"
 
