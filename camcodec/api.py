@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from fractions import Fraction
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -13,7 +13,7 @@ from camcodec.decoder import decode
 from camcodec.encoder import Encoder, EncodeStats, clip_from_array
 from camcodec.media import Clip, read_video
 
-Source = str | os.PathLike | np.ndarray | Clip
+Source = str | os.PathLike | BinaryIO | np.ndarray | Clip
 
 
 def load_source(
@@ -25,7 +25,8 @@ def load_source(
     size: tuple[int, int] | None = None,
     fps: Fraction | None = None,
 ) -> Clip:
-    """A clip from a path (any input kind), a uint8 (T, H, W, 3) array, or a clip as it is."""
+    """A clip from a path (any input kind), a binary stream (Y4M on standard input), a uint8 (T, H, W, 3)
+    array, or a clip as it is."""
     if isinstance(source, Clip):
         return source
     if isinstance(source, np.ndarray):

@@ -148,3 +148,78 @@ def test_lazy_package_attributes():
     assert camcodec.Decoder.__name__ == "Decoder" and "Encoder" in dir(camcodec)
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         camcodec.nothing  # noqa: B018
+
+
+# --- Y4M through pipes, as x264/x265/ffmpeg users chain them ----------------------------------------------
+
+
+def _camcodec(*args: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "camcodec", *args]
+
+
+GOLDEN_V2 = __import__("pathlib").Path(__file__).parent / "golden" / "cam-nerv2-v2.cam"
+
+
+def test_decode_to_stdout_is_the_y4m_file(tmp_path):
+    import subprocess
+
+    piped = subprocess.run(_camcodec("decode", str(GOLDEN_V2), "-o", "-", "-q"), capture_output=True, check=True)
+    assert main(["decode", str(GOLDEN_V2), "-o", str(tmp_path / "file.y4m"), "-q"]) == 0
+    assert piped.stdout == (tmp_path / "file.y4m").read_bytes()
+    assert piped.stderr.decode().startswith("-: 8 frames 64x48")  # the summary keeps off the video
+    import io
+
+    import av
+
+    def planes(source) -> np.ndarray:  # what an ffmpeg-style consumer gets: the YUV 4:2:0 pictures
+        with av.open(source) as container:
+            return np.stack([f.to_ndarray() for f in container.decode(video=0)])
+
+    assert np.array_equal(planes(io.BytesIO(piped.stdout)), planes(str(tmp_path / "file.y4m")))
+    assert len(planes(io.BytesIO(piped.stdout))) == 8
+    from_stream = read_video(io.BytesIO(piped.stdout)).frames  # camcodec's reader takes a stream too
+    assert np.array_equal(from_stream, read_video(tmp_path / "file.y4m").frames)
+
+
+def test_pipe_round_trip_decode_into_encode(tmp_path):
+    """``camcodec decode a.cam -o - | camcodec encode - -o b.cam``: the second reads Y4M from stdin."""
+    import subprocess
+
+    decode = subprocess.Popen(_camcodec("decode", str(GOLDEN_V2), "-o", "-", "-q"), stdout=subprocess.PIPE)
+    encode = subprocess.run(
+        _camcodec("encode", "-", "-o", str(tmp_path / "b.cam"), "--preset", "fast", *TRAIN[:2], "--device", "cpu", "-q"),
+        stdin=decode.stdout,
+        capture_output=True,
+        text=True,
+    )
+    decode.stdout.close()
+    assert decode.wait() == 0 and encode.returncode == 0, encode.stderr
+    decoded = camcodec.decode(tmp_path / "b.cam")
+    assert decoded.shape == (8, 48, 64, 3)
+    assert camcodec.Decoder(tmp_path / "b.cam").info.color_matrix == "bt709"  # Y4M's, as from a file
+
+
+def test_broken_pipe_ends_quietly(tmp_path):
+    import subprocess
+
+    decode = subprocess.Popen(
+        _camcodec("decode", str(GOLDEN_V2), "-o", "-", "-q"), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    decode.stdout.read(10)  # a reader that takes the start of the header, then leaves
+    decode.stdout.close()
+    assert decode.wait() == 141
+    assert decode.stderr.read() == b""
+
+
+def test_pipe_errors_are_one_line(tmp_path):
+    import subprocess
+
+    garbage = subprocess.run(
+        _camcodec("encode", "-", "-o", str(tmp_path / "x.cam"), "-q"), input=b"not a video", capture_output=True
+    )
+    assert garbage.returncode == 2
+    assert garbage.stderr.decode().strip().startswith("camcodec encode: error: <stdin>: not a readable video")
+    assert len(garbage.stderr.decode().strip().splitlines()) == 1
+    assert main(["encode", str(GOLDEN_V2), "-o", "-"]) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -105,11 +106,20 @@ def _os_message(exc: OSError) -> str:
     return ": ".join([*files[:1], reason]) if files else reason
 
 
+def _silence_stdout() -> None:
+    """Point standard output at the null device, so that the interpreter's final flush cannot fail again."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a subcommand; every error becomes one line on stderr, never a traceback.
 
     Exit codes: 0 success; 2 a bad command line, input, file or option (``CamcodecError``); 1 any other
-    failure (the operating system's, or a bug: run with -vv for its traceback); 130 interrupted.
+    failure (the operating system's, or a bug: run with -vv for its traceback); 130 interrupted; 141
+    (128 + SIGPIPE, as a shell reports it) quietly when the reader of standard output went away.
     ``--help`` and ``--version`` exit through SystemExit(0), as argparse does.
     """
     chosen = chosen_command(argv)
@@ -134,6 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our standard output went away (| head, a closed player)
+        _silence_stdout()
+        return 141
     except OSError as exc:
         print(f"{prefix}: error: {one_line(_os_message(exc))}", file=sys.stderr)
         return 1

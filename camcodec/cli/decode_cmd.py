@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 from tqdm.auto import tqdm
@@ -19,7 +20,7 @@ HELP = "decode a .cam file; the output kind follows OUT's extension"
 def setup_args(parser: argparse.ArgumentParser) -> None:
     kinds = ", ".join(f"{ext or 'folder'}: {what}" for ext, what in OUTPUT_KINDS.items())
     parser.add_argument("input", help="a .cam file")
-    parser.add_argument("-o", "--output", required=True, help=f"output path ({kinds})")
+    parser.add_argument("-o", "--output", required=True, help=f"output path ({kinds}); - writes Y4M to standard output")
     parser.add_argument("--frames", type=range_arg, metavar="A:B", help="decode frames A to B-1 only")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--codec", help="PyAV encoder for .mkv/.mp4/.webm outputs (e.g. libx265)")
@@ -28,7 +29,13 @@ def setup_args(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    if os.path.isfile(args.output) and os.path.isfile(args.input) and os.path.samefile(args.output, args.input):
+    to_stdout = args.output == "-"
+    if (
+        not to_stdout
+        and os.path.isfile(args.output)
+        and os.path.isfile(args.input)
+        and os.path.samefile(args.output, args.input)
+    ):
         raise OutputError(f"{args.output}: is the input file; refusing to overwrite it")
     decoder = Decoder(args.input, device=args.device)
     try:
@@ -42,7 +49,12 @@ def run(args: argparse.Namespace) -> int:
     # YUV outputs of an RGB source use BT.709; YUV sources get their own matrix back.
     matrix = "bt709" if decoder.info.color_matrix == "rgb" else decoder.info.color_matrix
     with VideoWriter(
-        args.output, decoder.width, decoder.height, decoder.fps, codec=args.codec, color_matrix=matrix
+        sys.stdout.buffer if to_stdout else args.output,
+        decoder.width,
+        decoder.height,
+        decoder.fps,
+        codec=args.codec,
+        color_matrix=matrix,
     ) as writer:
         for frame in tqdm(
             decoder.iter_frames(indices),
@@ -54,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         ):
             writer.write(frame[None])
     seconds = time.perf_counter() - start
-    print(f"{args.output}: {len(indices)} frames {decoder.width}x{decoder.height} in {seconds:.1f} s")
+    summary = f"{args.output}: {len(indices)} frames {decoder.width}x{decoder.height} in {seconds:.1f} s"
+    print(summary, file=sys.stderr if to_stdout else sys.stdout)
     return 0
 
 

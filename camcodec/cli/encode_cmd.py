@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from camcodec import api
 from camcodec.cli.args import fps_arg, positive_int, size_arg
@@ -15,7 +16,7 @@ HELP = "compress a video (file, Y4M, raw YUV with --size, or PNG folder) into a 
 
 
 def setup_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help="source video")
+    parser.add_argument("input", help="source video; - reads Y4M from standard input")
     parser.add_argument("-o", "--output", required=True, help="the .cam file to write")
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS), help="training effort")
     parser.add_argument("--rate", choices=list(RATES), help="rate ladder rung: model size, bits and pruning")
@@ -71,6 +72,8 @@ def setup_args(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.output == "-":
+        raise InputError("-o -: a .cam file is written to a file, not to standard output; name one")
     model_params = None
     if args.model_params:
         parsed = parse_options([f"arch={args.arch or EncodeConfig.arch}", *args.model_params.split(":")])
@@ -79,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--model-params: {misplaced[0]} is an encode option, not a model field")
         model_params = parsed["model_params"]
     stats = api.encode(
-        args.input,
+        sys.stdin.buffer if args.input == "-" else args.input,
         args.output,
         preset=args.preset,
         rate=args.rate,

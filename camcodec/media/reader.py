@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Generator
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import av
 import numpy as np
@@ -120,22 +120,25 @@ class _Source(ABC):
 class _ContainerSource(_Source):
     """Any file FFmpeg demuxes; the first video stream."""
 
-    def __init__(self, path: Path, label: str) -> None:
+    def __init__(self, path: Path | BinaryIO, label: str) -> None:
+        """``path``: a file, or a binary stream (standard input: Y4M, or whatever FFmpeg demuxes without
+        seeking), read as it comes."""
         self.label = label
+        file = path if isinstance(path, Path) else None
         try:
-            self.container = av.open(_av_url(path), mode="r")
+            self.container = av.open(_av_url(file) if file is not None else path, mode="r")
         except AV_ERRORS as exc:
-            tag = _y4m_colorspace(path)
+            tag = None if file is None else _y4m_colorspace(file)
             if tag is not None and tag not in _Y4M_COLORSPACES:
                 raise InputError(f"{label}: unsupported Y4M colour space C{tag}") from None
             raise InputError(f"{label}: not a readable video ({one_line(exc)})") from None
         try:
-            self._setup(path)
+            self._setup(file)
         except BaseException:
             self.container.close()
             raise
 
-    def _setup(self, path: Path) -> None:
+    def _setup(self, path: Path | None) -> None:
         label, container = self.label, self.container
         if not container.streams.video:
             raise InputError(f"{label}: no video stream (format {container.format.name})")
@@ -156,7 +159,7 @@ class _ContainerSource(_Source):
                 break
         self.exact = False
         self.num_frames = None
-        if self.kind == "y4m" and self.pix_fmt and self.width > 0:
+        if self.kind == "y4m" and self.pix_fmt and self.width > 0 and path is not None:
             self.num_frames = _y4m_frame_count(path, label, self.pix_fmt, self.width, self.height)
             self.exact = True
         elif stream.frames > 0:
@@ -298,13 +301,21 @@ class _PngSource(_Source):
             yield frame
 
 
-def _label(source: str | os.PathLike[str]) -> str:
-    """The path as given, as text for messages."""
-    return os.fsdecode(os.fspath(source))
+def _label(source: str | os.PathLike[str] | BinaryIO) -> str:
+    """The path as given (a stream: its name, e.g. ``<stdin>``), as text for messages."""
+    if isinstance(source, (str, bytes, os.PathLike)):
+        return os.fsdecode(os.fspath(source))
+    return str(getattr(source, "name", "<stream>"))
 
 
-def _open_source(source: str | os.PathLike[str], size: Any, fps: Any) -> tuple[_Source, str]:
+def _open_source(source: str | os.PathLike[str] | BinaryIO, size: Any, fps: Any) -> tuple[_Source, str]:
     label = _label(source)
+    if not isinstance(source, (str, bytes, os.PathLike)):
+        if size is not None:
+            raise InputError(
+                f"{label}: a stream is read as Y4M (or another format with a header); --size is for raw files"
+            )
+        return _ContainerSource(source, label), label
     path = Path(label)
     if not path.exists():
         raise InputError(f"{label}: no such file or folder")
@@ -355,7 +366,7 @@ class _FrameBuffer:
 
 
 def read_video(
-    source: str | os.PathLike[str],
+    source: str | os.PathLike[str] | BinaryIO,
     *,
     max_frames: int | None = None,
     start: int = 0,
@@ -363,7 +374,7 @@ def read_video(
     fps: Fraction | None = None,
     scale: tuple[int, int] | None = None,
 ) -> Clip:
-    """Decode ``source`` to uint8 RGB frames.
+    """Decode ``source`` (a path, or a binary stream such as ``sys.stdin.buffer``) to uint8 RGB frames.
 
     ``start``: index of the first frame kept; ``max_frames``: at most this many frames;
     ``size=(W, H)``: required for raw I420, refused for anything else; ``fps``: frame rate of raw

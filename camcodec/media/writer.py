@@ -114,11 +114,15 @@ class VideoWriter:
     (strings), merged over the defaults (e.g. ``{"crf": "23"}``).
     Leaving the ``with`` block normally publishes the file; an exception discards it.
     Without ``with``, call ``close()`` to publish or ``abort()`` to discard.
+
+    ``path`` may be a binary stream instead (``sys.stdout.buffer``, a pipe): Y4M is written to it as
+    frames come, the way ``ffmpeg -f yuv4mpegpipe -`` does; a stream cannot be written atomically.
+    A closed reader on the other end (``BrokenPipeError``) propagates as it is.
     """
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | BinaryIO,
         width: int,
         height: int,
         fps: Fraction | int | float | str,
@@ -127,9 +131,14 @@ class VideoWriter:
         color_matrix: str = "bt709",
         options: dict[str, str] | None = None,
     ) -> None:
-        self.label = os.fsdecode(os.fspath(path))
-        self.path = Path(self.label)
-        self.kind = _output_kind(self.label, self.path)
+        self._sink: BinaryIO | None = None
+        self.path: Path | None
+        if isinstance(path, (str, bytes, os.PathLike)):
+            self.label = os.fsdecode(os.fspath(path))
+            self.path = Path(self.label)
+            self.kind = _output_kind(self.label, self.path)
+        else:
+            self._sink, self.label, self.path, self.kind = path, getattr(path, "name", "<stream>"), None, ".y4m"
         for value, what in ((width, "width"), (height, "height")):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise InputError(f"{self.label}: {what} must be a positive integer, got {value!r}")
@@ -147,15 +156,8 @@ class VideoWriter:
         if self.kind in (".y4m", ".yuv") and color_matrix != "bt709":
             log.info("%s: %s stores no colour matrix; readers will assume bt709", self.label, self.kind)
 
-        parent = self.path.parent
-        if not parent.exists():
-            raise OutputError(f"{self.label}: folder {parent} does not exist")
-        if not parent.is_dir():
-            raise OutputError(f"{self.label}: {parent} is not a folder")
-        if self.kind == "/":
-            self._check_png_target()
-        elif self.path.is_dir():
-            raise OutputError(f"{self.label}: is a folder, cannot write a {self.kind} file there")
+        if self.path is not None:
+            self._check_target(self.path)
 
         self._codec: av.codec.Codec | None = None
         self.pix_fmt = "rgb24"
@@ -182,12 +184,14 @@ class VideoWriter:
         self._stream: Any = None
         self._raw: BinaryIO | None = None
         self._png: Any = None
-        folder = self.kind == "/"
-        try:
-            name, suffix = self.path.name or "video", "" if folder else self.kind
-            self._temp = files.reserve_beside(self.path.parent / name, suffix, folder=folder)
-        except OSError as exc:
-            raise OutputError(f"{self.label}: cannot create a temporary file ({one_line(exc)})") from None
+        self._temp: Path | None = None
+        if self.path is not None:
+            folder = self.kind == "/"
+            try:
+                name, suffix = self.path.name or "video", "" if folder else self.kind
+                self._temp = files.reserve_beside(self.path.parent / name, suffix, folder=folder)
+            except OSError as exc:
+                raise OutputError(f"{self.label}: cannot create a temporary file ({one_line(exc)})") from None
         self._done = False
         try:
             self._open()
@@ -198,11 +202,22 @@ class VideoWriter:
                 raise OutputError(f"{self.label}: cannot open the output ({one_line(exc)})") from None
             raise
 
-    def _check_png_target(self) -> None:
-        if self.path.exists() and not self.path.is_dir():
+    def _check_target(self, path: Path) -> None:
+        parent = path.parent
+        if not parent.exists():
+            raise OutputError(f"{self.label}: folder {parent} does not exist")
+        if not parent.is_dir():
+            raise OutputError(f"{self.label}: {parent} is not a folder")
+        if self.kind == "/":
+            self._check_png_target(path)
+        elif path.is_dir():
+            raise OutputError(f"{self.label}: is a folder, cannot write a {self.kind} file there")
+
+    def _check_png_target(self, path: Path) -> None:
+        if path.exists() and not path.is_dir():
             raise OutputError(f"{self.label}: exists and is not a folder; cannot write PNG frames there")
-        if self.path.is_dir():
-            others = [p.name for p in self.path.iterdir() if not (_PNG_NAME.fullmatch(p.name) and p.is_file())]
+        if path.is_dir():
+            others = [p.name for p in path.iterdir() if not (_PNG_NAME.fullmatch(p.name) and p.is_file())]
             if others:
                 raise OutputError(
                     f"{self.label}: folder holds files other than frame_NNNNNN.png (e.g. {others[0]!r}); "
@@ -211,7 +226,8 @@ class VideoWriter:
 
     def _open(self) -> None:
         if self.kind in _CONTAINERS:
-            self._container = av.open(os.fspath(self._temp), mode="w", format=_CONTAINERS[self.kind])
+            target = self._sink if self._sink is not None else os.fspath(self._output_temp)
+            self._container = av.open(target, mode="w", format=_CONTAINERS[self.kind])
             codec_name = self._codec.name if self._codec is not None else "rawvideo"
             stream = self._container.add_stream(codec_name, rate=self.fps)
             if self._options:
@@ -224,11 +240,17 @@ class VideoWriter:
             stream.thread_type = "AUTO"
             self._stream = stream
         elif self.kind == ".yuv":
-            self._raw = open(self._temp, "wb")  # noqa: SIM115 (held open across writes, closed by finish/_discard)
+            self._raw = open(self._output_temp, "wb")  # noqa: SIM115 (held open across writes, closed by finish/_discard)
         else:
             self._png = av.CodecContext.create("png", "w")
             self._png.width, self._png.height, self._png.pix_fmt = self.width, self.height, "rgb24"
             self._png.time_base = 1 / self.fps
+
+    @property
+    def _output_temp(self) -> Path:
+        """The temporary file or folder a path output is written to."""
+        assert self._temp is not None, "a stream output has no temporary file"
+        return self._temp
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -255,6 +277,9 @@ class VideoWriter:
         try:
             for rgb in frames:
                 self._write_one(rgb)
+        except BrokenPipeError:
+            self.abort()
+            raise
         except AV_ERRORS as exc:
             self.abort()
             raise OutputError(f"{self.label}: writing frame {self.frames_written} failed ({one_line(exc)})") from None
@@ -276,7 +301,7 @@ class VideoWriter:
         # PNG packets come out in frame order (possibly delayed by threading): name them in that order.
         for packet in packets:
             name = f"frame_{self._png_count:06d}.png"
-            (self._temp / name).write_bytes(bytes(packet))
+            (self._output_temp / name).write_bytes(bytes(packet))
             self._png_count += 1
 
     def close(self) -> None:
@@ -288,6 +313,9 @@ class VideoWriter:
             raise OutputError(f"{self.label}: no frames were written")
         try:
             self._finish()
+        except BrokenPipeError:
+            self.abort()
+            raise
         except AV_ERRORS as exc:
             self.abort()
             raise OutputError(f"{self.label}: finishing the output failed ({one_line(exc)})") from None
@@ -307,7 +335,10 @@ class VideoWriter:
         else:
             self._save_pngs(self._png.encode(None))
             self._png = None
-        files.publish(self._temp, self.path)
+        if self._sink is not None:
+            self._sink.flush()
+        elif self.path is not None:
+            files.publish(self._output_temp, self.path)
 
     def abort(self) -> None:
         """Discard everything written; any older file at the path stays as it was."""
@@ -325,9 +356,8 @@ class VideoWriter:
             self._raw.close()
             self._raw = None
         self._png = None
-        temp = getattr(self, "_temp", None)
-        if temp is not None:
-            files.discard(temp)
+        if getattr(self, "_temp", None) is not None:
+            files.discard(self._output_temp)
 
     def __del__(self) -> None:
         if not getattr(self, "_done", True):
