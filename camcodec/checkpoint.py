@@ -23,7 +23,7 @@ from torch import nn
 from bitstream.files import atomic_open
 from camcodec.errors import InputError
 from camcodec.rate import LearnedSteps
-from camcodec.train import FitState, TrainResult
+from camcodec.train import FitCallback, FitState, StepEvent, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,9 @@ def fingerprint(frames: np.ndarray, options: dict, model_config: dict) -> str:
     return digest.hexdigest()
 
 
-class EncodeCheckpoint:
-    """Saves the model, the finished phases and the running phase's state at most every ``interval`` s."""
+class EncodeCheckpoint(FitCallback):
+    """Saves the model, the finished phases and the running phase's state at most every ``interval`` s
+    (as a ``fit`` callback: after a step, when due; None: never while training)."""
 
     def __init__(self, out_path: str | os.PathLike, model: nn.Module, fingerprint: str, interval: float | None = 60.0):
         self.path = Path(f"{os.fspath(out_path)}.ckpt")
@@ -57,6 +58,11 @@ class EncodeCheckpoint:
 
     def due(self) -> bool:
         return self.interval is not None and time.monotonic() - self._last >= self.interval
+
+    def after_step(self, event: StepEvent) -> bool:
+        if not event.last and self.due():
+            self.save(event.state())
+        return False
 
     def save(self, state: FitState | None = None) -> None:
         """Write the checkpoint atomically; ``state`` is the running phase's, None at a phase boundary."""

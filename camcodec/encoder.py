@@ -40,7 +40,7 @@ from camcodec.model import VideoModel, build_model, count_parameters
 from camcodec.prune import apply_masks, magnitude_masks
 from camcodec.quantize import bits_for_levels, channel_axes, levels_for_bits, quantize_at, quantize_model
 from camcodec.rate import LearnedSteps
-from camcodec.train import Phase, fit, frames_to_tensor
+from camcodec.train import Phase, ProgressBar, fit, frames_to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,12 @@ def video_info(clip: Clip) -> bitstream.VideoInfo:
     return info
 
 
+def initial_model(config: EncodeConfig, num_frames: int, height: int, width: int, device: torch.device) -> VideoModel:
+    """The untrained network an encode starts from: sized for the clip by ``config``, initialized from its
+    seed (the same weights on every run and device)."""
+    return build_model(size_model(width, height, num_frames, config), config.seed).to(device)
+
+
 class Encoder:
     """Encodes clips with one configuration.
 
@@ -144,7 +150,7 @@ class Encoder:
         if config.target_bpp is not None:
             target_bytes = int(config.target_bpp * width * height * num_frames / 8)
             config = replace(config, params_per_pixel=params_for_target(config.target_bpp, config.bits))
-        model = build_model(size_model(width, height, num_frames, config), config.seed).to(device)
+        model = initial_model(config, num_frames, height, width, device)
         log.info(
             "%s: %d frames %dx%d, %d params, device %s, model %s",
             clip.source,
@@ -222,18 +228,17 @@ class Encoder:
         checkpoint, and finished phases are skipped.
         """
         num_frames = frames.shape[0]
-        checkpointer = progress if self.checkpoint_interval is not None else None
+        checkpointing = self.checkpoint_interval is not None
+        callbacks = [*([ProgressBar()] if self.progress else []), *([progress] if checkpointing else [])]
         state = progress.load() if self.resume else None
 
         def run(phase: Phase) -> None:
             nonlocal state
             if any(r.phase == phase.name for r in progress.done):
                 return
-            progress.done.append(
-                fit(model, frames, phase, config, progress=self.progress, resume=state, checkpointer=checkpointer)
-            )
+            progress.done.append(fit(model, frames, phase, config, resume=state, callbacks=callbacks))
             state = None
-            if checkpointer is not None:
+            if checkpointing:
                 progress.save()
 
         rate = progress.rate

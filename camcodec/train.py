@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -108,10 +108,55 @@ class FitState:
     seconds: float
 
 
-class Checkpointer(Protocol):
-    def due(self) -> bool: ...
+@dataclass
+class StepEvent:
+    """What a callback sees after a training step."""
 
-    def save(self, state: FitState) -> None: ...
+    phase: Phase
+    step: int  # steps done in the phase, this one included
+    loss: torch.Tensor  # this step's loss, on the device (``.item()`` waits for it)
+    recent_mse: torch.Tensor  # per-step MSE over the last pass of steps, on the device
+    state: Callable[[], FitState]  # the state a resumed ``fit`` would continue from after this step
+
+    @property
+    def last(self) -> bool:
+        return self.step == self.phase.steps
+
+
+class FitCallback:
+    """A hook into ``fit``: ``begin`` before the first step, ``after_step`` after each (a true return
+    ends the phase there), ``end`` when the phase ends, by finishing, stopping or an exception."""
+
+    def begin(self, phase: Phase, first_step: int) -> None:
+        pass
+
+    def after_step(self, event: StepEvent) -> bool:
+        return False
+
+    def end(self) -> None:
+        pass
+
+
+class ProgressBar(FitCallback):
+    """A tqdm bar over the phase's steps, with the loss and the PSNR of the last pass of steps."""
+
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+
+    def begin(self, phase: Phase, first_step: int) -> None:
+        self.bar = tqdm(total=phase.steps, initial=first_step, desc=phase.name, unit="step", dynamic_ncols=True)
+
+    def after_step(self, event: StepEvent) -> bool:
+        assert self.bar is not None
+        self.bar.update(1)
+        if event.step % 25 == 1 or event.last:
+            psnr = mse_to_psnr(event.recent_mse.mean().item())
+            self.bar.set_postfix(loss=f"{event.loss.item():.4f}", psnr=f"{psnr:.2f}")
+        return False
+
+    def end(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def fit(
@@ -120,16 +165,15 @@ def fit(
     phase: Phase,
     config: EncodeConfig,
     *,
-    progress: bool = False,
     resume: FitState | None = None,
-    checkpointer: Checkpointer | None = None,
+    callbacks: Sequence[FitCallback] = (),
 ) -> TrainResult:
     """Fit ``model`` to ``frames`` (uint8, T x 3 x H x W, on the model's device) with Adam.
 
     Each step takes a batch of frames from a seeded permutation of all frames, so that every frame is
-    seen once per pass; the learning rate follows ``lr_factor`` of the progress in [0, 1). With a
-    ``checkpointer``, the state is handed over whenever it is due; ``resume`` continues from one, and
-    then gives the same weights as an uninterrupted run.
+    seen once per pass; the learning rate follows ``lr_factor`` of the progress in [0, 1). ``callbacks``
+    observe every step and may end the phase early (progress bars, checkpoints, the benchmark's clocks);
+    ``resume`` continues from a saved state, and then gives the same weights as an uninterrupted run.
     """
     num_frames = frames.shape[0]
     device = frames.device
@@ -155,56 +199,55 @@ def fit(
         order, recent = resume.order.clone(), resume.recent.to(device)
         first, earlier_seconds = resume.step, resume.seconds
     start = time.perf_counter() - earlier_seconds
+
+    def state_after(step: int) -> FitState:
+        return FitState(
+            step,
+            optimizer.state_dict(),
+            generator.get_state(),
+            noise.get_state(),
+            order.clone(),
+            recent.cpu(),
+            time.perf_counter() - start,
+        )
+
     model.train()
-    bar = tqdm(total=phase.steps, initial=first, desc=phase.name, unit="step", disable=not progress, dynamic_ncols=True)
-    for step in range(first, phase.steps):
-        if len(order) < batch:
-            order = torch.cat([order, torch.randperm(num_frames, generator=generator)])
-        indices, order = order[:batch].to(device), order[batch:]
-        for group in optimizer.param_groups:
-            group["lr"] = phase.lr * group["scale"] * lr_factor(step / phase.steps, phase.warmup)
-        target = frames[indices].float().div_(255)
-        times = frame_times(indices, num_frames)
-        if phase.rate is not None and phase.fixed_steps is None and step == rate_from > 0:
-            phase.rate.restart(model)
-        pred, bits = phase_forward(model, phase, times, step >= rate_from, noise)
-        distortion = reconstruction_loss(pred, target, config.loss)
-        loss = distortion
-        if bits is not None and phase.rate is not None:
-            loss = distortion + rate_term(distortion, bits / pixels, config.rate_weight, phase.rate.nominal_bpp)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        recent[step % window] = distortion.detach() if config.loss == "mse" else F.mse_loss(pred.detach(), target)
-        bar.update(1)
-        if progress and (step % 25 == 0 or step == phase.steps - 1):
-            seen = recent[: min(step + 1, window)]
-            bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{mse_to_psnr(seen.mean().item()):.2f}")
-        if checkpointer is not None and step + 1 < phase.steps and checkpointer.due():
-            checkpointer.save(
-                FitState(
-                    step + 1,
-                    optimizer.state_dict(),
-                    generator.get_state(),
-                    noise.get_state(),
-                    order.clone(),
-                    recent.cpu(),
-                    time.perf_counter() - start,
-                )
-            )
-    bar.close()
+    for callback in callbacks:
+        callback.begin(phase, first)
+    done = first
+    try:
+        for step in range(first, phase.steps):
+            if len(order) < batch:
+                order = torch.cat([order, torch.randperm(num_frames, generator=generator)])
+            indices, order = order[:batch].to(device), order[batch:]
+            for group in optimizer.param_groups:
+                group["lr"] = phase.lr * group["scale"] * lr_factor(step / phase.steps, phase.warmup)
+            target = frames[indices].float().div_(255)
+            times = frame_times(indices, num_frames)
+            if phase.rate is not None and phase.fixed_steps is None and step == rate_from > 0:
+                phase.rate.restart(model)
+            pred, bits = phase_forward(model, phase, times, step >= rate_from, noise)
+            distortion = reconstruction_loss(pred, target, config.loss)
+            loss = distortion
+            if bits is not None and phase.rate is not None:
+                loss = distortion + rate_term(distortion, bits / pixels, config.rate_weight, phase.rate.nominal_bpp)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            recent[step % window] = distortion.detach() if config.loss == "mse" else F.mse_loss(pred.detach(), target)
+            done = step + 1
+            event = StepEvent(phase, done, loss.detach(), recent[: min(done, window)], partial(state_after, done))
+            stops = [callback.after_step(event) for callback in callbacks]  # every callback sees the step
+            if any(stops):
+                break
+    finally:
+        for callback in callbacks:
+            callback.end()
     model.eval()
     seconds = time.perf_counter() - start
     psnr = evaluate_psnr(model, frames, phase.weights)
-    log.info(
-        "%s: %d steps (%d frame-steps) in %.1f s, PSNR %.2f dB",
-        phase.name,
-        phase.steps,
-        phase.steps * batch,
-        seconds,
-        psnr,
-    )
-    return TrainResult(phase.name, phase.steps, phase.steps * batch, seconds, psnr)
+    log.info("%s: %d steps (%d frame-steps) in %.1f s, PSNR %.2f dB", phase.name, done, done * batch, seconds, psnr)
+    return TrainResult(phase.name, done, done * batch, seconds, psnr)
 
 
 def phase_forward(

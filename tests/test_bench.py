@@ -10,10 +10,13 @@ import pytest
 import torch
 
 from camcodec.cli import main
-from camcodec.config import resolve_config, size_model
-from camcodec.model import build_model
+from camcodec.config import resolve_config
+from camcodec.encoder import initial_model
+from camcodec.media.pattern import moving_pattern
 from camcodec.train import frames_to_tensor
 from eval import bench
+from eval.bench.measure import time_to_psnr
+from eval.bench.table import format_table
 
 TINY = [
     "--device",
@@ -167,15 +170,13 @@ def test_bad_options_are_one_line_errors(argv, message, capsys):
 
 
 def test_time_to_psnr_stops_at_the_target_or_the_budget():
-    frames = bench.moving_pattern(2, 24, 32)
+    frames = moving_pattern(2, 24, 32)
     config = resolve_config("fast", device="cpu")
-    model_config = size_model(32, 24, 2, config)
     device = torch.device("cpu")
     tensor = frames_to_tensor(frames, device)
 
     def run(target: float, budget: float) -> dict:
-        model = build_model(model_config, config.seed)
-        return bench.time_to_psnr(model, tensor, config, target, budget, device)
+        return time_to_psnr(initial_model(config, 2, 24, 32, device), tensor, config, target, budget, device)
 
     easy = run(1.0, 60.0)
     assert easy["reached"] and easy["stopped_by"] == "target" and easy["steps"] == easy["check_every_steps"] == 1
@@ -236,7 +237,7 @@ def test_table_shows_a_missed_target_and_an_error_row():
         "startup": {"median_seconds": 2.5},
         "results": [row, error],
     }
-    lines = bench.format_table(report).splitlines()
+    lines = format_table(report).splitlines()
     assert len(lines) == 6 and "2.5 s" in lines[1] and "to 28 dB" in lines[2]
     assert "no: 21.5 dB at 400 st, 60 s" in lines[3] and "500/400" in lines[3]
     assert "out of GPU memory" in lines[4]

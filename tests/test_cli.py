@@ -18,7 +18,7 @@ TRAIN = ["--steps", "120", "--params-per-pixel", "1.0", "--lr", "0.01", "--devic
 def encoded(tmp_path_factory):
     from fractions import Fraction
 
-    from conftest import moving_pattern
+    from camcodec.media.pattern import moving_pattern
 
     folder = tmp_path_factory.mktemp("cli")
     source = folder / "source.mkv"
@@ -189,7 +189,9 @@ def test_pipe_round_trip_decode_into_encode(tmp_path):
 
     decode = subprocess.Popen(_camcodec("decode", str(GOLDEN_V2), "-o", "-", "-q"), stdout=subprocess.PIPE)
     encode = subprocess.run(
-        _camcodec("encode", "-", "-o", str(tmp_path / "b.cam"), "--preset", "fast", *TRAIN[:2], "--device", "cpu", "-q"),
+        _camcodec(
+            "encode", "-", "-o", str(tmp_path / "b.cam"), "--preset", "fast", *TRAIN[:2], "--device", "cpu", "-q"
+        ),
         stdin=decode.stdout,
         capture_output=True,
         text=True,

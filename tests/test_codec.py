@@ -18,7 +18,7 @@ TINY = {"steps": 200, "params_per_pixel": 1.0, "lr": 1e-2, "device": "cpu"}
 
 @pytest.fixture(scope="module")
 def encoded(tmp_path_factory) -> tuple[Path, camcodec.EncodeResult, np.ndarray]:
-    from conftest import moving_pattern
+    from camcodec.media.pattern import moving_pattern
 
     frames = moving_pattern()
     path = tmp_path_factory.mktemp("enc") / "clip.cam"
@@ -58,7 +58,7 @@ def test_random_access_matches_full_decode(encoded):
 
 
 def test_streamed_frames_render_ahead_and_equal_random_access(tmp_path, monkeypatch):
-    from conftest import moving_pattern
+    from camcodec.media.pattern import moving_pattern
 
     frames = moving_pattern(num_frames=20, height=32, width=48)  # three render groups of 8, 8 and 4
     path = tmp_path / "clip.cam"

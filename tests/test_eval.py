@@ -15,7 +15,7 @@ from pytorch_msssim import ms_ssim as reference_ms_ssim
 import bitstream as bs
 from camcodec.errors import InputError
 from camcodec.media import write_video
-from conftest import moving_pattern
+from camcodec.media.pattern import moving_pattern
 from eval import cli
 from eval.bdrate import bd_quality, bd_rate
 from eval.codecs import make_codec

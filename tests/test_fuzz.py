@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 import bitstream as bs
 import camcodec
-from conftest import moving_pattern
+from camcodec.media.pattern import moving_pattern
 
 HEAVY = int(os.environ.get("CAMCODEC_FUZZ_EXAMPLES", "0"))
 #: Decoding a damaged file may take no longer than this, nor allocate more (Python and numpy memory).

@@ -13,7 +13,7 @@ import pytest
 import camcodec.media.reader as reader_module
 from camcodec.errors import InputError, OutputError
 from camcodec.media import OUTPUT_KINDS, Clip, VideoWriter, probe_video, read_video, write_video
-from conftest import moving_pattern
+from camcodec.media.pattern import moving_pattern
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

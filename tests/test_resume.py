@@ -35,7 +35,7 @@ OPTIONS = [
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
-    from conftest import moving_pattern
+    from camcodec.media.pattern import moving_pattern
 
     path = tmp_path_factory.mktemp("resume") / "source.mkv"
     write_video(path, moving_pattern(), Fraction(25))
