@@ -6,7 +6,7 @@ import math
 import types
 import typing
 from collections.abc import Iterable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from camcodec.errors import InputError
@@ -23,33 +23,94 @@ MIN_TARGET_BITS, MAX_TARGET_BITS = 4, 8
 CODED_BITS_PER_WEIGHT = {4: 2.7, 5: 3.8, 6: 4.8, 7: 5.8, 8: 6.8}
 
 
+def option(help: str, group: str, *, flag: str | None = None, metavar: str | None = None) -> dict[str, Any]:
+    """A config field's command-line face (dataclass field metadata): its help, its group in ``--help``,
+    and its flag when that is not ``--field-name``. The encode command is built from these."""
+    return {"help": help, "group": group, "flag": flag, "metavar": metavar}
+
+
 @dataclass(frozen=True)
 class EncodeConfig:
-    """How to encode one clip. Rate is set by ``params_per_pixel`` and ``bits``; quality also by ``epochs``."""
+    """How to encode one clip. Rate is set by ``params_per_pixel`` and ``bits``; quality also by ``epochs``.
 
-    params_per_pixel: float = 0.016  # network parameters per (pixel x frame): the rate ladder's "m"
-    epochs: int = 1200  # passes over all frames; ``steps`` overrides
-    steps: int | None = None  # optimizer steps in total (each a batch of frames)
-    batch_size: int = 2
-    lr: float | None = None  # peak learning rate (None: the architecture's own)
-    grid_lr: float = 5.0  # latent grids learn this many times faster than the weights
-    warmup: float = 0.2  # fraction of training with a linear warm-up from 0.1 x lr
-    loss: str = "mse"
-    bits: int = 6  # quantization width (with --bpp: the width the network is sized for)
-    prune: float = 0.0  # fraction of conv/linear weights zeroed by global magnitude pruning
-    finetune: float = 0.1  # fine-tuning after pruning, as a fraction of the training steps
-    finetune_lr: float = 0.1  # fine-tuning phases (after pruning, quantization-aware) start at this x lr
-    qat: float | None = None  # quantization-aware fine-tuning, fraction of the training steps (None: 0.1 below 8 bits)
-    rate_weight: float = 0.0  # kappa: training minimizes ln(distortion) + kappa x estimated bpp / nominal bpp
-    rate_from: float = 0.0  # with rate_weight: the fraction of training done before noise and rate start
-    target_bpp: float | None = None  # choose size and pruning to land near this rate
-    arch: str = "cam-nerv2"  # the network (camcodec.model.ARCHITECTURES)
-    model_params: tuple[tuple[str, Any], ...] = ()  # the architecture's config fields set by hand
-    cam: bool = True
-    cam_points: int = 32
-    min_params: int = 2_000  # floor for tiny clips
-    device: str = "auto"
-    seed: int = 0
+    Each field declares its command-line option (``option``): help, group and flag live here only.
+    """
+
+    params_per_pixel: float = field(
+        default=0.016, metadata=option("model size: network parameters per pixel x frame", "rate", metavar="P")
+    )
+    epochs: int = field(default=1200, metadata=option("training passes over all frames", "training"))
+    steps: int | None = field(
+        default=None, metadata=option("training steps in total, each a batch of frames (overrides epochs)", "training")
+    )
+    batch_size: int = field(default=2, metadata=option("frames per training step", "training"))
+    lr: float | None = field(
+        default=None, metadata=option("peak learning rate (none: the architecture's own)", "training")
+    )
+    grid_lr: float = field(
+        default=5.0, metadata=option("latent grids learn this many times faster than the weights", "training")
+    )
+    warmup: float = field(
+        default=0.2, metadata=option("fraction of training with a linear warm-up from 0.1 x lr", "training")
+    )
+    loss: str = field(default="mse", metadata=option(f"training loss: {', '.join(LOSSES)}", "training"))
+    bits: int = field(
+        default=6, metadata=option("quantization bits per weight, 2-16 (with --bpp: the width it is sized for)", "rate")
+    )
+    prune: float = field(
+        default=0.0, metadata=option("fraction of conv/linear weights zeroed by magnitude pruning, 0-1", "rate")
+    )
+    finetune: float = field(
+        default=0.1, metadata=option("fine-tuning after pruning, as a fraction of the training steps", "training")
+    )
+    finetune_lr: float = field(
+        default=0.1, metadata=option("fine-tuning phases start at this x the peak learning rate", "training")
+    )
+    qat: float | None = field(
+        default=None,
+        metadata=option(
+            "quantization-aware fine-tuning, as a fraction of the training steps (none: 0.1 below 8 bits)", "rate"
+        ),
+    )
+    rate_weight: float = field(
+        default=0.0,
+        metadata=option(
+            "train against the rate with learned quantization steps: minimize ln(distortion) + KAPPA x "
+            "estimated bpp / target bpp (0: distortion only)",
+            "rate",
+            metavar="KAPPA",
+        ),
+    )
+    rate_from: float = field(
+        default=0.0,
+        metadata=option(
+            "with --rate-weight: the fraction of training done on float weights first", "rate", metavar="FRACTION"
+        ),
+    )
+    target_bpp: float | None = field(
+        default=None,
+        metadata=option(
+            "target bits per pixel: size, bits and pruning chosen to land it", "rate", flag="--bpp", metavar="BPP"
+        ),
+    )
+    arch: str = field(
+        default="cam-nerv2", metadata=option(f"network architecture: {', '.join(ARCHITECTURES)}", "model")
+    )
+    model_params: tuple[tuple[str, Any], ...] = field(
+        default=(),
+        metadata=option(
+            "fields of the architecture's model config, e.g. upsample=bilinear:kernels=1,3,3,3",
+            "model",
+            metavar="KEY=VALUE[:KEY=VALUE...]",
+        ),
+    )
+    cam: bool = field(
+        default=True, metadata=option("plain NeRV: no feature normalization or CAM grids", "model", flag="--no-cam")
+    )
+    cam_points: int = field(default=32, metadata=option("points of the CAM grids along time", "model"))
+    min_params: int = field(default=2_000, metadata=option("floor of the network's size for tiny clips", "model"))
+    device: str = field(default="auto", metadata=option("auto, cpu, cuda or cuda:N", "device"))
+    seed: int = field(default=0, metadata=option("random seed: the same seed gives the same file", "training"))
 
     def validate(self) -> None:
         checks = [

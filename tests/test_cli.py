@@ -225,3 +225,32 @@ def test_pipe_errors_are_one_line(tmp_path):
     assert garbage.stderr.decode().strip().startswith("camcodec encode: error: <stdin>: not a readable video")
     assert len(garbage.stderr.decode().strip().splitlines()) == 1
     assert main(["encode", str(GOLDEN_V2), "-o", "-"]) == 2
+
+
+def test_every_encode_option_comes_from_its_config_field(monkeypatch):
+    """The encode command's options are built from EncodeConfig: each field has a flag that reaches it."""
+    import argparse
+    from dataclasses import fields
+
+    from camcodec.cli import encode_cmd
+    from camcodec.config import EncodeConfig
+
+    parser = argparse.ArgumentParser()
+    encode_cmd.setup_args(parser)
+    flags = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
+    assert {f.name for f in fields(EncodeConfig)} <= set(flags)
+    assert flags["target_bpp"] == "--bpp" and flags["cam"] == "--no-cam"
+    unset = parser.parse_args(["in.mkv", "-o", "out.cam"])
+    assert all(getattr(unset, f.name) is None for f in fields(EncodeConfig))  # presets and rungs decide
+
+    seen = {}
+
+    def fake_encode(source, out, **options):
+        seen.update(options)
+        raise camcodec.InputError("stop here")
+
+    monkeypatch.setattr(encode_cmd.api, "encode", fake_encode)
+    argv = ["encode", "in.mkv", "-o", "out.cam", "--grid-lr", "3", "--no-cam", "--bpp", "0.05", "--seed", "7"]
+    assert main([*argv, "--model-params", "upsample=bilinear"]) == 2
+    assert (seen["grid_lr"], seen["cam"], seen["target_bpp"], seen["seed"]) == (3.0, False, 0.05, 7)
+    assert seen["model_params"] == (("upsample", "bilinear"),) and seen["epochs"] is None

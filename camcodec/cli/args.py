@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from fractions import Fraction
+from typing import Any
 
 
 def size_arg(text: str) -> tuple[int, int]:
@@ -48,3 +50,19 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def typed_arg(kind: type) -> Callable[[str], Any]:
+    """A parser of int or float values whose error says what was expected ('expected an integer, got ...')."""
+    what = {int: "an integer", float: "a number"}.get(kind)
+    if what is None:
+        return kind
+
+    def parse(text: str) -> Any:
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+    parse.__name__ = kind.__name__
+    return parse

@@ -1,64 +1,43 @@
-"""camcodec encode: compress a video into a .cam file."""
+"""camcodec encode: compress a video into a .cam file.
+
+The encode options are ``EncodeConfig``'s fields: each field's flag, help and group come from its
+declaration (``camcodec.config.option``), and the defaults shown are the config's, preset's and rung's.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import typing
+from dataclasses import Field, fields
+from typing import Any
 
 from camcodec import api
-from camcodec.cli.args import fps_arg, positive_int, size_arg
-from camcodec.config import DEFAULT_PRESET, LOSSES, PRESETS, RATES, EncodeConfig, parse_options
+from camcodec.cli.args import fps_arg, positive_int, size_arg, typed_arg
+from camcodec.config import DEFAULT_PRESET, PRESETS, RATES, EncodeConfig, parse_options
 from camcodec.errors import InputError
-from camcodec.model import ARCHITECTURES
 
-HELP = "compress a video (file, Y4M, raw YUV with --size, or PNG folder) into a .cam file"
+HELP = "compress a video (file, Y4M, raw YUV with --size, PNG folder, or Y4M on stdin) into a .cam file"
+
+GROUPS = {
+    "rate": "rate (the ladder's rung, a target, or by hand)",
+    "training": "training",
+    "model": "network",
+    "device": "device",
+}
 
 
 def setup_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="source video; - reads Y4M from standard input")
     parser.add_argument("-o", "--output", required=True, help="the .cam file to write")
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS), help="training effort")
-    parser.add_argument("--rate", choices=list(RATES), help="rate ladder rung: model size, bits and pruning")
-    parser.add_argument("--bpp", type=float, help="target bits per pixel: size, bits and pruning chosen to land it")
+    parser.add_argument("--rate", choices=list(RATES), help="rate ladder rung: model size and bits")
     parser.add_argument("--frames", type=positive_int, help="encode at most N frames")
     parser.add_argument("--start", type=int, default=0, help="first source frame to encode (default 0)")
     parser.add_argument("--scale", type=size_arg, metavar="WxH", help="resize frames to WxH before encoding")
     parser.add_argument("--size", type=size_arg, metavar="WxH", help="frame size of a raw .yuv source")
     parser.add_argument("--fps", type=fps_arg, help="frame rate of a raw .yuv or PNG source (default 25)")
-    parser.add_argument("--steps", type=positive_int, help="training steps (overrides the preset's epochs)")
-    parser.add_argument("--epochs", type=positive_int, help="training passes over all frames")
-    parser.add_argument("--batch-size", type=positive_int, help="frames per training step")
-    parser.add_argument("--lr", type=float, help="peak learning rate")
-    parser.add_argument("--loss", choices=LOSSES, help="training loss")
-    parser.add_argument("--params-per-pixel", type=float, help="model size: parameters per pixel x frame")
-    parser.add_argument("--bits", type=int, help="quantization bits per weight (2-16, default 8)")
-    parser.add_argument("--prune", type=float, help="fraction of conv/linear weights pruned (0-1)")
-    parser.add_argument(
-        "--rate-weight",
-        type=float,
-        metavar="KAPPA",
-        help="train against the rate with learned quantization steps: minimize "
-        "ln(distortion) + KAPPA x estimated bpp / target bpp (0: distortion only)",
-    )
-    parser.add_argument(
-        "--rate-from",
-        type=float,
-        metavar="FRACTION",
-        help="with --rate-weight: train FRACTION of the steps on float weights first (default 0)",
-    )
-    parser.add_argument("--qat", type=float, help="quantization-aware fine-tuning, fraction of training steps")
-    parser.add_argument("--no-cam", action="store_true", help="plain NeRV: no feature normalization or CAM grids")
-    parser.add_argument(
-        "--arch", choices=list(ARCHITECTURES), help=f"network architecture (default {EncodeConfig.arch})"
-    )
-    parser.add_argument(
-        "--model-params",
-        metavar="KEY=VALUE[:KEY=VALUE...]",
-        help="fields of the architecture's model config, e.g. upsample=bilinear:kernels=1,3,3,3",
-    )
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    parser.add_argument("--seed", type=int, help="random seed (default 0)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted encode from OUT.ckpt")
     parser.add_argument(
         "--checkpoint-interval",
@@ -69,28 +48,59 @@ def setup_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    groups = {name: parser.add_argument_group(title) for name, title in GROUPS.items()}
+    hints = typing.get_type_hints(EncodeConfig)
+    for item in fields(EncodeConfig):
+        _add_config_option(groups[item.metadata["group"]], item, hints[item.name])
+
+
+def _add_config_option(group: argparse._ArgumentGroup, item: Field, hint: Any) -> None:
+    """One ``EncodeConfig`` field as a flag whose value, when given, overrides the preset and the rung."""
+    meta = item.metadata
+    flag = meta["flag"] or "--" + item.name.replace("_", "-")
+    default = _default_text(item)
+    text = f"{meta['help']} ({default})" if default else meta["help"]
+    if hint is bool:
+        group.add_argument(flag, dest=item.name, action="store_const", const=not item.default, help=meta["help"])
+        return
+    kind = str if item.name == "model_params" else typed_arg(_value_type(hint))
+    group.add_argument(flag, dest=item.name, type=kind, metavar=meta["metavar"], help=text)
+
+
+def _value_type(hint: Any) -> type:
+    """int for ``int`` and ``int | None``, and so on."""
+    options = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    return options[0]
+
+
+def _default_text(item: Field) -> str | None:
+    """'default 6', or the values the presets and rungs set, where they set this field; None for a field
+    that is unset by default."""
+    by_preset = [f"{name} {values[item.name]}" for name, values in PRESETS.items() if item.name in values]
+    by_rate = [f"{name} {values[item.name]}" for name, values in RATES.items() if item.name in values]
+    if by_preset:
+        return f"default by --preset: {', '.join(by_preset)}"
+    if by_rate:
+        return f"default by --rate: {', '.join(by_rate)}; without it {item.default}"
+    return f"default {item.default}" if item.default not in (None, ()) else None
 
 
 def run(args: argparse.Namespace) -> int:
     if args.output == "-":
         raise InputError("-o -: a .cam file is written to a file, not to standard output; name one")
-    model_params = None
-    if args.model_params:
-        parsed = parse_options([f"arch={args.arch or EncodeConfig.arch}", *args.model_params.split(":")])
+    options = {item.name: getattr(args, item.name) for item in fields(EncodeConfig)}
+    if options["model_params"]:
+        arch = options["arch"] or EncodeConfig.arch
+        parsed = parse_options([f"arch={arch}", *options["model_params"].split(":")])
         misplaced = sorted(set(parsed) - {"arch", "model_params"})
         if misplaced:
             raise InputError(f"--model-params: {misplaced[0]} is an encode option, not a model field")
-        model_params = parsed["model_params"]
+        options["model_params"] = parsed["model_params"]
     stats = api.encode(
         sys.stdin.buffer if args.input == "-" else args.input,
         args.output,
         preset=args.preset,
         rate=args.rate,
-        target_bpp=args.bpp,
-        prune=args.prune,
-        qat=args.qat,
-        rate_weight=args.rate_weight,
-        rate_from=args.rate_from,
         max_frames=args.frames,
         start=args.start,
         scale=args.scale,
@@ -99,18 +109,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         checkpoint_interval=args.checkpoint_interval,
         resume=args.resume,
-        steps=args.steps,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        loss=args.loss,
-        params_per_pixel=args.params_per_pixel,
-        bits=args.bits,
-        cam=False if args.no_cam else None,
-        arch=args.arch,
-        model_params=model_params,
-        device=args.device,
-        seed=args.seed,
+        **options,
     )
     print(json.dumps(stats.to_dict()) if args.json else f"{stats.path}: {stats.summary()}")
     return 0
