@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from camcodec.cli.args import fps_arg, positive_int, size_arg
+
+if TYPE_CHECKING:
+    from eval.codecs import Point
 
 HELP = "evaluate camcodec: rate-distortion against x264, x265, SVT-AV1 and VP9, BD-rate, plots"
 
@@ -22,8 +27,9 @@ sources: video files, Y4M, raw I420 (.yuv with --size or WxH in the name), PNG f
 for the official UVG 1080p 8-bit files (Beauty_1920x1080_120fps_420_8bit_YUV.yuv, ...).
 codecs: x264, x265 (preset medium; x264-veryslow etc. for another preset), svtav1 (preset 8; svtav1-N),
 vp9 (cpu-used 1; vp9-N), camcodec.
-points: CRF values for conventional codecs, target bits per pixel for camcodec; --points 22,27,32 sets
-every conventional codec, --points x265=27,32 one codec, --points camcodec=0.03,0.08 camcodec and its
+points: CRF values for conventional codecs; for camcodec target bits per pixel or rate-ladder rungs
+(xs, s, m, l, xl: what camcodec encode --rate gives a user); --points 22,27,32 sets every conventional
+codec, --points x265=27,32 one codec, --points camcodec=0.03,0.08 or camcodec=xs,s,m,l camcodec and its
 variants (repeat the option).
 variants: --variant v1:arch=cam-nerv runs camcodec again as codec "v1" with those options (any encode
 option or model field, e.g. bits=6, epochs=300, cam=false); results share one table.
@@ -39,20 +45,26 @@ def _codec_list(text: str) -> list[str]:
     return names
 
 
-def parse_points(specs: list[str]) -> dict[str, tuple[float, ...]]:
-    """``["22,27", "camcodec=0.01,0.03"]`` -> ``{"*": (22, 27), "camcodec": (0.01, 0.03)}``."""
-    points: dict[str, tuple[float, ...]] = {}
+def parse_points(specs: list[str]) -> dict[str, tuple[Point, ...]]:
+    """``["22,27", "camcodec=0.01,m"]`` -> ``{"*": (22, 27), "camcodec": (0.01, "m")}``: numbers, or names
+    (camcodec's rate rungs; each codec checks its own points)."""
+    points: dict[str, tuple[Point, ...]] = {}
     for spec in specs:
         codec, sep, values = spec.rpartition("=")
         key = codec.strip().lower() if sep else "*"
-        try:
-            parsed = tuple(float(v) for v in values.split(",") if v.strip())
-        except ValueError:
-            parsed = ()
-        if not parsed:
+        parsed = tuple(_point(v.strip()) for v in values.split(",") if v.strip())
+        if not parsed or any(p is None for p in parsed):
             raise argparse.ArgumentTypeError(f"expected [CODEC=]V1,V2,..., got {spec!r}")
-        points[key] = parsed
+        points[key] = tuple(p for p in parsed if p is not None)
     return points
+
+
+def _point(text: str) -> Point | None:
+    """A number, or a plain name (a rate rung); None for anything else."""
+    try:
+        return float(text)
+    except ValueError:
+        return text.lower() if re.fullmatch(r"[A-Za-z]+", text) else None
 
 
 def _variant_arg(text: str) -> tuple[str, tuple[str, ...]]:

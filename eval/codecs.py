@@ -21,6 +21,7 @@ conventional codecs and target bits per pixel for camcodec.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import time
@@ -79,20 +80,27 @@ class Codec(Protocol):
         """For plots and tables."""
 
     @property
-    def default_points(self) -> tuple[float, ...]: ...
+    def default_points(self) -> tuple[Point, ...]: ...
 
-    def point_label(self, value: float) -> str: ...
+    def check_point(self, value: Point) -> None:
+        """InputError unless ``value`` is a rate point of this codec."""
 
-    def settings(self, value: float) -> str: ...
+    def point_label(self, value: Point) -> str: ...
+
+    def settings(self, value: Point) -> str: ...
 
     def stream_suffix(self) -> str: ...
 
-    def run(self, frames: np.ndarray, fps: Fraction, value: float, path: Path) -> Coded: ...
+    def run(self, frames: np.ndarray, fps: Fraction, value: Point, path: Path) -> Coded: ...
 
 
-def format_value(value: float) -> str:
-    """A rate-point value as short text: 27, 0.03."""
-    return f"{value:g}"
+#: A rate point: a number (CRF, target bpp) or, for camcodec, the name of a rate-ladder rung.
+Point = float | str
+
+
+def format_value(value: Point) -> str:
+    """A rate-point value as short text: 27, 0.03, m."""
+    return value if isinstance(value, str) else f"{value:g}"
 
 
 @dataclass(frozen=True)
@@ -158,23 +166,27 @@ class ConventionalCodec:
         return f"{self.family_name} ({self.family.speed_option} {self.speed})"
 
     @property
-    def default_points(self) -> tuple[float, ...]:
+    def default_points(self) -> tuple[Point, ...]:
         return self.family.default_points
 
-    def point_label(self, value: float) -> str:
+    def check_point(self, value: Point) -> None:
+        if isinstance(value, str) or not math.isfinite(value) or value < 0:
+            raise InputError(f"{self.name}: rate points are CRF values (numbers >= 0), got {value!r}")
+
+    def point_label(self, value: Point) -> str:
         return f"crf={format_value(value)}"
 
-    def options(self, value: float) -> dict[str, str]:
+    def options(self, value: Point) -> dict[str, str]:
         return {**self.family.options, self.family.speed_option: self.speed, "crf": format_value(value)}
 
-    def settings(self, value: float) -> str:
+    def settings(self, value: Point) -> str:
         opts = " ".join(f"{k}={v}" for k, v in sorted(self.options(value).items()))
         return f"{self.family.encoder} yuv420p {MATRIX} {opts}"
 
     def stream_suffix(self) -> str:
         return ".mkv"
 
-    def run(self, frames: np.ndarray, fps: Fraction, value: float, path: Path) -> Coded:
+    def run(self, frames: np.ndarray, fps: Fraction, value: Point, path: Path) -> Coded:
         _num_frames, height, width = frames.shape[:3]
         if width % 2 or height % 2:
             raise InputError(
@@ -189,7 +201,7 @@ class ConventionalCodec:
             raise OutputError(f"{path}: decoded {decoded.shape}, expected {frames.shape}")
         return Coded(coded_bytes, encode_s, decode_s, decoded)
 
-    def _encode(self, frames: np.ndarray, fps: Fraction, value: float, path: Path) -> tuple[int, float]:
+    def _encode(self, frames: np.ndarray, fps: Fraction, value: Point, path: Path) -> tuple[int, float]:
         """Encode to ``path``; (coded bytes, seconds spent in the encoder)."""
         encoder = self.family.encoder
         container = av.open(os.fspath(path), mode="w", format="matroska")
@@ -239,7 +251,8 @@ class ConventionalCodec:
 
 @dataclass(frozen=True)
 class CamcodecCodec:
-    """camcodec; rate points are target bits per pixel (``camcodec encode --bpp``).
+    """camcodec; a rate point is a target in bits per pixel (``camcodec encode --bpp``) or a rung of the
+    rate ladder by name (``--rate xs|s|m|l|xl``): what a user asks for, at the preset's training.
 
     A variant is camcodec under its own name with encode or model options set (``--variant
     NAME:key=value:...``), so that ablations of the same codec share one results table.
@@ -252,18 +265,27 @@ class CamcodecCodec:
     name: str = "camcodec"
     options: tuple[str, ...] = ()  # "key=value" texts for camcodec.config.parse_options
 
-    default_points: ClassVar[tuple[float, ...]] = (0.03, 0.08, 0.2)
+    default_points: ClassVar[tuple[Point, ...]] = (0.03, 0.08, 0.2)
 
     @property
     def label(self) -> str:
         preset = f"camcodec ({self.preset or 'default preset'})"
         return f"{self.name}: {preset} {' '.join(self.options)}" if self.options else preset
 
-    def point_label(self, value: float) -> str:
-        return f"bpp={format_value(value)}"
+    def check_point(self, value: Point) -> None:
+        from camcodec.config import RATES
 
-    def settings(self, value: float) -> str:
-        parts = [f"preset={self.preset or 'default'}", f"target_bpp={format_value(value)}", *self.options]
+        if isinstance(value, str) and value not in RATES:
+            raise InputError(f"{self.name}: unknown rate rung {value!r}; rungs: {', '.join(RATES)}, or a bpp")
+        if not isinstance(value, str) and not (math.isfinite(value) and 0 < value <= 24):
+            raise InputError(f"{self.name}: a target bpp must be in (0, 24], got {value!r}")
+
+    def point_label(self, value: Point) -> str:
+        return f"rate={value}" if isinstance(value, str) else f"bpp={format_value(value)}"
+
+    def settings(self, value: Point) -> str:
+        rate = f"rate={value}" if isinstance(value, str) else f"target_bpp={format_value(value)}"
+        parts = [f"preset={self.preset or 'default'}", rate, *self.options]
         if self.steps is not None:
             parts.append(f"steps={self.steps}")
         return "camcodec " + " ".join(parts)
@@ -271,11 +293,15 @@ class CamcodecCodec:
     def stream_suffix(self) -> str:
         return ".cam"
 
-    def run(self, frames: np.ndarray, fps: Fraction, value: float, path: Path) -> Coded:
+    def run(self, frames: np.ndarray, fps: Fraction, value: Point, path: Path) -> Coded:
         import camcodec  # the codec under test; imported here so the harness's other parts load without it
         from camcodec.config import parse_options
 
-        options: dict[str, Any] = {**parse_options(self.options), "target_bpp": float(value), "device": self.device}
+        options: dict[str, Any] = {**parse_options(self.options), "device": self.device}
+        if isinstance(value, str):
+            options["rate"] = value
+        else:
+            options["target_bpp"] = float(value)
         if self.preset is not None:
             options["preset"] = self.preset
         if self.steps is not None:

@@ -13,7 +13,6 @@ each other's files.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 import shutil
@@ -26,7 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from camcodec.errors import InputError, OutputError
-from eval.codecs import CamcodecCodec, Codec, make_codec
+from eval.codecs import CamcodecCodec, Codec, Point, make_codec
 from eval.datasets import Sequence, resolve_sources
 from eval.metrics import measure
 from eval.report import write_reports
@@ -47,7 +46,7 @@ class RDConfig:
     out: str | os.PathLike[str]
     codecs: list[str] = field(default_factory=lambda: list(DEFAULT_CODECS))
     anchor: str | None = None  # default: x265 when run, else the first codec
-    points: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    points: dict[str, tuple[Point, ...]] = field(default_factory=dict)
     frames: int | None = None
     scale: tuple[int, int] | None = None
     size: tuple[int, int] | None = None  # raw I420 sources without WxH in their name
@@ -90,7 +89,7 @@ def _codecs(config: RDConfig) -> list[Codec]:
     return codecs
 
 
-def _points(codec: Codec, points: dict[str, tuple[float, ...]]) -> tuple[float, ...]:
+def _points(codec: Codec, points: dict[str, tuple[Point, ...]]) -> tuple[Point, ...]:
     if codec.name in points:
         values = points[codec.name]
     elif isinstance(codec, CamcodecCodec) and "camcodec" in points:
@@ -99,8 +98,10 @@ def _points(codec: Codec, points: dict[str, tuple[float, ...]]) -> tuple[float, 
         values = points[ALL_CONVENTIONAL]
     else:
         values = codec.default_points
-    if not values or any(not math.isfinite(v) or v < 0 for v in values):
-        raise InputError(f"{codec.name}: rate points must be non-negative numbers, got {values!r}")
+    if not values:
+        raise InputError(f"{codec.name}: no rate points")
+    for value in values:
+        codec.check_point(value)
     return tuple(dict.fromkeys(values))
 
 
@@ -185,7 +186,7 @@ def _warn_same_size(store: ResultStore, sequence: str) -> None:
 
 
 def _run_sequence(
-    sequence: Sequence, todo: list[tuple[Codec, float]], config: RDConfig, store: ResultStore, bar: tqdm
+    sequence: Sequence, todo: list[tuple[Codec, Point]], config: RDConfig, store: ResultStore, bar: tqdm
 ) -> None:
     clip = sequence.read(config.frames, config.scale)
     frames = clip.frames
@@ -208,7 +209,7 @@ def _run_points(
     sequence: str,
     frames: np.ndarray,
     fps: Fraction,
-    todo: list[tuple[Codec, float]],
+    todo: list[tuple[Codec, Point]],
     streams: Path,
     store: ResultStore,
     bar: tqdm,
@@ -226,7 +227,7 @@ def _run_points(
             sequence=sequence,
             codec=codec.name,
             point=point,
-            value=float(value),
+            value=value,
             frames=num_frames,
             width=width,
             height=height,

@@ -47,7 +47,7 @@ class Row:
     sequence: str
     codec: str
     point: str  # e.g. "crf=27", "ppp=0.03"
-    value: float  # the rate knob: CRF or params_per_pixel
+    value: float | str  # the rate knob: a CRF, a target bpp, or a camcodec rate rung's name
     frames: int
     width: int
     height: int

@@ -263,6 +263,35 @@ def test_camcodec_point_and_a_variant(source, tmp_path):
     assert "| v1-nocam: camcodec (fast) arch=cam-nerv cam=false |" in report.markdown
 
 
+def test_camcodec_rate_rung_point_encodes_what_the_rung_gives_a_user(source, tmp_path):
+    """``--points camcodec=xs``: the ladder's rung as ``camcodec encode --rate xs`` sets it."""
+    config = RDConfig(
+        [str(source)],
+        tmp_path / "rd",
+        codecs=["camcodec"],
+        points={"camcodec": ("xs",)},
+        camcodec_preset="fast",
+        steps=4,
+        device="cpu",
+    )
+    assert run_rd(config).measured == 1
+    (row,) = json.loads((tmp_path / "rd" / RESULTS_JSON).read_text())["rows"]
+    assert (row["point"], row["value"]) == ("rate=xs", "xs")
+    assert row["settings"] == "camcodec preset=fast rate=xs steps=4"
+    csv_row = (tmp_path / "rd" / "results.csv").read_text().splitlines()[1]
+    assert ",rate=xs,xs," in csv_row
+
+
+def test_rate_points_are_checked_by_their_codec(source, tmp_path):
+    for codecs, points, message in (
+        (["camcodec"], {"camcodec": ("huge",)}, "unknown rate rung 'huge'"),
+        (["camcodec"], {"camcodec": (30.0,)}, "target bpp must be in"),
+        (["x264"], {"x264": ("m",)}, "CRF values"),
+    ):
+        with pytest.raises(InputError, match=message):
+            run_rd(RDConfig([str(source)], tmp_path / "o", codecs=codecs, points=points))
+
+
 def test_variant_option():
     assert cli._variant_arg("v1:arch=cam-nerv:bits=6") == ("v1", ("arch=cam-nerv", "bits=6"))
     for bad in ("x265:bits=6", "v1", "v1:colour=red", "v1:bits=six", "bad name:bits=6"):
@@ -285,8 +314,10 @@ def test_errors_are_one_line(source, tmp_path, capsys):
 
 def test_points_option():
     assert cli.parse_points(["22,27", "camcodec=0.01,0.03"]) == {"*": (22, 27), "camcodec": (0.01, 0.03)}
-    with pytest.raises(argparse.ArgumentTypeError):
-        cli.parse_points(["x264="])
+    assert cli.parse_points(["camcodec=xs,S,0.2"]) == {"camcodec": ("xs", "s", 0.2)}
+    for bad in ("x264=", "camcodec=m-2", "camcodec=0.1,2x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            cli.parse_points([bad])
 
 
 def test_plugs_into_a_parent_parser_like_the_camcodec_command():
