@@ -11,6 +11,35 @@ from camcodec.media.pattern import moving_pattern
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
+#: The tiny encode of every training test: a network large for its few pixels, a high learning rate, the CPU.
+TINY_ENCODE = {"preset": "fast", "params_per_pixel": 1.0, "lr": 1e-2, "device": "cpu"}
+
+
+def tiny_options(steps: int, **more: object) -> dict:
+    """The tiny encode for ``camcodec.encode`` (``preset`` included), trained for ``steps`` steps."""
+    return {**TINY_ENCODE, "steps": steps, **more}
+
+
+def tiny_config(steps: int, **more: object):
+    """The tiny encode as an ``EncodeConfig``."""
+    from camcodec.config import resolve_config
+
+    return resolve_config(**tiny_options(steps, **more))
+
+
+def tiny_argv(steps: int, **more: object) -> list[str]:
+    """The tiny encode as ``camcodec encode`` flags, quiet."""
+    argv = []
+    for key, value in tiny_options(steps, **more).items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    return [*argv, "-q"]
+
+
+@pytest.fixture
+def tiny() -> dict:
+    """Tiny encode options for ``camcodec.encode`` (a few steps): override ``steps`` as a test needs."""
+    return tiny_options(20)
+
 
 @pytest.fixture
 def clip() -> np.ndarray:

@@ -111,6 +111,7 @@ def _positive(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
+@pytest.mark.slow
 def test_bench_command_writes_every_field(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert main(["bench", "--sizes", "40x24", *TINY, "--out", str(out)]) == 0

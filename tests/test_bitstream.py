@@ -588,6 +588,7 @@ def test_describe_does_not_import_torch(sample_path: Path) -> None:
     assert run_fresh_python(code) == "stem.0.weight"
 
 
+@pytest.mark.slow
 def test_decoding_symbols_loads_only_compressais_extensions(sample_path: Path) -> None:
     """Reading a whole file needs compressai's rANS extension, not its package (torch, models: seconds)."""
     code = (

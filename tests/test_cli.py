@@ -10,8 +10,9 @@ import pytest
 import camcodec
 from camcodec.cli import main
 from camcodec.media import read_video, write_video
+from conftest import tiny_argv
 
-TRAIN = ["--steps", "120", "--params-per-pixel", "1.0", "--lr", "0.01", "--device", "cpu", "-q"]
+TRAIN = tiny_argv(120)
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +25,11 @@ def encoded(tmp_path_factory):
     source = folder / "source.mkv"
     write_video(source, moving_pattern(), Fraction(30000, 1001))
     out = folder / "clip.cam"
-    assert main(["encode", str(source), "-o", str(out), "--preset", "fast", *TRAIN]) == 0
+    assert main(["encode", str(source), "-o", str(out), *TRAIN]) == 0
     return folder, out
 
 
+@pytest.mark.slow
 def test_encode_prints_summary_with_file_bpp(encoded, capsys, tmp_path):
     folder, _out = encoded
     again = tmp_path / "again.cam"
@@ -162,6 +164,7 @@ def _camcodec(*args: str) -> list[str]:
 GOLDEN_V2 = __import__("pathlib").Path(__file__).parent / "golden" / "cam-nerv2-v2.cam"
 
 
+@pytest.mark.slow
 def test_decode_to_stdout_is_the_y4m_file(tmp_path):
     import subprocess
 
@@ -183,15 +186,14 @@ def test_decode_to_stdout_is_the_y4m_file(tmp_path):
     assert np.array_equal(from_stream, read_video(tmp_path / "file.y4m").frames)
 
 
+@pytest.mark.slow
 def test_pipe_round_trip_decode_into_encode(tmp_path):
     """``camcodec decode a.cam -o - | camcodec encode - -o b.cam``: the second reads Y4M from stdin."""
     import subprocess
 
     decode = subprocess.Popen(_camcodec("decode", str(GOLDEN_V2), "-o", "-", "-q"), stdout=subprocess.PIPE)
     encode = subprocess.run(
-        _camcodec(
-            "encode", "-", "-o", str(tmp_path / "b.cam"), "--preset", "fast", *TRAIN[:2], "--device", "cpu", "-q"
-        ),
+        _camcodec("encode", "-", "-o", str(tmp_path / "b.cam"), *TRAIN),
         stdin=decode.stdout,
         capture_output=True,
         text=True,
@@ -203,6 +205,7 @@ def test_pipe_round_trip_decode_into_encode(tmp_path):
     assert camcodec.Decoder(tmp_path / "b.cam").info.color_matrix == "bt709"  # Y4M's, as from a file
 
 
+@pytest.mark.slow
 def test_broken_pipe_ends_quietly(tmp_path):
     import subprocess
 
@@ -215,6 +218,7 @@ def test_broken_pipe_ends_quietly(tmp_path):
     assert decode.stderr.read() == b""
 
 
+@pytest.mark.slow
 def test_pipe_errors_are_one_line(tmp_path):
     import subprocess
 

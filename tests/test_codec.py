@@ -9,11 +9,9 @@ import numpy as np
 import pytest
 
 import camcodec
-from camcodec.config import resolve_config
 from camcodec.encoder import Encoder, clip_from_array
 from camcodec.metrics import psnr_uint8
-
-TINY = {"steps": 200, "params_per_pixel": 1.0, "lr": 1e-2, "device": "cpu"}
+from conftest import tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +20,11 @@ def encoded(tmp_path_factory) -> tuple[Path, camcodec.EncodeResult, np.ndarray]:
 
     frames = moving_pattern()
     path = tmp_path_factory.mktemp("enc") / "clip.cam"
-    result = Encoder(resolve_config("fast", **TINY)).encode(clip_from_array(frames), path)
+    result = Encoder(tiny_config(200)).encode(clip_from_array(frames), path)
     return path, result, frames
 
 
+@pytest.mark.slow
 def test_decode_equals_what_encoder_reported(encoded):
     path, result, frames = encoded
     decoded = camcodec.decode(path, device="cpu")
@@ -62,7 +61,7 @@ def test_streamed_frames_render_ahead_and_equal_random_access(tmp_path, monkeypa
 
     frames = moving_pattern(num_frames=20, height=32, width=48)  # three render groups of 8, 8 and 4
     path = tmp_path / "clip.cam"
-    result = Encoder(resolve_config("fast", **{**TINY, "steps": 20})).encode(clip_from_array(frames), path)
+    result = Encoder(tiny_config(20)).encode(clip_from_array(frames), path)
     decoder = camcodec.Decoder(path, device="cpu")
     threads = []
     render_group = camcodec.Decoder._render_group
@@ -78,18 +77,20 @@ def test_streamed_frames_render_ahead_and_equal_random_access(tmp_path, monkeypa
     assert list(decoder.iter_frames([])) == []
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_file(encoded, tmp_path):
     path, _, frames = encoded
     again = tmp_path / "again.cam"
-    Encoder(resolve_config("fast", **TINY)).encode(clip_from_array(frames), again)
+    Encoder(tiny_config(200)).encode(clip_from_array(frames), again)
     assert again.read_bytes() == path.read_bytes()
 
 
+@pytest.mark.slow
 def test_plain_nerv_has_same_widths_and_decodes(tmp_path, clip):
     from camcodec.config import size_model
 
-    config = resolve_config("fast", cam=False, **TINY)
-    cam_config = size_model(64, 48, 8, resolve_config("fast", **TINY))
+    config = tiny_config(200, cam=False)
+    cam_config = size_model(64, 48, 8, tiny_config(200))
     plain_config = size_model(64, 48, 8, config)
     assert plain_config.channels == cam_config.channels and not plain_config.cam
     result = Encoder(config).encode(clip_from_array(clip), tmp_path / "plain.cam")

@@ -15,8 +15,7 @@ from camcodec.model.cam_nerv import CAMNeRV, CamNervConfig
 from camcodec.prune import apply_masks, magnitude_masks, prunable_names, sparsity
 from camcodec.quantize import channel_axes, load_quantized, quantize_model
 from camcodec.train import Phase, fit, frames_to_tensor
-
-FAST = {"steps": 150, "params_per_pixel": 1.0, "lr": 1e-2, "device": "cpu"}
+from conftest import tiny_config
 
 
 def tiny_model() -> CAMNeRV:
@@ -37,7 +36,7 @@ def test_pruning_leaves_the_stated_fraction_of_zeros(ratio):
 def test_qat_forward_equals_the_decoder_bit_for_bit(clip):
     model = tiny_model()
     frames = frames_to_tensor(clip, torch.device("cpu"))
-    config = resolve_config("fast", **FAST)
+    config = tiny_config(150)
     masks = magnitude_masks(model, 0.3)
     weights = quantized_weights(masks, 31, channel_axes(model))
     fit(model, frames, Phase("qat", 20, 1e-3, 0.0, weights), config)
@@ -52,11 +51,12 @@ def test_qat_forward_equals_the_decoder_bit_for_bit(clip):
     assert torch.equal(qat_out, decoder_out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bits", [4, 6, 8])
 @pytest.mark.parametrize("prune", [0.0, 0.3])
 def test_file_decodes_after_every_bits_and_prune(clip, tmp_path, bits, prune):
     path = tmp_path / "c.cam"
-    config = resolve_config("fast", bits=bits, prune=prune, **FAST)
+    config = tiny_config(150, bits=bits, prune=prune)
     result = Encoder(config).encode(clip_from_array(clip), path)
     assert np.array_equal(camcodec.decode(path, device="cpu"), result.reconstruction)
     expected = ["train"] + (["prune"] if prune else []) + (["qat"] if bits < 8 else [])
@@ -64,18 +64,20 @@ def test_file_decodes_after_every_bits_and_prune(clip, tmp_path, bits, prune):
     assert result.stats.psnr > 20
 
 
+@pytest.mark.slow
 def test_lower_bits_and_pruning_make_smaller_files(clip, tmp_path):
     sizes = {}
     for bits, prune in ((8, 0.0), (6, 0.0), (6, 0.5)):
         path = tmp_path / f"{bits}-{prune}.cam"
-        Encoder(resolve_config("fast", bits=bits, prune=prune, **FAST)).encode(clip_from_array(clip), path)
+        Encoder(tiny_config(150, bits=bits, prune=prune)).encode(clip_from_array(clip), path)
         sizes[bits, prune] = path.stat().st_size
     assert sizes[8, 0.0] > sizes[6, 0.0] > sizes[6, 0.5]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", [1.0, 2.0])
 def test_target_bpp_lands_within_15_percent(clip, tmp_path, target):
-    config = resolve_config("fast", target_bpp=target, **{k: v for k, v in FAST.items() if k != "params_per_pixel"})
+    config = tiny_config(150, target_bpp=target, params_per_pixel=None)
     result = Encoder(config).encode(clip_from_array(clip), tmp_path / "t.cam")
     assert result.stats.target_bpp == target
     assert abs(result.stats.bpp - target) <= 0.15 * target

@@ -189,6 +189,7 @@ def test_runs_sharing_a_folder_leave_each_others_streams_alone(source, tmp_path)
     assert [p.name for p in out.glob(".streams-*")] == [other.name]  # its own folder is gone
 
 
+@pytest.mark.slow
 def test_end_to_end_x264_writes_every_output_and_resumes(source, tmp_path, capsys):
     out = tmp_path / "rd"
     argv = ["rd", str(source), "--codecs", "x264", "--points", "20,36", "--out", str(out), "-q"]
@@ -236,6 +237,7 @@ def test_bd_rate_between_two_presets_in_a_run(source, tmp_path):
     assert "n/a" not in report.markdown.split("## Rate points")[0]
 
 
+@pytest.mark.slow
 def test_camcodec_point_and_a_variant(source, tmp_path):
     config = RDConfig(
         [str(source)],

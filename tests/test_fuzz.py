@@ -29,12 +29,15 @@ from hypothesis import strategies as st
 import bitstream as bs
 import camcodec
 from camcodec.media.pattern import moving_pattern
+from conftest import tiny_options
+
+pytestmark = pytest.mark.slow  # every test here trains or decodes hundreds of files
 
 HEAVY = int(os.environ.get("CAMCODEC_FUZZ_EXAMPLES", "0"))
 #: Decoding a damaged file may take no longer than this, nor allocate more (Python and numpy memory).
 DEADLINE_MS = 3000
 MAX_ALLOCATION = 16 << 20
-TINY = {"preset": "fast", "steps": 10, "params_per_pixel": 1.0, "lr": 1e-2, "device": "cpu"}
+TINY = tiny_options(10)
 
 
 def fuzz_settings(examples: int):

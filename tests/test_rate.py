@@ -16,8 +16,7 @@ from camcodec.model.cam_nerv import CAMNeRV, CamNervConfig
 from camcodec.quantize import channel_axes, load_quantized, quantize_at
 from camcodec.rate import STEPS_PER_OCTAVE, ZERO_TENSOR_STEP, LearnedSteps, laplace_bits
 from camcodec.train import Phase, fit, frames_to_tensor
-
-FAST = {"steps": 150, "params_per_pixel": 1.0, "lr": 1e-2, "device": "cpu"}
+from conftest import tiny_config
 
 
 def tiny_model() -> CAMNeRV:
@@ -57,13 +56,14 @@ def test_learned_steps_start_at_max_abs_steps_per_channel_and_fine_for_zero_tens
         assert torch.allclose(octaves, octaves.round(), rtol=0, atol=1e-5), name  # on the grid of steps
 
 
+@pytest.mark.slow
 def test_rate_weight_shrinks_the_coded_size(clip):
     frames = frames_to_tensor(clip, torch.device("cpu"))
     sizes = {}
     for weight in (0.0, 1.0):
         model = tiny_model()
         rate = LearnedSteps(model, 31, channel_axes(model), 1.0)
-        fit(model, frames, Phase("train", 60, 1e-2, rate=rate), resolve_config("fast", **FAST, rate_weight=weight))
+        fit(model, frames, Phase("train", 60, 1e-2, rate=rate), tiny_config(150, rate_weight=weight))
         sizes[weight] = sum(t.symbols.size and np.count_nonzero(t.symbols) for t in quantize_at(model, rate.frozen()))
     assert sizes[1.0] < sizes[0.0]  # more symbols at zero
 
@@ -75,7 +75,7 @@ def test_noise_starts_part_way_with_steps_taken_from_the_trained_weights(clip, m
     real_noisy, real_restart = rate.noisy, rate.restart
     monkeypatch.setattr(rate, "noisy", lambda *a: calls.append("noisy") or real_noisy(*a))
     monkeypatch.setattr(rate, "restart", lambda m: calls.append("restart") or real_restart(m))
-    config = resolve_config("fast", **FAST, rate_weight=0.5, rate_from=0.75)
+    config = tiny_config(150, rate_weight=0.5, rate_from=0.75)
     fit(model, frames_to_tensor(clip, torch.device("cpu")), Phase("train", 40, 1e-2, rate=rate), config)
     assert calls == ["restart"] + ["noisy"] * 10
 
@@ -84,7 +84,7 @@ def test_stepped_forward_equals_the_decoder_bit_for_bit(clip):
     model = tiny_model()
     frames = frames_to_tensor(clip, torch.device("cpu"))
     steps = LearnedSteps(model, 31, channel_axes(model), 1.0).frozen(1.7)
-    fit(model, frames, Phase("qat", 20, 1e-3, 0.0, stepped_weights(steps)), resolve_config("fast", **FAST))
+    fit(model, frames, Phase("qat", 20, 1e-3, 0.0, stepped_weights(steps)), tiny_config(150))
     times = frame_times(torch.arange(8), 8)
     with torch.no_grad():
         trained = torch.func.functional_call(model, stepped_weights(steps)(dict(model.named_parameters())), (times,))
@@ -108,9 +108,10 @@ def test_factor_for_target_fits_and_is_the_finest_that_fits():
     assert len(build(quantize_at(model, scaled_steps(steps, factor * 0.9)))) > full // 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", [None, 1.0])
 def test_encode_with_rate_weight_decodes_to_its_reconstruction(clip, tmp_path, target):
-    config = resolve_config("fast", rate_weight=0.01, target_bpp=target, **FAST)
+    config = tiny_config(150, rate_weight=0.01, target_bpp=target)
     result = Encoder(config).encode(clip_from_array(clip), tmp_path / "r.cam")
     assert np.array_equal(camcodec.decode(tmp_path / "r.cam", device="cpu"), result.reconstruction)
     assert [p["phase"] for p in result.stats.phases] == ["train", "qat"]

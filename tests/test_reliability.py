@@ -29,14 +29,14 @@ from camcodec.cli import main
 from camcodec.media import read_video, write_video
 from camcodec.media.pattern import moving_pattern
 from camfile import config_bytes, section_payload, with_config_bytes, with_section
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, tiny_argv, tiny_options
 
 REPO = Path(__file__).resolve().parents[1]
 ERRORS_DOC = REPO / "docs" / "errors.md"
 BUS = SHARED_DATA / "bus_352x288_420_f20_b8.yuv"
 TEN_BIT = SHARED_DATA / "park_joy_90p_10_420_20f.y4m"
-TINY = ["--preset", "fast", "--steps", "5", "--params-per-pixel", "1.0", "--lr", "0.01", "--device", "cpu", "-q"]
-TINY_API = {"preset": "fast", "steps": 5, "params_per_pixel": 1.0, "lr": 1e-2, "device": "cpu"}
+TINY = tiny_argv(5)
+TINY_API = tiny_options(5)
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 

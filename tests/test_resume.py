@@ -15,22 +15,11 @@ import pytest
 import camcodec
 from camcodec.cli import main
 from camcodec.media import write_video
+from conftest import tiny_argv, tiny_config
 
-OPTIONS = [
-    "--preset",
-    "fast",
-    "--steps",
-    "400",
-    "--params-per-pixel",
-    "1.0",
-    "--lr",
-    "0.01",
-    "--prune",
-    "0.2",
-    "--device",
-    "cpu",
-    "-q",
-]
+pytestmark = pytest.mark.slow  # every test here trains or decodes hundreds of files
+
+OPTIONS = tiny_argv(400, prune=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -100,11 +89,10 @@ def test_resume_refuses_a_checkpoint_of_another_encode(source, tmp_path, capsys)
 
 def test_resume_from_a_phase_boundary_matches(source, uninterrupted, tmp_path):
     """A checkpoint written at the end of a phase (no running state) also resumes exactly."""
-    from camcodec.config import resolve_config
     from camcodec.encoder import Encoder
 
     out = tmp_path / "clip.cam"
-    config = resolve_config("fast", steps=400, params_per_pixel=1.0, lr=0.01, prune=0.2, device="cpu")
+    config = tiny_config(400, prune=0.2)
     clip = camcodec.api.load_source(source)
     # An encode that saves only at phase ends, stopped right after its training phase:
     encoder = Encoder(config, checkpoint_interval=1e9)
@@ -132,12 +120,9 @@ def test_resume_from_a_phase_boundary_matches(source, uninterrupted, tmp_path):
 def test_encode_with_learned_steps_resumes_mid_training_to_the_identical_file(source, tmp_path, monkeypatch):
     """The learned steps and the noise generator are part of the checkpoint."""
     from camcodec.checkpoint import EncodeCheckpoint
-    from camcodec.config import resolve_config
     from camcodec.encoder import Encoder
 
-    config = resolve_config(
-        "fast", steps=120, params_per_pixel=1.0, lr=0.01, rate_weight=0.01, target_bpp=2.0, device="cpu"
-    )
+    config = tiny_config(120, rate_weight=0.01, target_bpp=2.0)
     clip = camcodec.api.load_source(source)
     Encoder(config).encode(clip, tmp_path / "ref.cam")
 
