@@ -53,3 +53,23 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real clips not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_cam(tmp_path_factory) -> Path:
+    """A small valid .cam file (4 frames of 32x24), for the tests that read, forge or decode one."""
+    import camcodec
+
+    path = tmp_path_factory.mktemp("cam") / "tiny.cam"
+    camcodec.encode(moving_pattern(4, 24, 32), path, **tiny_options(5))
+    return path
+
+
+@pytest.fixture(scope="module")
+def sample():
+    """(the sample container, its bytes): ``camfile.sample_container``, written."""
+    import bitstream as bs
+    from camfile import sample_container
+
+    container = sample_container()
+    return container, bs.write_bytes(container)

@@ -17,7 +17,7 @@ from camcodec.cli import main
 from camcodec.media import write_video
 from conftest import tiny_argv, tiny_config
 
-pytestmark = pytest.mark.slow  # every test here trains or decodes hundreds of files
+pytestmark = pytest.mark.slow  # every test here trains an encode
 
 OPTIONS = tiny_argv(400, prune=0.2)
 
