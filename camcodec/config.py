@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from camcodec.device import DEVICE_NAMES, is_device_name
 from camcodec.errors import InputError
 from camcodec.model import ARCHITECTURES, ArchConfig, architecture
 
@@ -109,7 +110,7 @@ class EncodeConfig:
     )
     cam_points: int = field(default=32, metadata=option("points of the CAM grids along time", "model"))
     min_params: int = field(default=2_000, metadata=option("floor of the network's size for tiny clips", "model"))
-    device: str = field(default="auto", metadata=option("auto, cpu, cuda or cuda:N", "device"))
+    device: str = field(default="auto", metadata=option(DEVICE_NAMES, "device"))
     seed: int = field(default=0, metadata=option("random seed: the same seed gives the same file", "training"))
 
     def validate(self) -> None:
@@ -135,10 +136,7 @@ class EncodeConfig:
             (self.target_bpp is None or 0 < self.target_bpp <= 24, "target bpp must be in (0, 24]"),
             (2 <= self.cam_points <= 4096, "cam_points must be in 2..4096"),
             (self.arch in ARCHITECTURES, f"arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}"),
-            (
-                self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
-                f"device must be auto, cpu or cuda, got {self.device!r}",
-            ),
+            (is_device_name(self.device), f"device must be {DEVICE_NAMES}, got {self.device!r}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
+import re
 
 import torch
 
@@ -17,19 +18,27 @@ _MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed value
 _TRIM_THRESHOLD = 512 << 20
 
 
+#: What a --device option takes: auto (CUDA when present, else the CPU), cpu, cuda or cuda:N.
+DEVICE_NAMES = "auto, cpu, cuda or cuda:N"
+
+
+def is_device_name(name: object) -> bool:
+    return isinstance(name, str) and (name in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", name) is not None)
+
+
 def resolve_device(name: str = "auto") -> torch.device:
+    if not is_device_name(name):
+        raise DeviceError(f"unknown device {name!r}; use {DEVICE_NAMES}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":
         return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DeviceError(f"device {name!r} requested but CUDA is not available")
-        device = torch.device(name)
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise DeviceError(f"device {name!r} requested but only {torch.cuda.device_count()} GPU(s) exist")
-        return device
-    raise DeviceError(f"unknown device {name!r}; use auto, cpu or cuda")
+    if not torch.cuda.is_available():
+        raise DeviceError(f"device {name!r} requested but CUDA is not available")
+    device = torch.device(name)
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise DeviceError(f"device {name!r} requested but only {torch.cuda.device_count()} GPU(s) exist")
+    return device
 
 
 @functools.cache

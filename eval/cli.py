@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from camcodec.cli.args import fps_arg, positive_int, size_arg
+from camcodec.device import DEVICE_NAMES
 
 if TYPE_CHECKING:
     from eval.codecs import Point
@@ -118,7 +119,7 @@ def setup_rd_args(parser: argparse.ArgumentParser) -> None:
         "e.g. v1:arch=cam-nerv or nocam:cam=false",
     )
     parser.add_argument("--steps", type=positive_int, help="camcodec training steps (overrides the preset)")
-    parser.add_argument("--device", default="auto", help="camcodec device: auto, cpu or cuda (default auto)")
+    parser.add_argument("--device", default="auto", help=f"camcodec's device: {DEVICE_NAMES} (default auto)")
     parser.add_argument("--keep-streams", action="store_true", help="keep the encoded files in DIR/streams/")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 

@@ -38,12 +38,11 @@ from av.video.stream import VideoStream
 from bitstream.files import atomic_path
 from camcodec.errors import InputError, OutputError
 from camcodec.media import read_video
-from camcodec.media.convert import MATRICES, from_rgb
+from camcodec.media.convert import AVCOL_RANGE_MPEG, MATRICES, from_rgb
 
 log = logging.getLogger(__name__)
 
 MATRIX = "bt709"
-_AVCOL_RANGE_MPEG = 1
 _X26X_PRESETS = (
     "ultrafast",
     "superfast",
@@ -213,7 +212,7 @@ class ConventionalCodec:
             stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
             stream.codec_context.options = self.options(value)
             stream.codec_context.colorspace = MATRICES[MATRIX][1]
-            stream.codec_context.color_range = _AVCOL_RANGE_MPEG
+            stream.codec_context.color_range = AVCOL_RANGE_MPEG
             bsf = BitStreamFilterContext(self.family.bsf, in_stream=stream) if self.family.bsf else None
             total = 0
             seconds = 0.0

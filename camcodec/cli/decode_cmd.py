@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from camcodec.cli.args import range_arg
 from camcodec.decoder import Decoder
+from camcodec.device import DEVICE_NAMES
 from camcodec.errors import InputError, OutputError
 from camcodec.media import OUTPUT_KINDS, VideoWriter
 
@@ -22,7 +23,7 @@ def setup_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="a .cam file")
     parser.add_argument("-o", "--output", required=True, help=f"output path ({kinds}); - writes Y4M to standard output")
     parser.add_argument("--frames", type=range_arg, metavar="A:B", help="decode frames A to B-1 only")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    parser.add_argument("--device", default="auto", help=f"{DEVICE_NAMES} (default auto)")
     parser.add_argument("--codec", help="PyAV encoder for .mkv/.mp4/.webm outputs (e.g. libx265)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 

@@ -38,8 +38,8 @@ MATRICES: dict[str, tuple[Colorspace, int]] = {
 
 # AVColorSpace tag -> matrix name (tags not listed here count as untagged).
 _TAG_TO_MATRIX = {1: "bt709", 4: "fcc", 5: "bt601", 6: "bt601", 7: "smpte240m", 9: "bt2020", 10: "bt2020"}
-_AVCOL_RANGE_JPEG = 2
-_AVCOL_RANGE_MPEG = 1
+#: FFmpeg's AVColorRange values: limited ("tv", MPEG) and full ("pc", JPEG) range.
+AVCOL_RANGE_MPEG, AVCOL_RANGE_JPEG = 1, 2
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def color_of_frame(frame: VideoFrame, untagged_matrix: str) -> ColorInfo:
         if tag not in (0, 2):  # neither RGB-tagged nor unspecified: a matrix swscale lacks (e.g. YCgCo)
             log.warning("colour matrix tag %d not supported; converting with %s", tag, untagged_matrix)
         matrix = untagged_matrix
-    full = pix_fmt.startswith("yuvj") or int(frame.color_range) == _AVCOL_RANGE_JPEG
+    full = pix_fmt.startswith("yuvj") or int(frame.color_range) == AVCOL_RANGE_JPEG
     return ColorInfo(matrix, full)
 
 

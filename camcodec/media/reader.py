@@ -29,6 +29,7 @@ import av
 import numpy as np
 from av.video.frame import VideoFrame
 
+from bitstream.layout import MAX_DIMENSION
 from camcodec.errors import InputError
 from camcodec.media._common import AV_ERRORS, as_fraction, one_line
 from camcodec.media.clip import Clip
@@ -44,8 +45,8 @@ _TEXT_FORMATS = {"tty", "bin", "xbin", "adf", "idf"}
 _TEXT_CODECS = {"ansi", "bintext", "xbin", "idf"}
 # Estimated frame counts from container metadata are trusted for preallocation up to this many bytes.
 _MAX_ESTIMATE_BYTES = 8 << 30
-#: Largest side ``scale=`` may ask for (a .cam file holds frames up to 16384 x 16384).
-MAX_SCALE_SIDE = 16384
+#: Largest side ``scale=`` may ask for: what a .cam file holds.
+MAX_SCALE_SIDE = MAX_DIMENSION
 # Y4M colour spaces FFmpeg's demuxer knows (the C tag of the stream header).
 _Y4M_COLORSPACES = {
     "420jpeg", "420mpeg2", "420paldv", "420", "411", "422", "444", "444alpha", "mono",

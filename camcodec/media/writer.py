@@ -30,7 +30,7 @@ import numpy as np
 from bitstream import files
 from camcodec.errors import InputError, OutputError
 from camcodec.media._common import AV_ERRORS, as_fraction, one_line
-from camcodec.media.convert import MATRICES, from_rgb, is_yuv, plane_array
+from camcodec.media.convert import AVCOL_RANGE_MPEG, MATRICES, from_rgb, is_yuv, plane_array
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,6 @@ _DEFAULT_OPTIONS: dict[str, dict[str, str]] = {
     "libvpx-vp9": {"crf": "24", "b": "0", "row-mt": "1"},
     "libsvtav1": {"crf": "24"},
 }
-_AVCOL_RANGE_MPEG = 1
 _PNG_NAME = re.compile(r"frame_\d{6,}\.png")
 
 
@@ -236,7 +235,7 @@ class VideoWriter:
             stream.codec_context.time_base = 1 / self.fps
             if is_yuv(self.pix_fmt):
                 stream.codec_context.colorspace = MATRICES[self.color_matrix][1]
-                stream.codec_context.color_range = _AVCOL_RANGE_MPEG
+                stream.codec_context.color_range = AVCOL_RANGE_MPEG
             stream.thread_type = "AUTO"
             self._stream = stream
         elif self.kind == ".yuv":

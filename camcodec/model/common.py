@@ -11,8 +11,8 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import nn
 
-MAX_SIDE = 16384
-MAX_FRAMES = 1_000_000
+from bitstream.layout import MAX_DIMENSION as MAX_SIDE
+from bitstream.layout import MAX_FRAMES
 
 
 def frame_times(indices: torch.Tensor, num_frames: int) -> torch.Tensor:

@@ -41,8 +41,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from bitstream.layout import MAX_DIMENSION
 from camcodec.config import resolve_config
-from camcodec.device import resolve_device
+from camcodec.device import DEVICE_NAMES, resolve_device
 from camcodec.encoder import initial_model
 from camcodec.errors import InputError
 from camcodec.media import read_video
@@ -81,7 +82,7 @@ def _size_list(text: str) -> list[tuple[int, int]]:
             width, height = (int(v) for v in item.strip().lower().split("x"))
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected sizes like 320x180,1280x720, got {text!r}") from None
-        if not (1 <= width <= 16384 and 1 <= height <= 16384):
+        if not (1 <= width <= MAX_DIMENSION and 1 <= height <= MAX_DIMENSION):
             raise argparse.ArgumentTypeError(f"frame size out of range: {item.strip()!r}")
         sizes.append((width, height))
     return sizes
@@ -118,7 +119,7 @@ def _positive_float(text: str) -> float:
 
 
 def setup_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto: cuda when present)")
+    parser.add_argument("--device", default="auto", help=f"{DEVICE_NAMES} (default auto: cuda when present)")
     parser.add_argument(
         "--sizes",
         type=_size_list,
