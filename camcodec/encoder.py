@@ -64,6 +64,7 @@ class EncodeStats:
     phases: list[dict]  # per phase (train, prune, qat): steps, frame_steps, seconds, psnr of its last pass
     encode_seconds: float
     device: str
+    segments: int = 1  # networks in the file, each coding consecutive frames
 
     def summary(self) -> str:
         target = f" (target {self.target_bpp:g})" if self.target_bpp is not None else ""
@@ -71,7 +72,7 @@ class EncodeStats:
             f"{self.frames} frame{'s' if self.frames != 1 else ''} {self.width}x{self.height}, "
             f"{self.parameters:,} params, "
             f"{self.file_bytes:,} bytes, {self.bpp:.4f} bpp{target}, PSNR {self.psnr:.2f} dB, "
-            f"{self.encode_seconds:.1f} s"
+            f"{self.encode_seconds:.1f} s" + (f", {self.segments} segments" if self.segments > 1 else "")
         )
 
     def to_dict(self) -> dict:

@@ -17,6 +17,7 @@ from camcodec import api
 from camcodec.cli.args import fps_arg, positive_int, size_arg, typed_arg
 from camcodec.config import DEFAULT_PRESET, PRESETS, RATES, EncodeConfig, parse_options
 from camcodec.errors import InputError
+from camcodec.segments import DEFAULT_SEGMENT_FRAMES
 
 HELP = "compress a video (file, Y4M, raw YUV with --size, PNG folder, or Y4M on stdin) into a .cam file"
 
@@ -48,6 +49,31 @@ def setup_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    scale_out = parser.add_argument_group("segments and scale-out (Dask)")
+    scale_out.add_argument(
+        "--segment-frames",
+        type=positive_int,
+        metavar="N",
+        help=f"code consecutive segments of N frames, each its own network (default: one segment, or "
+        f"{DEFAULT_SEGMENT_FRAMES}-frame segments for a longer clip)",
+    )
+    scale_out.add_argument("--segments", type=positive_int, metavar="K", help="code K segments of near-equal length")
+    scale_out.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="encode segments in parallel on a local Dask cluster of N processes (one torch thread each, "
+        "or camcodec --threads T)",
+    )
+    scale_out.add_argument(
+        "--cluster", metavar="ADDRESS", help="encode segments on the Dask scheduler at ADDRESS (tcp://host:8786)"
+    )
+    scale_out.add_argument(
+        "--work-dir",
+        metavar="DIR",
+        help="the segments' files and checkpoints (default OUT.parts; shared storage on a cluster); an "
+        "interrupted encode continues from it",
+    )
     groups = {name: parser.add_argument_group(title) for name, title in GROUPS.items()}
     hints = typing.get_type_hints(EncodeConfig)
     for item in fields(EncodeConfig):
@@ -109,6 +135,12 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         checkpoint_interval=args.checkpoint_interval,
         resume=args.resume,
+        segment_frames=args.segment_frames,
+        segments=args.segments,
+        workers=args.workers,
+        cluster=args.cluster,
+        work_dir=args.work_dir,
+        worker_threads=getattr(args, "threads", None) or 1,
         **options,
     )
     print(json.dumps(stats.to_dict()) if args.json else f"{stats.path}: {stats.summary()}")

@@ -9,6 +9,7 @@ model's ``channel_axes()`` tells the quantizer which axis of each tensor is its 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,8 @@ class Architecture:
     lr: float  # the peak learning rate it trains best with (measured: docs/architecture.md)
 
 
+_SEEDED_BUILD = threading.Lock()
+
 ARCHITECTURES: dict[str, Architecture] = {
     cam_nerv.CamNervConfig.arch: Architecture(cam_nerv.CamNervConfig, cam_nerv.CAMNeRV, cam_nerv.sized, 2e-3),
     nerv2.Nerv2Config.arch: Architecture(nerv2.Nerv2Config, nerv2.Nerv2, nerv2.sized, 1e-2),
@@ -62,7 +65,9 @@ def build_model(config: ArchConfig, seed: int | None = None) -> VideoModel:
     model_class = architecture(config.arch).model
     if seed is None:
         return model_class(config)
-    with torch.random.fork_rng(devices=[]):
+    # The seeded build draws from torch's global generator: one build at a time, so that builds on other
+    # threads (segments encoded by threads of one process) cannot draw from it in between.
+    with _SEEDED_BUILD, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return model_class(config)
 

@@ -1,0 +1,137 @@
+"""Where independent pieces of work run: in this process, or on Dask distributed (local or a cluster).
+
+An engine has three verbs, ``submit``, ``as_completed`` and ``close``, so that another engine could be
+added beside Dask. Tasks are plain functions of picklable arguments (paths and frame ranges, never
+frames). Dask is an optional dependency (``pip install camcodec[cluster]``), imported only here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from typing import Any, Protocol
+
+from camcodec.errors import InputError
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for a scheduler (``--cluster``) before giving up with one line.
+CONNECT_TIMEOUT_S = 10
+#: Times a task is tried again after the worker that ran it died (a killed or crashed process).
+ALLOWED_FAILURES = 3
+
+
+class Engine(Protocol):
+    def submit(self, fn: Callable[..., Any], *args: Any, key: str) -> Any: ...
+
+    def as_completed(self, futures: Iterable[Any]) -> Iterator[Any]:
+        """The futures as they finish; ``future.result()`` gives the value or raises the task's error."""
+
+    def close(self) -> None: ...
+
+
+class InlineEngine:
+    """Runs each task at once, in this process: no engine started (one segment, or no --workers)."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any, key: str) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                raise  # Ctrl-C and exits stop the run, as they would without an engine
+            future.set_exception(exc)
+        return future
+
+    def as_completed(self, futures: Iterable[Future]) -> Iterator[Future]:
+        return iter(list(futures))
+
+    def close(self) -> None:
+        pass
+
+
+class DaskEngine:
+    """Dask distributed: a local cluster of worker processes, or the scheduler at ``address``.
+
+    A local cluster has ``workers`` processes of one thread each and an explicit memory limit each (the
+    machine's memory shared out); a task whose worker dies is run again on another one (up to
+    ``ALLOWED_FAILURES`` times).
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        address: str | None = None,
+        *,
+        processes: bool = True,
+        connect_timeout: float = CONNECT_TIMEOUT_S,
+    ):
+        """``processes=False``: the workers are threads of this process (for tests of the logic)."""
+        try:
+            import dask
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise InputError("--workers and --cluster need Dask: pip install 'camcodec[cluster]'") from None
+        dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES})
+        # Dask logs its start and stop at INFO; shown with camcodec -v, as camcodec's own INFO lines are.
+        quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
+        logging.getLogger("distributed").setLevel(logging.WARNING if quiet else logging.INFO)
+        self.cluster = None
+        try:
+            if address is not None:
+                self.client = Client(address, timeout=f"{connect_timeout}s")
+            else:
+                count = workers or 1
+                self.cluster = LocalCluster(
+                    n_workers=count,
+                    threads_per_worker=1,
+                    processes=processes,
+                    memory_limit=_memory_per_worker(count),
+                    dashboard_address=None,
+                    silence_logs=logging.WARNING if quiet else logging.INFO,
+                )
+                self.client = Client(self.cluster)
+        except (OSError, TimeoutError) as exc:
+            self.close()
+            where = address or "a local cluster"
+            raise InputError(f"cannot reach the Dask scheduler at {where} ({' '.join(str(exc).split())})") from None
+        log.info("Dask: %d workers (%s)", len(self.client.scheduler_info()["workers"]), address or "local")
+
+    def worker_resources(self) -> list[dict[str, float]]:
+        """Each worker's declared resources (``dask worker --resources GPU=1``)."""
+        return [info.get("resources", {}) for info in self.client.scheduler_info()["workers"].values()]
+
+    def submit(self, fn: Callable[..., Any], *args: Any, key: str, resources: dict[str, float] | None = None) -> Any:
+        return self.client.submit(fn, *args, key=key, pure=False, resources=resources)
+
+    def as_completed(self, futures: Iterable[Any]) -> Iterator[Any]:
+        from distributed import as_completed
+
+        return iter(as_completed(list(futures)))
+
+    def close(self) -> None:
+        client = getattr(self, "client", None)
+        if client is not None:
+            client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def make_engine(workers: int | None, address: str | None) -> Engine:
+    """Dask when ``workers`` or ``address`` is given, else in this process."""
+    if workers is not None and address is not None:
+        raise InputError("--workers starts a local cluster and --cluster uses a running one: give one of them")
+    if workers is None and address is None:
+        return InlineEngine()
+    return DaskEngine(workers, address)
+
+
+def _memory_per_worker(workers: int) -> int:
+    """The machine's memory shared out between the workers, in bytes."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 << 30
+    return int(total // workers)
