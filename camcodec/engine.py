@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
 from typing import Any, Protocol
 
 from camcodec.errors import InputError
@@ -32,20 +31,29 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
+class Deferred:
+    """A task of the inline engine: run when its result is first asked for."""
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]):
+        self.fn, self.args = fn, args
+        self.done = False
+        self.value: Any = None
+
+    def result(self) -> Any:
+        if not self.done:
+            self.value, self.done = self.fn(*self.args), True
+        return self.value
+
+
 class InlineEngine:
-    """Runs each task at once, in this process: no engine started (one segment, or no --workers)."""
+    """Runs each task in this process, one at a time, as its result is taken from ``as_completed``: no
+    engine started (one segment, or no --workers), and whatever the caller does with each result (save
+    a row, advance a bar) happens between tasks, as it would on a cluster."""
 
-    def submit(self, fn: Callable[..., Any], *args: Any, key: str) -> Future:
-        future: Future = Future()
-        try:
-            future.set_result(fn(*args))
-        except BaseException as exc:
-            if not isinstance(exc, Exception):
-                raise  # Ctrl-C and exits stop the run, as they would without an engine
-            future.set_exception(exc)
-        return future
+    def submit(self, fn: Callable[..., Any], *args: Any, key: str) -> Deferred:
+        return Deferred(fn, args)
 
-    def as_completed(self, futures: Iterable[Future]) -> Iterator[Future]:
+    def as_completed(self, futures: Iterable[Deferred]) -> Iterator[Deferred]:
         return iter(list(futures))
 
     def close(self) -> None:

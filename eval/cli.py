@@ -100,7 +100,7 @@ def setup_rd_args(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="[CODEC=]V,V,...",
-        help="rate points (CRFs; target bpp for camcodec); repeatable",
+        help="rate points (CRFs; target bpp or rate rungs for camcodec); repeatable",
     )
     parser.add_argument("--frames", type=positive_int, metavar="N", help="use the first N frames of each sequence")
     parser.add_argument("--scale", type=size_arg, metavar="WxH", help="resize every sequence to WxH first")
@@ -122,6 +122,15 @@ def setup_rd_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help=f"camcodec's device: {DEVICE_NAMES} (default auto)")
     parser.add_argument("--keep-streams", action="store_true", help="keep the encoded files in DIR/streams/")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="run the points in parallel on a local Dask cluster of N processes (one torch thread each)",
+    )
+    parser.add_argument(
+        "--cluster", metavar="ADDRESS", help="run the points on the Dask scheduler at ADDRESS (DIR on shared storage)"
+    )
 
 
 def setup_args(parser: argparse.ArgumentParser) -> None:
@@ -154,6 +163,8 @@ def run_rd_command(args: argparse.Namespace) -> int:
         device=args.device,
         keep_streams=args.keep_streams,
         progress=not args.quiet,
+        workers=args.workers,
+        cluster=args.cluster,
     )
     report = run_rd(config)
     print(report.markdown)

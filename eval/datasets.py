@@ -24,6 +24,7 @@ from pathlib import Path
 
 from camcodec.errors import InputError
 from camcodec.media import Clip, read_video
+from camcodec.media.reader import RAW_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,6 @@ _UVG_FILE = re.compile(
     re.IGNORECASE,
 )
 _SIZE_IN_NAME = re.compile(r"(?<![0-9])(\d{2,5})x(\d{2,5})(?![0-9])")
-RAW_EXTENSIONS = (".yuv", ".i420", ".raw")
 
 
 @dataclass(frozen=True)

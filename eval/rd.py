@@ -12,6 +12,7 @@ each other's files.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -21,10 +22,11 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
+from camcodec.engine import Engine, make_engine
 from camcodec.errors import InputError, OutputError
+from camcodec.media import Clip
 from eval.codecs import CamcodecCodec, Codec, Point, make_codec
 from eval.datasets import Sequence, resolve_sources
 from eval.metrics import measure
@@ -57,6 +59,8 @@ class RDConfig:
     device: str = "auto"
     keep_streams: bool = False
     progress: bool = False
+    workers: int | None = None  # points in parallel on a local Dask cluster of this many processes
+    cluster: str | None = None  # ... or on the Dask scheduler at this address
 
 
 @dataclass(frozen=True)
@@ -153,14 +157,11 @@ def run_rd(config: RDConfig) -> RDReport:
     if skipped:
         log.info("%d of %d points already in %s; skipping them", skipped, len(jobs), folder)
 
-    bar = tqdm(total=len(pending), desc="rd", unit="point", disable=not config.progress, dynamic_ncols=True)
+    engine = make_engine(config.workers, config.cluster)
     try:
-        for sequence in sequences:
-            todo = [(codec, value) for seq, codec, value in pending if seq is sequence]
-            if todo:
-                _run_sequence(sequence, todo, config, store, bar)
+        _run_pending(pending, config, store, engine)
     finally:
-        bar.close()
+        engine.close()
     store.save()
     labels = {c.name: c.label for c in codecs}
     markdown = write_reports(store, anchor, order=names, labels=labels)
@@ -185,72 +186,108 @@ def _warn_same_size(store: ResultStore, sequence: str) -> None:
             )
 
 
-def _run_sequence(
-    sequence: Sequence, todo: list[tuple[Codec, Point]], config: RDConfig, store: ResultStore, bar: tqdm
+@dataclass(frozen=True)
+class PointTask:
+    """One (sequence, codec, rate point) to encode, decode and measure, as a worker receives it."""
+
+    sequence: Sequence
+    codec: Codec
+    value: Point
+    frames: int | None  # the run's frame limit and scale
+    scale: tuple[int, int] | None
+    stream: str  # where the coded stream goes
+    threads: int | None  # torch threads on a worker (None: leave the process's setting)
+
+
+def _run_pending(
+    pending: list[tuple[Sequence, Codec, Point]], config: RDConfig, store: ResultStore, engine: Engine
 ) -> None:
-    clip = sequence.read(config.frames, config.scale)
+    """Every pending point as a task on ``engine``; each row is saved as soon as its task is done."""
+    streams = {}
+    for sequence in dict.fromkeys(job[0] for job in pending):
+        if config.keep_streams:
+            streams[sequence.name] = Path(config.out) / "streams" / _safe(sequence.name)
+            streams[sequence.name].mkdir(parents=True, exist_ok=True)
+        else:
+            streams[sequence.name] = Path(tempfile.mkdtemp(prefix=".streams-", dir=config.out))
+    threads = 1 if config.workers is not None or config.cluster is not None else None
+    tasks = [
+        PointTask(
+            sequence,
+            codec,
+            value,
+            config.frames,
+            config.scale,
+            str(
+                streams[sequence.name] / f"{_safe(codec.name)}_{_safe(codec.point_label(value))}{codec.stream_suffix()}"
+            ),
+            threads,
+        )
+        for sequence, codec, value in pending
+    ]
+    bar = tqdm(total=len(tasks), desc="rd", unit="point", disable=not config.progress, dynamic_ncols=True)
+    try:
+        futures = [engine.submit(run_point, task, key=f"camcodec-rd-{task.stream}") for task in tasks]
+        for future in engine.as_completed(futures):
+            row, fps = future.result()
+            store.note_sequence(row.sequence, frames=row.frames, width=row.width, height=row.height, fps=fps)
+            store.add(row)
+            bar.set_description(f"{row.sequence} {row.codec} {row.point}")
+            bar.update(1)
+    finally:
+        bar.close()
+        if not config.keep_streams:
+            for folder in streams.values():
+                shutil.rmtree(folder, ignore_errors=True)
+    for name in streams:
+        _warn_same_size(store, name)
+
+
+def run_point(task: PointTask) -> tuple[Row, str]:
+    """Encode, decode and measure one point (run on a worker); (its row, the sequence's frame rate)."""
+    if task.threads is not None:
+        import torch
+
+        torch.set_num_threads(task.threads)
+    clip = _read(task.sequence, task.frames, task.scale)
     frames = clip.frames
     num_frames, height, width = frames.shape[:3]
-    store.note_sequence(sequence.name, frames=num_frames, width=width, height=height, fps=str(clip.fps))
-    if config.keep_streams:
-        streams = Path(config.out) / "streams" / _safe(sequence.name)
-        streams.mkdir(parents=True, exist_ok=True)
-    else:
-        streams = Path(tempfile.mkdtemp(prefix=".streams-", dir=config.out))
-    try:
-        _run_points(sequence.name, frames, clip.fps, todo, streams, store, bar)
-    finally:
-        if not config.keep_streams:
-            shutil.rmtree(streams, ignore_errors=True)
-    _warn_same_size(store, sequence.name)
+    codec, value = task.codec, task.value
+    coded = codec.run(frames, clip.fps, value, Path(task.stream))
+    quality = measure(frames, coded.decoded)
+    row = Row(
+        sequence=task.sequence.name,
+        codec=codec.name,
+        point=codec.point_label(value),
+        value=value,
+        frames=num_frames,
+        width=width,
+        height=height,
+        bytes=coded.bytes,
+        bpp=8 * coded.bytes / (width * height * num_frames),
+        psnr_rgb=quality.psnr_rgb,
+        psnr_yuv=quality.psnr_yuv,
+        ms_ssim=quality.ms_ssim,
+        encode_s=coded.encode_s,
+        decode_s=coded.decode_s,
+        settings=codec.settings(value),
+    )
+    log.info(
+        "%s %s %s: %.4f bpp, PSNR %.2f dB (YUV %.2f), MS-SSIM %.4f, encode %.2f s, decode %.2f s",
+        row.sequence,
+        row.codec,
+        row.point,
+        row.bpp,
+        row.psnr_rgb,
+        row.psnr_yuv,
+        row.ms_ssim,
+        row.encode_s,
+        row.decode_s,
+    )
+    return row, str(clip.fps)
 
 
-def _run_points(
-    sequence: str,
-    frames: np.ndarray,
-    fps: Fraction,
-    todo: list[tuple[Codec, Point]],
-    streams: Path,
-    store: ResultStore,
-    bar: tqdm,
-) -> None:
-    """Encode, decode and measure each pending (codec, point) of one sequence, saving each row at once."""
-    num_frames, height, width = frames.shape[:3]
-    pixels = width * height * num_frames
-    for codec, value in todo:
-        point = codec.point_label(value)
-        bar.set_description(f"{sequence} {codec.name} {point}")
-        path = streams / f"{_safe(codec.name)}_{_safe(point)}{codec.stream_suffix()}"
-        coded = codec.run(frames, fps, value, path)
-        quality = measure(frames, coded.decoded)
-        row = Row(
-            sequence=sequence,
-            codec=codec.name,
-            point=point,
-            value=value,
-            frames=num_frames,
-            width=width,
-            height=height,
-            bytes=coded.bytes,
-            bpp=8 * coded.bytes / pixels,
-            psnr_rgb=quality.psnr_rgb,
-            psnr_yuv=quality.psnr_yuv,
-            ms_ssim=quality.ms_ssim,
-            encode_s=coded.encode_s,
-            decode_s=coded.decode_s,
-            settings=codec.settings(value),
-        )
-        store.add(row)
-        log.info(
-            "%s %s %s: %.4f bpp, PSNR %.2f dB (YUV %.2f), MS-SSIM %.4f, encode %.2f s, decode %.2f s",
-            sequence,
-            codec.name,
-            point,
-            row.bpp,
-            row.psnr_rgb,
-            row.psnr_yuv,
-            row.ms_ssim,
-            row.encode_s,
-            row.decode_s,
-        )
-        bar.update(1)
+@functools.lru_cache(maxsize=1)
+def _read(sequence: Sequence, frames: int | None, scale: tuple[int, int] | None) -> Clip:
+    """A sequence's frames, read once for the points that follow one another in a process."""
+    return sequence.read(frames, scale)

@@ -294,6 +294,30 @@ def test_rate_points_are_checked_by_their_codec(source, tmp_path):
             run_rd(RDConfig([str(source)], tmp_path / "o", codecs=codecs, points=points))
 
 
+@pytest.mark.slow
+def test_points_on_two_dask_workers_give_the_rows_of_a_serial_run(source, tmp_path):
+    """Every (sequence, codec, point) is a task; the results match a serial run's except for the clocks."""
+    import torch
+
+    common = {"codecs": ["x264", "camcodec"], "points": {"*": (24, 36), "camcodec": (2.0,)}, "steps": 4}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what each worker process uses
+    try:
+        run_rd(RDConfig([str(source)], tmp_path / "serial", device="cpu", **common))
+    finally:
+        torch.set_num_threads(threads)
+    report = run_rd(RDConfig([str(source)], tmp_path / "dask", device="cpu", workers=2, **common))
+    assert report.measured == 3
+
+    def rows(folder):
+        text = (folder / "results.csv").read_text().splitlines()
+        columns = text[0].split(",")
+        clocks = [columns.index("encode_s"), columns.index("decode_s")]
+        return [[v for i, v in enumerate(line.split(",")) if i not in clocks] for line in text]
+
+    assert rows(tmp_path / "dask") == rows(tmp_path / "serial")
+
+
 def test_variant_option():
     assert cli._variant_arg("v1:arch=cam-nerv:bits=6") == ("v1", ("arch=cam-nerv", "bits=6"))
     for bad in ("x265:bits=6", "v1", "v1:colour=red", "v1:bits=six", "bad name:bits=6"):

@@ -75,17 +75,15 @@ def test_finished_segments_are_reused_and_a_foreign_work_folder_refused(source, 
     config, ranges = tiny_config(20), segment_ranges(12, segments=2)
     work = tmp_path / "work"
 
-    class InterruptedAtTheSecond(InlineEngine):
-        submitted = 0
-
-        def submit(self, fn, *args, key):
-            self.submitted += 1
-            if self.submitted == 2:
-                raise KeyboardInterrupt
-            return super().submit(fn, *args, key=key)
+    class InterruptedAfterTheFirst(InlineEngine):
+        def as_completed(self, futures):
+            for done, future in enumerate(super().as_completed(futures)):
+                if done == 1:
+                    raise KeyboardInterrupt
+                yield future
 
     with pytest.raises(KeyboardInterrupt):
-        encode_in_segments(clip, where, tmp_path / "a.cam", config, ranges, InterruptedAtTheSecond(), work_dir=work)
+        encode_in_segments(clip, where, tmp_path / "a.cam", config, ranges, InterruptedAfterTheFirst(), work_dir=work)
     assert (work / "segment-0000.json").exists() and not (tmp_path / "a.cam").exists()
 
     encodes = []
