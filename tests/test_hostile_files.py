@@ -127,13 +127,18 @@ def outcome(data: bytes) -> np.ndarray | bs.BitstreamError:
     return error
 
 
-def assert_original_or_typed_error(data: bytes, *originals: np.ndarray) -> None:
+def traced_outcome(data: bytes) -> tuple[np.ndarray | bs.BitstreamError, int]:
+    """(``outcome(data)``, the peak of Python and numpy memory allocated while it ran)."""
     tracemalloc.start()
     try:
         result = outcome(data)
-        peak = tracemalloc.get_traced_memory()[1]
+        return result, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+
+
+def assert_original_or_typed_error(data: bytes, *originals: np.ndarray) -> None:
+    result, peak = traced_outcome(data)
     assert peak < MAX_ALLOCATION + len(data), f"decoding allocated {peak} bytes"
     if isinstance(result, bs.BitstreamError):
         return
@@ -258,12 +263,7 @@ def test_forged_section_never_crashes(originals, which, section, mutation) -> No
     and in bounded memory, whatever its bytes."""
     data, frames = originals[which]
     forged = forge(data, section, mutation)
-    tracemalloc.start()
-    try:
-        result = outcome(forged)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    result, peak = traced_outcome(forged)
     assert peak < MAX_ALLOCATION + len(forged)
     if not isinstance(result, bs.BitstreamError):
         assert result.dtype == np.uint8 and result.shape[1:] == frames.shape[1:]
