@@ -87,6 +87,9 @@ class DaskEngine:
         quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
         logging.getLogger("distributed").setLevel(logging.WARNING if quiet else logging.INFO)
         self.cluster = None
+        # Dask's nannies set OMP_NUM_THREADS=1 and MALLOC_TRIM_THRESHOLD_ in this process's environment to
+        # pass them to the workers they spawn; the caller's environment is given back (see close()).
+        self._environ = dict(os.environ)
         try:
             if address is not None:
                 self.client = Client(address, timeout=f"{connect_timeout}s")
@@ -105,6 +108,7 @@ class DaskEngine:
             self.close()
             where = address or "a local cluster"
             raise InputError(f"cannot reach the Dask scheduler at {where} ({' '.join(str(exc).split())})") from None
+        self._restore_environ()
         log.info("Dask: %d workers (%s)", len(self.client.scheduler_info()["workers"]), address or "local")
 
     def worker_resources(self) -> list[dict[str, float]]:
@@ -125,6 +129,12 @@ class DaskEngine:
             client.close()
         if self.cluster is not None:
             self.cluster.close()
+        self._restore_environ()
+
+    def _restore_environ(self) -> None:
+        if os.environ != self._environ:
+            os.environ.clear()
+            os.environ.update(self._environ)
 
 
 def make_engine(workers: int | None, address: str | None) -> Engine:

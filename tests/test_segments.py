@@ -10,6 +10,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+import torch
 
 import bitstream as bs
 import camcodec
@@ -61,13 +62,28 @@ def test_dask_in_process_gives_the_bytes_of_an_inline_run(source, tmp_path):
     config = tiny_config(20)
     ranges = segment_ranges(12, segments=3)
     where = FrameSource(str(source))
+    threads = torch.get_num_threads()
     encode_in_segments(clip, where, tmp_path / "inline.cam", config, ranges, InlineEngine(), threads=1)
+    torch.set_num_threads(threads)
     engine = DaskEngine(2, processes=False)
     try:
         encode_in_segments(clip, where, tmp_path / "dask.cam", config, ranges, engine, threads=1)
     finally:
         engine.close()
+        torch.set_num_threads(threads)
     assert (tmp_path / "inline.cam").read_bytes() == (tmp_path / "dask.cam").read_bytes()
+
+
+def test_a_local_cluster_leaves_the_callers_environment_as_it_was():
+    """Dask's nannies set OMP_NUM_THREADS=1 for their workers in this process's environment; a later
+    subprocess of the caller (an encode, x265) must not inherit it."""
+    before = dict(os.environ)
+    engine = DaskEngine(1)
+    try:
+        assert dict(os.environ) == before
+    finally:
+        engine.close()
+    assert dict(os.environ) == before
 
 
 def test_finished_segments_are_reused_and_a_foreign_work_folder_refused(source, tmp_path, monkeypatch):
