@@ -36,12 +36,6 @@ def tiny_argv(steps: int, **more: object) -> list[str]:
 
 
 @pytest.fixture
-def tiny() -> dict:
-    """Tiny encode options for ``camcodec.encode`` (a few steps): override ``steps`` as a test needs."""
-    return tiny_options(20)
-
-
-@pytest.fixture
 def clip() -> np.ndarray:
     """The standard tiny test clip: 8 frames of 64x48."""
     return moving_pattern()
