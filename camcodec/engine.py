@@ -23,7 +23,8 @@ ALLOWED_FAILURES = 3
 
 
 class Engine(Protocol):
-    def submit(self, fn: Callable[..., Any], *args: Any, key: str) -> Any: ...
+    def submit(self, fn: Callable[..., Any], *args: Any, key: str, resources: dict[str, float] | None = None) -> Any:
+        """Run ``fn(*args)``; ``key`` names the task, ``resources`` what a worker must have for it."""
 
     def as_completed(self, futures: Iterable[Any]) -> Iterator[Any]:
         """The futures as they finish; ``future.result()`` gives the value or raises the task's error."""
@@ -50,7 +51,9 @@ class InlineEngine:
     engine started (one segment, or no --workers), and whatever the caller does with each result (save
     a row, advance a bar) happens between tasks, as it would on a cluster."""
 
-    def submit(self, fn: Callable[..., Any], *args: Any, key: str) -> Deferred:
+    def submit(
+        self, fn: Callable[..., Any], *args: Any, key: str, resources: dict[str, float] | None = None
+    ) -> Deferred:
         return Deferred(fn, args)
 
     def as_completed(self, futures: Iterable[Deferred]) -> Iterator[Deferred]:

@@ -175,7 +175,10 @@ def encode_in_segments(
         for i, frames in enumerate(ranges)
     ]
     key = work.resolve().as_posix()
-    futures = [_submit(engine, task, f"camcodec-segment-{key}-{task.index}", resources) for task in tasks]
+    futures = [
+        engine.submit(encode_segment, task, key=f"camcodec-segment-{key}-{task.index}", resources=resources)
+        for task in tasks
+    ]
     results: dict[str, dict] = {}
     with tqdm(total=len(tasks), desc="segments", unit="segment", disable=not progress, dynamic_ncols=True) as bar:
         for future in engine.as_completed(futures):
@@ -237,12 +240,6 @@ def _resources(engine: Engine, config: EncodeConfig) -> dict[str, float] | None:
 def _remote(engine: Engine) -> bool:
     """Tasks run on a cluster's workers, not on this machine."""
     return isinstance(engine, DaskEngine) and engine.cluster is None
-
-
-def _submit(engine: Engine, task: SegmentTask, key: str, resources: dict[str, float] | None) -> object:
-    if isinstance(engine, DaskEngine):
-        return engine.submit(encode_segment, task, key=key, resources=resources)
-    return engine.submit(encode_segment, task, key=key)
 
 
 def _claim(work: Path, identity: str) -> None:
