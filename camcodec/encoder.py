@@ -94,6 +94,13 @@ def clip_from_array(frames: np.ndarray, fps: Fraction = Fraction(25)) -> Clip:
     return Clip(np.ascontiguousarray(frames), Fraction(fps), "rgb24", "rgb", "<array>")
 
 
+def checked_output(clip: Clip, out_path: str | os.PathLike) -> bitstream.VideoInfo:
+    """The file's video info, with the output path checked: both refused before any training."""
+    info = video_info(clip)
+    check_output_path(out_path, clip.source if os.path.exists(clip.source) else None)
+    return info
+
+
 def video_info(clip: Clip) -> bitstream.VideoInfo:
     """The file's video info; a video the format cannot hold is refused before any training."""
     info = bitstream.VideoInfo(
@@ -145,8 +152,7 @@ class Encoder:
         config = self.config
         device = resolve_device(config.device)
         num_frames, height, width = clip.frames.shape[:3]
-        info = video_info(clip)
-        check_output_path(out_path, clip.source if os.path.exists(clip.source) else None)
+        info = checked_output(clip, out_path)
         target_bytes = None
         if config.target_bpp is not None:
             target_bytes = int(config.target_bpp * width * height * num_frames / 8)

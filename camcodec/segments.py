@@ -32,10 +32,10 @@ from camcodec.checkpoint import fingerprint
 from camcodec.config import EncodeConfig
 from camcodec.decoder import Decoder
 from camcodec.device import resolve_device
-from camcodec.encoder import Encoder, EncodeResult, EncodeStats, video_info
+from camcodec.encoder import Encoder, EncodeResult, EncodeStats, checked_output
 from camcodec.engine import DaskEngine, Engine
 from camcodec.errors import InputError
-from camcodec.media import Clip, check_output_path, read_video
+from camcodec.media import Clip, read_video
 from camcodec.metrics import psnr_uint8
 from camcodec.quantize import bits_for_levels
 
@@ -161,8 +161,7 @@ def encode_in_segments(
     files and checkpoints until the output is written.
     """
     start = time.perf_counter()
-    info = video_info(clip)
-    check_output_path(out_path, clip.source if os.path.exists(clip.source) else None)
+    info = checked_output(clip, out_path)
     if not _remote(engine):
         resolve_device(config.device)  # a GPU asked of a machine without one fails here, before any work
     resources = _resources(engine, config)
