@@ -45,6 +45,15 @@ def test_laplace_bits_are_per_tensor_and_fall_as_values_shrink():
     assert float(laplace_bits(zeros, index, counts)) < 1.0  # all-zero tensors cost almost nothing
 
 
+@pytest.mark.parametrize("spread", [0.02, 0.3, 4.0])  # a clamped scale, most values in the centre, wide
+def test_laplace_bits_gradient_is_the_derivative_of_the_estimate(spread):
+    generator = torch.Generator().manual_seed(1)
+    x = torch.cat([torch.randn(30, generator=generator, dtype=torch.float64) * spread, torch.randn(20).double() * 3])
+    index = torch.tensor([0] * 30 + [1] * 20)
+    counts = torch.tensor([30.0, 20.0], dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda v: laplace_bits(v, index, counts), (x.requires_grad_(),))
+
+
 def test_learned_steps_start_at_max_abs_steps_per_channel_and_fine_for_zero_tensors():
     model = tiny_model()
     steps = LearnedSteps(model, 31, channel_axes(model), 1.0).frozen()
