@@ -258,9 +258,11 @@ class Encoder:
             if config.qat_fraction(None) > 0:
                 steps = config.phase_steps(num_frames, config.qat_fraction(None))
                 run(Phase("qat", steps, lr, 0.0, stepped_weights(progress.steps), rate, progress.steps))
-                # Fine-tuning moves weights across rounding boundaries (and its rate term shrinks the file):
-                # land the target again, with finer steps where the file came out smaller.
-                progress.steps = self._steps_for_target(model, progress.steps, target_bytes, build)
+                # Fine-tuning moves weights across rounding boundaries and can grow the file: only a file
+                # past the target has its steps coarsened to land it again. Any other factor rounds the
+                # fine-tuned weights anew and loses what fine-tuning gained (docs/architecture.md, 4).
+                if target_bytes is not None and len(build(quantize_at(model, progress.steps))) > target_bytes:
+                    progress.steps = self._steps_for_target(model, progress.steps, target_bytes, build)
             return
         if progress.levels is None:  # decide the rate once, on the trained network
             progress.levels, progress.ratio = levels_for_bits(config.bits), config.prune

@@ -130,6 +130,16 @@ def test_encode_with_rate_weight_decodes_to_its_reconstruction(clip, tmp_path, t
         assert target * 0.85 <= result.stats.bpp <= target
 
 
+@pytest.mark.slow
+def test_a_file_that_fits_after_fine_tuning_keeps_the_fine_tuned_steps(clip, tmp_path):
+    """Rounding the fine-tuned weights at any other steps would lose what fine-tuning gained: the file
+    decodes to exactly the frames the fine-tuning phase last evaluated."""
+    config = tiny_config(150, rate_weight=0.5, target_bpp=1.0)
+    result = Encoder(config).encode(clip_from_array(clip), tmp_path / "r.cam")
+    assert result.stats.bpp <= 1.0
+    assert result.stats.psnr == pytest.approx(result.stats.phases[-1]["psnr"], abs=1e-9)
+
+
 def test_pruning_and_learned_steps_are_refused_together():
     with pytest.raises(camcodec.InputError, match="prune does not apply"):
         resolve_config("fast", rate_weight=0.5, prune=0.2)
