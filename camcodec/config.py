@@ -22,6 +22,41 @@ MIN_TARGET_BITS, MAX_TARGET_BITS = 4, 8
 # 2.68 / 3.76 / 4.79 / 5.82 / 6.83 at 7 / 15 / 31 / 63 / 127 levels; cam-nerv measured the same (6.8 at
 # 8 bits on carphone).
 CODED_BITS_PER_WEIGHT = {4: 2.7, 5: 3.8, 6: 4.8, 7: 5.8, 8: 6.8}
+# Networks are sized for 5 bits' step by default: trained against the rate (learned steps), a network 1.4x
+# larger than 6 bits' codes to the same size and measured better at equal encode time (docs/architecture.md, 4).
+DEFAULT_BITS = 5
+
+
+def coded_bits_per_weight(bits: int) -> float:
+    """The estimated coded size of a weight quantized to ``bits`` (``CODED_BITS_PER_WEIGHT``)."""
+    return CODED_BITS_PER_WEIGHT.get(bits, bits * 0.85)
+
+
+def params_for_target(target_bpp: float, bits: int) -> float:
+    """Parameters per pixel x frame for a network that, quantized to ``bits``, codes to ``target_bpp``."""
+    return target_bpp / coded_bits_per_weight(bits)
+
+
+# The rate ladder: a few named rates, each a network sized to code to about that many bits per pixel at
+# the default bits. Trained against the rate, the file lands the rung's rate; with --rate-weight 0 it lands
+# near it (content decides the rest).
+RUNG_BPP = {"xs": 0.01, "s": 0.03, "m": 0.08, "l": 0.2, "xl": 0.4}
+DEFAULT_RATE = "m"
+RATES: dict[str, dict[str, Any]] = {
+    name: {"params_per_pixel": round(params_for_target(bpp, DEFAULT_BITS), 5), "bits": DEFAULT_BITS}
+    for name, bpp in RUNG_BPP.items()
+}
+
+
+# Presets set the encode effort (training passes over the frames); the rate is set apart (--rate, --bpp).
+# On 2 CPU cores, bunny 320x180 x 60 frames: fast ~4 min, medium ~15 min (docs/architecture.md). Training
+# against the rate costs ~1.3x the time per pass of training for distortion alone: these are the passes
+# that take the time 300 and 1200 passes of the latter took.
+PRESETS: dict[str, dict[str, Any]] = {
+    "fast": {"epochs": 230},
+    "medium": {"epochs": 920},
+}
+DEFAULT_PRESET = "medium"
 
 
 def option(help: str, group: str, *, flag: str | None = None, metavar: str | None = None) -> dict[str, Any]:
@@ -38,9 +73,12 @@ class EncodeConfig:
     """
 
     params_per_pixel: float = field(
-        default=0.016, metadata=option("model size: network parameters per pixel x frame", "rate", metavar="P")
+        default=RATES[DEFAULT_RATE]["params_per_pixel"],
+        metadata=option("model size: network parameters per pixel x frame", "rate", metavar="P"),
     )
-    epochs: int = field(default=1200, metadata=option("training passes over all frames", "training"))
+    epochs: int = field(
+        default=PRESETS[DEFAULT_PRESET]["epochs"], metadata=option("training passes over all frames", "training")
+    )
     steps: int | None = field(
         default=None, metadata=option("training steps in total, each a batch of frames (overrides epochs)", "training")
     )
@@ -56,7 +94,8 @@ class EncodeConfig:
     )
     loss: str = field(default="mse", metadata=option(f"training loss: {', '.join(LOSSES)}", "training"))
     bits: int = field(
-        default=6, metadata=option("quantization bits per weight, 2-16 (with --bpp: the width it is sized for)", "rate")
+        default=DEFAULT_BITS,
+        metadata=option("quantization bits per weight, 2-16 (with --bpp: the width it is sized for)", "rate"),
     )
     prune: float = field(
         default=0.0, metadata=option("fraction of conv/linear weights zeroed by magnitude pruning, 0-1", "rate")
@@ -74,7 +113,7 @@ class EncodeConfig:
         ),
     )
     rate_weight: float = field(
-        default=0.0,
+        default=0.5,
         metadata=option(
             "train against the rate with learned quantization steps: minimize ln(distortion) + KAPPA x "
             "estimated bpp / target bpp (0: distortion only)",
@@ -131,7 +170,7 @@ class EncodeConfig:
             (0 <= self.rate_from < 1, "rate_from must be in [0, 1)"),
             (
                 self.rate_weight == 0 or self.prune == 0,
-                "prune does not apply with rate_weight: learned steps set the rate",
+                "prune does not apply with learned steps (rate_weight > 0): set rate_weight 0 (--rate-weight 0)",
             ),
             (self.target_bpp is None or 0 < self.target_bpp <= 24, "target bpp must be in (0, 24]"),
             (2 <= self.cam_points <= 4096, "cam_points must be in 2..4096"),
@@ -171,25 +210,6 @@ class EncodeConfig:
         return math.ceil(fraction * self.total_steps(num_frames)) if fraction > 0 else 0
 
 
-# Presets set the encode effort (training passes over the frames); the rate is set apart (--rate, --bpp).
-# On 2 CPU cores, bunny 320x180 x 60 frames: fast ~4 min, medium ~15 min (docs/architecture.md).
-PRESETS: dict[str, dict[str, Any]] = {
-    "fast": {"epochs": 300},
-    "medium": {"epochs": 1200},
-}
-DEFAULT_PRESET = "medium"
-
-# The rate ladder: model size and bits for a few named rates. The bpp in each comment is the estimate
-# params_per_pixel x CODED_BITS_PER_WEIGHT[bits]; the file lands near it (content decides the rest).
-RATES: dict[str, dict[str, Any]] = {
-    "xs": {"params_per_pixel": 0.002, "bits": 6},  # ~0.01 bpp
-    "s": {"params_per_pixel": 0.006, "bits": 6},  # ~0.03 bpp
-    "m": {"params_per_pixel": 0.016, "bits": 6},  # ~0.08 bpp, the default
-    "l": {"params_per_pixel": 0.04, "bits": 6},  # ~0.2 bpp
-    "xl": {"params_per_pixel": 0.07, "bits": 7},  # ~0.4 bpp
-}
-
-
 def resolve_config(preset: str = DEFAULT_PRESET, rate: str | None = None, **overrides: Any) -> EncodeConfig:
     """Defaults, then the preset, then the rate rung, then every override that is not None."""
     if preset not in PRESETS:
@@ -204,16 +224,6 @@ def resolve_config(preset: str = DEFAULT_PRESET, rate: str | None = None, **over
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     config.validate()
     return config
-
-
-def coded_bits_per_weight(bits: int) -> float:
-    """The estimated coded size of a weight quantized to ``bits`` (``CODED_BITS_PER_WEIGHT``)."""
-    return CODED_BITS_PER_WEIGHT.get(bits, bits * 0.85)
-
-
-def params_for_target(target_bpp: float, bits: int) -> float:
-    """Parameters per pixel x frame for a network that, quantized to ``bits``, codes to ``target_bpp``."""
-    return target_bpp / coded_bits_per_weight(bits)
 
 
 def size_model(width: int, height: int, num_frames: int, config: EncodeConfig) -> ArchConfig:

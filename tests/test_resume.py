@@ -19,7 +19,7 @@ from conftest import tiny_argv, tiny_config
 
 pytestmark = pytest.mark.slow  # every test here trains an encode
 
-OPTIONS = tiny_argv(400, prune=0.2)
+OPTIONS = tiny_argv(400, prune=0.2, rate_weight=0)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_resume_from_a_phase_boundary_matches(source, uninterrupted, tmp_path):
     from camcodec.encoder import Encoder
 
     out = tmp_path / "clip.cam"
-    config = tiny_config(400, prune=0.2)
+    config = tiny_config(400, prune=0.2, rate_weight=0)
     clip = camcodec.api.load_source(source)
     # An encode that saves only at phase ends, stopped right after its training phase:
     encoder = Encoder(config, checkpoint_interval=1e9)

@@ -15,7 +15,7 @@ from typing import Any
 
 from camcodec import api
 from camcodec.cli.args import fps_arg, positive_int, size_arg, typed_arg
-from camcodec.config import DEFAULT_PRESET, PRESETS, RATES, EncodeConfig, parse_options
+from camcodec.config import DEFAULT_PRESET, DEFAULT_RATE, PRESETS, RATES, RUNG_BPP, EncodeConfig, parse_options
 from camcodec.errors import InputError
 from camcodec.segments import DEFAULT_SEGMENT_FRAMES
 
@@ -33,7 +33,10 @@ def setup_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="source video; - reads Y4M from standard input")
     parser.add_argument("-o", "--output", required=True, help="the .cam file to write")
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS), help="training effort")
-    parser.add_argument("--rate", choices=list(RATES), help="rate ladder rung: model size and bits")
+    rungs = ", ".join(f"{name} ~{bpp:g}" for name, bpp in RUNG_BPP.items())
+    parser.add_argument(
+        "--rate", choices=list(RATES), help=f"rate ladder rung, in bpp: {rungs} (default {DEFAULT_RATE})"
+    )
     parser.add_argument("--frames", type=positive_int, help="encode at most N frames")
     parser.add_argument("--start", type=int, default=0, help="first source frame to encode (default 0)")
     parser.add_argument("--scale", type=size_arg, metavar="WxH", help="resize frames to WxH before encoding")
