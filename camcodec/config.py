@@ -49,9 +49,9 @@ RATES: dict[str, dict[str, Any]] = {
 
 
 # Presets set the encode effort (training passes over the frames); the rate is set apart (--rate, --bpp).
-# On 2 CPU cores, bunny 320x180 x 60 frames: fast ~4 min, medium ~15 min (docs/architecture.md). Training
-# against the rate costs ~1.3x the time per pass of training for distortion alone: these are the passes
-# that take the time 300 and 1200 passes of the latter took.
+# On 2 CPU cores, bunny 320x180 x 60 frames: medium ~21 min, fast a quarter of its passes
+# (docs/architecture.md). Training against the rate costs ~1.3x the time per pass of training for
+# distortion alone: these are the passes that took the time of 300 and 1200 passes of the latter.
 PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"epochs": 230},
     "medium": {"epochs": 920},
