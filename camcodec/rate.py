@@ -60,9 +60,10 @@ class _LaplaceBits(torch.autograd.Function):
         inv, tail_offset, tail_by_scale = spread.index_select(0, tensor_index).unbind(1)
         tail = a >= 0.5
         # |x| >= 1/2: P = exp(-(|x| - 1/2) / b) * (1 - exp(-1/b)) / 2, in logs for tiny tails.
-        excess = (a - 0.5).clamp_min_(0)
+        beyond_half = a - 0.5
+        excess = beyond_half.clamp_min(0)
         # |x| < 1/2: P = 1 - (near + far) / 2, near = exp(-(1/2 - |x|) / b), far = exp(-(1/2 + |x|) / b).
-        near = torch.exp((a - 0.5).clamp_max_(0) * inv)
+        near = torch.exp(beyond_half.clamp_max_(0) * inv)
         far = torch.exp(-(0.5 + a) * inv)
         centre_p = (1 - 0.5 * (near + far)).clamp_min_(1e-9)
         nats = torch.where(tail, excess * inv + tail_offset, -torch.log(centre_p))
