@@ -54,6 +54,7 @@ class EncodeCheckpoint(FitCallback):
         self.masks: dict[str, torch.Tensor] = {}
         self.rate: LearnedSteps | None = None  # steps learned with the network (rate in the loss), if any
         self.steps: dict[str, torch.Tensor] | None = None  # the file's steps, once decided from ``rate``
+        self.deadzone = 0.0  # the file's dead zone at ``steps`` (not saved: decided after the last phase)
         self._last = time.monotonic()
 
     def due(self) -> bool:

@@ -43,11 +43,12 @@ def quantized_weights(masks: Masks, levels: int, axes: dict[str, ChannelAxis]) -
     return weights
 
 
-def stepped_weights(steps: dict[str, torch.Tensor]) -> WeightMap:
-    """Forward with the weights the decoder will use at fixed (learned) steps; straight-through gradients."""
+def stepped_weights(steps: dict[str, torch.Tensor], deadzone: float = 0.0) -> WeightMap:
+    """Forward with the weights the decoder will use at fixed (learned) steps and dead zone;
+    straight-through gradients."""
 
     def weights(params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {name: fake_quantize_at(p, steps[name]) for name, p in params.items()}
+        return {name: fake_quantize_at(p, steps[name], deadzone) for name, p in params.items()}
 
     return weights
 
@@ -55,6 +56,24 @@ def stepped_weights(steps: dict[str, torch.Tensor]) -> WeightMap:
 def scaled_steps(steps: dict[str, torch.Tensor], factor: float) -> dict[str, torch.Tensor]:
     """Every step times ``factor``, on the grid of the file's steps (``rate.snapped``)."""
     return {name: snapped(step * factor) for name, step in steps.items()}
+
+
+def smallest_fitting(
+    size: Callable[[float], int], low: float, high: float, target_bytes: int, iterations: int
+) -> tuple[float, int]:
+    """The smallest x in [low, high] whose ``size(x)`` fits ``target_bytes``, for a size that falls as x
+    grows: (x, size), bisected; when even ``high`` codes too large, returns it and its size."""
+    best = (high, size(high))
+    if best[1] > target_bytes:
+        return best
+    for _ in range(iterations):
+        mid = (low + high) / 2
+        mid_size = size(mid)
+        if mid_size <= target_bytes:
+            high, best = mid, (mid, mid_size)
+        else:
+            low = mid
+    return best
 
 
 def factor_for_target(
@@ -66,25 +85,29 @@ def factor_for_target(
     iterations: int = 14,
 ) -> tuple[float, int]:
     """The smallest common factor on ``steps`` (between ``1/span`` and ``span``) whose coded file fits
-    ``target_bytes``: (factor, size). Bisects in log scale on the real coded size, which falls as the
-    steps grow; when even ``span`` codes too large, returns it and its size."""
+    ``target_bytes``: (factor, size), bisected in log scale on the real coded size; when even ``span``
+    codes too large, returns it and its size."""
 
-    def size(factor: float) -> int:
-        return len(build(quantize_at(model, scaled_steps(steps, factor))))
+    def size(log_factor: float) -> int:
+        return len(build(quantize_at(model, scaled_steps(steps, 2.0**log_factor))))
 
-    low, high = -math.log2(span), math.log2(span)  # log2 of factors known too fine / fine enough
-    best = (2.0**high, size(2.0**high))
-    if best[1] > target_bytes:
-        return best
-    for _ in range(iterations):
-        mid = (low + high) / 2
-        mid_size = size(2.0**mid)
-        if mid_size <= target_bytes:
-            high, best = mid, (2.0**mid, mid_size)
-        else:
-            low = mid
-    log.info("steps x %.3f code to %d bytes for a target of %d", best[0], best[1], target_bytes)
-    return best
+    log_factor, best = smallest_fitting(size, -math.log2(span), math.log2(span), target_bytes, iterations)
+    log.info("steps x %.3f code to %d bytes for a target of %d", 2.0**log_factor, best, target_bytes)
+    return 2.0**log_factor, best
+
+
+def deadzone_for_target(
+    model: VideoModel, steps: dict[str, torch.Tensor], target_bytes: int, build: FileBuilder, iterations: int = 14
+) -> tuple[float, int]:
+    """The narrowest dead zone (``quantize.symbols_at``, 0 .. 1/2) at ``steps`` whose coded file fits
+    ``target_bytes``: (dead zone, size); when even 1/2 codes too large, returns it and its size."""
+
+    def size(deadzone: float) -> int:
+        return len(build(quantize_at(model, steps, deadzone)))
+
+    deadzone, best = smallest_fitting(size, 0.0, 0.5, target_bytes, iterations)
+    log.info("a dead zone of %.4f codes to %d bytes for a target of %d", deadzone, best, target_bytes)
+    return deadzone, best
 
 
 def coded_size(model: VideoModel, masks: Masks, levels: int, build: FileBuilder) -> int:

@@ -65,9 +65,14 @@ def _broadcast(scales: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 MAX_LEVELS = levels_for_bits(16)  # the widest symbols the file holds
 
 
-def symbols_at(weight: torch.Tensor, scales: torch.Tensor, levels: int = MAX_LEVELS) -> torch.Tensor:
-    """Integer-valued float32 symbols ``round(w / scale)`` in ``-levels .. levels``."""
-    return torch.round(weight.detach().float() / _broadcast(scales, weight)).clamp(-levels, levels)
+def symbols_at(
+    weight: torch.Tensor, scales: torch.Tensor, levels: int = MAX_LEVELS, deadzone: float = 0.0
+) -> torch.Tensor:
+    """Integer-valued float32 symbols ``round(w / scale)`` in ``-levels .. levels``. With a ``deadzone``
+    d in (0, 1/2], a magnitude whose fraction lies below 1/2 + d rounds down: toward zero, to fewer bits."""
+    x = weight.detach().float() / _broadcast(scales, weight)
+    symbols = torch.round(x) if deadzone == 0 else torch.sign(x) * torch.floor(x.abs() + (0.5 - deadzone))
+    return symbols.clamp(-levels, levels)
 
 
 def quantization_symbols(
@@ -91,9 +96,9 @@ def fake_quantize(weight: torch.Tensor, levels: int, channel_axis: ChannelAxis =
     return straight_through(weight, symbols, scales)
 
 
-def fake_quantize_at(weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    """The weight as the decoder will see it with these steps, straight-through."""
-    return straight_through(weight, symbols_at(weight, scales), scales)
+def fake_quantize_at(weight: torch.Tensor, scales: torch.Tensor, deadzone: float = 0.0) -> torch.Tensor:
+    """The weight as the decoder will see it with these steps (and dead zone), straight-through."""
+    return straight_through(weight, symbols_at(weight, scales, deadzone=deadzone), scales)
 
 
 def quantized(name: str, symbols: torch.Tensor, scales: torch.Tensor, levels: int | None = None) -> QuantizedTensor:
@@ -131,9 +136,12 @@ def quantize_model(
     ]
 
 
-def quantize_at(model: VideoModel, steps: dict[str, torch.Tensor]) -> list[QuantizedTensor]:
-    """Every parameter of the model, in ``state_dict`` order, quantized with the given steps."""
-    return [quantized(name, symbols_at(value, steps[name]), steps[name]) for name, value in model.state_dict().items()]
+def quantize_at(model: VideoModel, steps: dict[str, torch.Tensor], deadzone: float = 0.0) -> list[QuantizedTensor]:
+    """Every parameter of the model, in ``state_dict`` order, quantized with the given steps (and dead zone)."""
+    return [
+        quantized(name, symbols_at(value, steps[name], deadzone=deadzone), steps[name])
+        for name, value in model.state_dict().items()
+    ]
 
 
 def load_quantized(model: VideoModel, tensors: list[QuantizedTensor]) -> None:

@@ -8,14 +8,14 @@ import torch
 
 import bitstream
 import camcodec
-from camcodec.compress import factor_for_target, scaled_steps, stepped_weights
+from camcodec.compress import deadzone_for_target, factor_for_target, scaled_steps, stepped_weights
 from camcodec.config import resolve_config
 from camcodec.encoder import Encoder, clip_from_array
 from camcodec.model import frame_times
 from camcodec.model.cam_nerv import CAMNeRV, CamNervConfig
-from camcodec.quantize import channel_axes, load_quantized, quantize_at
+from camcodec.quantize import channel_axes, load_quantized, quantize_at, symbols_at
 from camcodec.rate import STEPS_PER_OCTAVE, ZERO_TENSOR_STEP, LearnedSteps, laplace_bits
-from camcodec.train import Phase, fit, frames_to_tensor
+from camcodec.train import Phase, evaluate_psnr, fit, frames_to_tensor
 from conftest import tiny_config
 
 
@@ -102,19 +102,58 @@ def test_stepped_forward_equals_the_decoder_bit_for_bit(clip):
         assert torch.equal(trained, decoded.eval()(times))
 
 
-def test_factor_for_target_fits_and_is_the_finest_that_fits():
-    model = tiny_model()
-    steps = LearnedSteps(model, 31, channel_axes(model), 1.0).frozen()
+def file_builder(model):
     info = bitstream.VideoInfo(64, 48, 8, 25, 1, "rgb24", "rgb")
 
     def build(tensors):  # the real file, so that sizes include every table
         segment = bitstream.Segment(0, 8, model.config.to_dict(), tensors)
         return bitstream.write_bytes(bitstream.Container(info, [segment]))
 
+    return build
+
+
+def test_factor_for_target_fits_and_is_the_finest_that_fits():
+    model = tiny_model()
+    steps = LearnedSteps(model, 31, channel_axes(model), 1.0).frozen()
+    build = file_builder(model)
     full = len(build(quantize_at(model, steps)))
     factor, size = factor_for_target(model, steps, full // 2, build)
     assert size <= full // 2
     assert len(build(quantize_at(model, scaled_steps(steps, factor * 0.9)))) > full // 2
+
+
+def test_a_dead_zone_rounds_toward_zero_only_below_half_a_step_plus_its_width():
+    values = torch.tensor([0.3, 0.55, 0.7, -0.6, 1.6, -1.7, 2.4])
+    step = torch.tensor([1.0])
+    assert symbols_at(values, step, deadzone=0.15).tolist() == [0, 0, 1, 0, 1, -2, 2]
+    assert torch.equal(symbols_at(values, step, deadzone=0.0), torch.round(values))
+    assert symbols_at(values, step, deadzone=0.5).tolist() == [0, 0, 0, 0, 1, -1, 2]  # all toward zero
+
+
+def test_deadzone_for_target_fits_and_is_the_narrowest_that_fits():
+    model = tiny_model()
+    steps = LearnedSteps(model, 31, channel_axes(model), 1.0).frozen(
+        8.0
+    )  # coarse: symbols near zero, where a dead zone saves bits
+    build = file_builder(model)
+    target = int(len(build(quantize_at(model, steps))) * 0.97)
+    deadzone, size = deadzone_for_target(model, steps, target, build)
+    assert 0 < deadzone < 0.5 and size <= target
+    assert len(build(quantize_at(model, steps, deadzone * 0.9))) > target
+
+
+def test_relanding_a_file_grown_past_its_target_fits_and_keeps_the_better_rendering(clip):
+    model = tiny_model()
+    frames = frames_to_tensor(clip, torch.device("cpu"))
+    steps = LearnedSteps(model, 31, channel_axes(model), 1.0).frozen()
+    fit(model, frames, Phase("qat", 30, 1e-3, 0.0, stepped_weights(steps)), tiny_config(150))
+    build = file_builder(model)
+    target = int(len(build(quantize_at(model, steps))) * 0.995)
+    chosen, deadzone = Encoder._reland(model, frames, steps, target, build)
+    assert len(build(quantize_at(model, chosen, deadzone))) <= target
+    coarser = scaled_steps(steps, factor_for_target(model, steps, target, build)[0])
+    psnr = evaluate_psnr(model, frames, stepped_weights(chosen, deadzone))
+    assert psnr >= evaluate_psnr(model, frames, stepped_weights(coarser))
 
 
 @pytest.mark.slow
