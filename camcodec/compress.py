@@ -106,7 +106,7 @@ def deadzone_for_target(
         return len(build(quantize_at(model, steps, deadzone)))
 
     deadzone, best = smallest_fitting(size, 0.0, 0.5, target_bytes, iterations)
-    log.info("a dead zone of %.4f codes to %d bytes for a target of %d", deadzone, best, target_bytes)
+    log.info("a dead zone of %.2g codes to %d bytes for a target of %d", deadzone, best, target_bytes)
     return deadzone, best
 
 

@@ -259,10 +259,7 @@ class Encoder:
             if config.qat_fraction(None) > 0:
                 steps = config.phase_steps(num_frames, config.qat_fraction(None))
                 run(Phase("qat", steps, lr, 0.0, stepped_weights(progress.steps), rate, progress.steps))
-                # Fine-tuning moves weights across rounding boundaries and can grow the file: only a file
-                # past the target is landed again. Finer steps would round the fine-tuned weights anew and
-                # lose what fine-tuning gained (docs/architecture.md, 4).
-                if target_bytes is not None and len(build(quantize_at(model, progress.steps))) > target_bytes:
+                if target_bytes is not None:
                     progress.steps, progress.deadzone = self._reland(model, frames, progress.steps, target_bytes, build)
             return
         if progress.levels is None:  # decide the rate once, on the trained network
@@ -296,10 +293,17 @@ class Encoder:
         target_bytes: int,
         build: FileBuilder,
     ) -> tuple[dict[str, torch.Tensor], float]:
-        """(steps, dead zone) that bring a file grown past the target back under it, of two ways the one
-        whose weights render the higher PSNR: coarser steps, which round every weight anew, or a dead zone
-        at the same steps, which takes a level off only the symbols nearest a rounding boundary. Past a
-        target of ~0.5 %, the dead zone lost 0.07-0.09 dB and coarser steps 0.3-0.4 (docs/architecture.md, 4)."""
+        """(steps, dead zone) for the file after fine-tuning at ``steps``, which can grow it past the target.
+
+        A file that fits keeps its steps: any other steps round the fine-tuned weights anew and lose what
+        fine-tuning gained. A file past the target is brought back under it by the one of two ways whose
+        weights render the higher PSNR: coarser steps, which round every weight anew, or a dead zone at the
+        same steps, which takes a level off only the symbols nearest a rounding boundary. 0.5 % past the
+        target, the dead zone lost 0.07-0.09 dB and coarser steps 0.3-0.4 (docs/architecture.md, 4)."""
+        grown = len(build(quantize_at(model, steps)))
+        if grown <= target_bytes:
+            return steps, 0.0
+        log.info("fine-tuning grew the file to %d bytes, past the target of %d", grown, target_bytes)
         deadzone, size = deadzone_for_target(model, steps, target_bytes, build)
         coarser = (cls._steps_for_target(model, steps, target_bytes, build), 0.0)
         if size > target_bytes:
