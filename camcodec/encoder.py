@@ -45,6 +45,8 @@ from camcodec.train import Phase, ProgressBar, evaluate_psnr, fit, frames_to_ten
 
 log = logging.getLogger(__name__)
 
+FINETUNE_GROWTH = 0.01  # fine-tuning at fixed steps grew files by 0.4-1 % (docs/architecture.md, 4)
+
 
 @dataclass
 class EncodeStats:
@@ -255,7 +257,10 @@ class Encoder:
         lr = config.peak_lr * config.finetune_lr
         if rate is not None:
             if progress.steps is None:  # decide the rate once, on the trained network and its steps
-                progress.steps = self._steps_for_target(model, rate.frozen(), target_bytes, build)
+                # with room for the fine-tuning's growth: a file that grows past the target is landed
+                # again, which costs more than the room does (docs/architecture.md, 4)
+                room = None if target_bytes is None else int(target_bytes * (1 - FINETUNE_GROWTH))
+                progress.steps = self._steps_for_target(model, rate.frozen(), room, build)
             if config.qat_fraction(None) > 0:
                 steps = config.phase_steps(num_frames, config.qat_fraction(None))
                 run(Phase("qat", steps, lr, 0.0, stepped_weights(progress.steps), rate, progress.steps))
