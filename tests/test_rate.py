@@ -142,6 +142,22 @@ def test_deadzone_for_target_fits_and_is_the_narrowest_that_fits():
     assert len(build(quantize_at(model, steps, deadzone * 0.9))) > target
 
 
+def test_deadzone_for_target_reaches_weights_just_past_a_rounding_boundary():
+    # After fine-tuning many weights sit within ~1e-5 of a boundary: a dead zone that moves only
+    # them must be found, not one wide enough to move others too.
+    model = tiny_model()
+    steps = LearnedSteps(model, 31, channel_axes(model), 1.0).frozen(8.0)
+    weight = model.blocks[0].conv.weight
+    with torch.no_grad():
+        scale = steps["blocks.0.conv.weight"].view(-1, 1, 1, 1)
+        sign = torch.where(torch.rand_like(weight) < 0.5, -1.0, 1.0)
+        weight.copy_(sign * (torch.randint_like(weight, 0, 2) + 0.5 + 5e-6) * scale)
+    build = file_builder(model)
+    target = len(build(quantize_at(model, steps))) - 1
+    deadzone, size = deadzone_for_target(model, steps, target, build)
+    assert size <= target and deadzone < 2e-5
+
+
 def test_relanding_a_file_grown_past_its_target_fits_and_keeps_the_better_rendering(clip):
     model = tiny_model()
     frames = frames_to_tensor(clip, torch.device("cpu"))
