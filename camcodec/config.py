@@ -22,9 +22,10 @@ MIN_TARGET_BITS, MAX_TARGET_BITS = 4, 8
 # 2.68 / 3.76 / 4.79 / 5.82 / 6.83 at 7 / 15 / 31 / 63 / 127 levels; cam-nerv measured the same (6.8 at
 # 8 bits on carphone).
 CODED_BITS_PER_WEIGHT = {4: 2.7, 5: 3.8, 6: 4.8, 7: 5.8, 8: 6.8}
-# Networks are sized for 5 bits' step by default: trained against the rate (learned steps), a network 1.4x
-# larger than 6 bits' codes to the same size and measured better at equal encode time (docs/architecture.md, 4).
-DEFAULT_BITS = 5
+# Networks are sized for 4 bits' step by default: trained against the rate (learned steps), the larger the
+# network for the same bits, the better at equal encode time, up to 4 bits' size (1.4x 5 bits', 1.9x 6 bits');
+# a still larger one (~2 bits per weight) measured no better (docs/architecture.md, 4).
+DEFAULT_BITS = 4
 
 
 def coded_bits_per_weight(bits: int) -> float:
@@ -49,12 +50,12 @@ RATES: dict[str, dict[str, Any]] = {
 
 
 # Presets set the encode effort (training passes over the frames); the rate is set apart (--rate, --bpp).
-# On 2 CPU cores, bunny 320x180 x 60 frames: medium ~21 min, fast a quarter of its passes
-# (docs/architecture.md). Training against the rate costs ~1.3x the time per pass of training for
-# distortion alone: these are the passes that took the time of 300 and 1200 passes of the latter.
+# On 2 CPU cores, bunny 320x180 x 60 frames: medium ~23 min, fast a quarter of its passes
+# (docs/architecture.md). A network sized for 4 bits takes ~1.3x (1 thread) to 1.5x (2 threads) the time
+# per pass of 5 bits' size: these are the passes that took the time of 230 and 920 passes of the latter.
 PRESETS: dict[str, dict[str, Any]] = {
-    "fast": {"epochs": 230},
-    "medium": {"epochs": 920},
+    "fast": {"epochs": 160},
+    "medium": {"epochs": 640},
 }
 DEFAULT_PRESET = "medium"
 
