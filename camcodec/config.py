@@ -50,7 +50,7 @@ RATES: dict[str, dict[str, Any]] = {
 
 
 # Presets set the encode effort (training passes over the frames); the rate is set apart (--rate, --bpp).
-# On 2 CPU cores, bunny 320x180 x 60 frames: medium ~23 min, fast a quarter of its passes
+# On 2 CPU cores, bunny 320x180 x 60 frames: medium 20-23 min, fast a quarter of its passes
 # (docs/architecture.md). A network sized for 4 bits takes ~1.3x (1 thread) to 1.5x (2 threads) the time
 # per pass of 5 bits' size: these are the passes that took the time of 230 and 920 passes of the latter.
 PRESETS: dict[str, dict[str, Any]] = {
