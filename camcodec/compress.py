@@ -61,18 +61,20 @@ def scaled_steps(steps: dict[str, torch.Tensor], factor: float) -> dict[str, tor
 def smallest_fitting(
     size: Callable[[float], int], low: float, high: float, target_bytes: int, iterations: int
 ) -> tuple[float, int]:
-    """The smallest x in [low, high] whose ``size(x)`` fits ``target_bytes``, for a size that falls as x
-    grows: (x, size), bisected; when even ``high`` codes too large, returns it and its size."""
+    """The smallest x in [low, high] (0 < low) whose ``size(x)`` fits ``target_bytes``, for a size that falls
+    as x grows: (x, size), bisected on log2 x; when even ``high`` codes too large, returns it and its size."""
     best = (high, size(high))
     if best[1] > target_bytes:
         return best
+    log_low, log_high = math.log2(low), math.log2(high)
     for _ in range(iterations):
-        mid = (low + high) / 2
+        log_mid = (log_low + log_high) / 2
+        mid = 2.0**log_mid
         mid_size = size(mid)
         if mid_size <= target_bytes:
-            high, best = mid, (mid, mid_size)
+            log_high, best = log_mid, (mid, mid_size)
         else:
-            low = mid
+            log_low = log_mid
     return best
 
 
@@ -88,12 +90,12 @@ def factor_for_target(
     ``target_bytes``: (factor, size), bisected in log scale on the real coded size; when even ``span``
     codes too large, returns it and its size."""
 
-    def size(log_factor: float) -> int:
-        return len(build(quantize_at(model, scaled_steps(steps, 2.0**log_factor))))
+    def size(factor: float) -> int:
+        return len(build(quantize_at(model, scaled_steps(steps, factor))))
 
-    log_factor, best = smallest_fitting(size, -math.log2(span), math.log2(span), target_bytes, iterations)
-    log.info("steps x %.3f code to %d bytes for a target of %d", 2.0**log_factor, best, target_bytes)
-    return 2.0**log_factor, best
+    factor, best = smallest_fitting(size, 1 / span, span, target_bytes, iterations)
+    log.info("steps x %.3f code to %d bytes for a target of %d", factor, best, target_bytes)
+    return factor, best
 
 
 # The narrowest dead zone tried: about float32's resolution of a symbol's fraction.
@@ -109,11 +111,10 @@ def deadzone_for_target(
     Bisected on its logarithm: after fine-tuning many weights sit within 1e-5 of a rounding boundary,
     and every one moved costs quality, so the narrow end needs the finest resolution."""
 
-    def size(log_deadzone: float) -> int:
-        return len(build(quantize_at(model, steps, math.exp(log_deadzone))))
+    def size(deadzone: float) -> int:
+        return len(build(quantize_at(model, steps, deadzone)))
 
-    log_deadzone, best = smallest_fitting(size, math.log(MIN_DEADZONE), math.log(0.5), target_bytes, iterations)
-    deadzone = math.exp(log_deadzone)
+    deadzone, best = smallest_fitting(size, MIN_DEADZONE, 0.5, target_bytes, iterations)
     log.info("a dead zone of %.2g codes to %d bytes for a target of %d", deadzone, best, target_bytes)
     return deadzone, best
 
