@@ -122,6 +122,15 @@ class EncodeConfig:
             metavar="KAPPA",
         ),
     )
+    rate_control: float = field(
+        default=0.0,
+        metadata=option(
+            "with --rate-weight: steer KAPPA while the steps are learned so that the estimated rate meets the "
+            "target: ln KAPPA moves by GAIN x ln(estimate / target) each step (0: KAPPA fixed)",
+            "rate",
+            metavar="GAIN",
+        ),
+    )
     rate_from: float = field(
         default=0.0,
         metadata=option(
@@ -168,6 +177,7 @@ class EncodeConfig:
             (0 <= self.finetune <= 1 and 0 <= (self.qat or 0) <= 1, "finetune and qat must be in [0, 1]"),
             (0 < self.finetune_lr <= 1, "finetune_lr must be in (0, 1]"),
             (self.rate_weight >= 0, "rate_weight must be >= 0"),
+            (0 <= self.rate_control <= 1, "rate_control must be in [0, 1]"),
             (0 <= self.rate_from < 1, "rate_from must be in [0, 1)"),
             (
                 self.rate_weight == 0 or self.prune == 0,

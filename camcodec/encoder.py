@@ -181,7 +181,9 @@ class Encoder:
         if config.rate_weight > 0:
             # Learned steps have no natural size of their own: without a target, they land the nominal rate.
             nominal_bpp = config.nominal_bpp(count_parameters(model), width * height * num_frames)
-            progress.rate = LearnedSteps(model, levels_for_bits(config.bits), channel_axes(model), nominal_bpp)
+            progress.rate = LearnedSteps(
+                model, levels_for_bits(config.bits), channel_axes(model), nominal_bpp, config.rate_weight
+            )
             target_bytes = int(nominal_bpp * width * height * num_frames / 8)
         self._optimize(
             model,

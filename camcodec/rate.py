@@ -99,10 +99,12 @@ class LearnedSteps(nn.Module):
     step_index: torch.Tensor
     tensor_index: torch.Tensor
     counts: torch.Tensor
+    kappa: torch.Tensor
 
-    def __init__(self, model: VideoModel, levels: int, axes: dict[str, ChannelAxis], nominal_bpp: float):
+    def __init__(self, model: VideoModel, levels: int, axes: dict[str, ChannelAxis], nominal_bpp: float, kappa: float):
         """Steps start where ``levels`` levels per side would put them today (max |w| / levels);
-        ``nominal_bpp`` is the rate the training aims at (``train.rate_term``)."""
+        ``nominal_bpp`` is the rate the training aims at and ``kappa`` the rate term's weight
+        (``train.rate_term``), a buffer so that ``steer`` can move it and checkpoints keep it."""
         super().__init__()
         self.nominal_bpp = nominal_bpp
         self.levels, self.axes = levels, axes
@@ -131,6 +133,13 @@ class LearnedSteps(nn.Module):
             "tensor_index", torch.cat([torch.full((size,), i, device=device) for i, size in enumerate(self.sizes)])
         )
         self.register_buffer("counts", torch.tensor(self.sizes, dtype=torch.float32, device=device))
+        self.register_buffer("kappa", torch.tensor(kappa, device=device))
+
+    @torch.no_grad()
+    def steer(self, bpp: torch.Tensor, gain: float) -> None:
+        """Integral control of the rate term: ln kappa moves by ``gain`` x ln(``bpp`` / nominal), so that
+        the estimated rate settles at the nominal one, whatever the clip and the length of training."""
+        self.kappa.mul_(torch.exp(gain * torch.log(bpp / self.nominal_bpp)))
 
     @torch.no_grad()
     def restart(self, model: VideoModel) -> None:

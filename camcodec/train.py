@@ -55,7 +55,9 @@ def parameter_groups(model: VideoModel, grid_lr: float) -> list[dict]:
     return [group for group in groups if group["params"]]
 
 
-def rate_term(distortion: torch.Tensor, bpp: torch.Tensor, kappa: float, nominal_bpp: float) -> torch.Tensor:
+def rate_term(
+    distortion: torch.Tensor, bpp: torch.Tensor, kappa: float | torch.Tensor, nominal_bpp: float
+) -> torch.Tensor:
     """``kappa x D x bpp / nominal_bpp`` with D held constant: its gradient is that of
     ``D x (ln D + kappa x bpp / nominal_bpp)``, so kappa is the slope -d ln D / d(bpp / nominal_bpp) the
     training settles at, the same for every clip and rate (docs/architecture.md)."""
@@ -214,7 +216,7 @@ def fit(
     model.train()
     for callback in callbacks:
         callback.begin(phase, first)
-    done = first
+    done, bits = first, None
     try:
         for step in range(first, phase.steps):
             if len(order) < batch:
@@ -230,10 +232,12 @@ def fit(
             distortion = reconstruction_loss(pred, target, config.loss)
             loss = distortion
             if bits is not None and phase.rate is not None:
-                loss = distortion + rate_term(distortion, bits / pixels, config.rate_weight, phase.rate.nominal_bpp)
+                loss = distortion + rate_term(distortion, bits / pixels, phase.rate.kappa, phase.rate.nominal_bpp)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if bits is not None and phase.rate is not None and phase.fixed_steps is None and config.rate_control > 0:
+                phase.rate.steer(bits.detach() / pixels, config.rate_control)
             recent[step % window] = distortion.detach() if config.loss == "mse" else F.mse_loss(pred.detach(), target)
             done = step + 1
             event = StepEvent(phase, done, loss.detach(), recent[: min(done, window)], partial(state_after, done))
@@ -247,6 +251,14 @@ def fit(
     seconds = time.perf_counter() - start
     psnr = evaluate_psnr(model, frames, phase.weights)
     log.info("%s: %d steps (%d frame-steps) in %.1f s, PSNR %.2f dB", phase.name, done, done * batch, seconds, psnr)
+    if bits is not None and phase.rate is not None:
+        log.info(
+            "%s: %.4f bpp estimated (nominal %.4f), kappa %.3f",
+            phase.name,
+            bits.item() / pixels,
+            phase.rate.nominal_bpp,
+            phase.rate.kappa.item(),
+        )
     return TrainResult(phase.name, done, done * batch, seconds, psnr)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -56,7 +58,7 @@ def test_laplace_bits_gradient_is_the_derivative_of_the_estimate(spread):
 
 def test_learned_steps_start_at_max_abs_steps_per_channel_and_fine_for_zero_tensors():
     model = tiny_model()
-    steps = LearnedSteps(model, 31, channel_axes(model), 1.0).frozen()
+    steps = LearnedSteps(model, 31, channel_axes(model), 1.0, 0.5).frozen()
     for name, p in model.named_parameters():
         peak = p.detach().abs().flatten(1).max(1).values if steps[name].numel() > 1 else p.detach().abs().max()
         expected = torch.where(peak > 0, peak / 31, torch.full_like(peak, ZERO_TENSOR_STEP)).reshape(-1)
@@ -71,15 +73,37 @@ def test_rate_weight_shrinks_the_coded_size(clip):
     sizes = {}
     for weight in (0.0, 1.0):
         model = tiny_model()
-        rate = LearnedSteps(model, 31, channel_axes(model), 1.0)
-        fit(model, frames, Phase("train", 60, 1e-2, rate=rate), tiny_config(150, rate_weight=weight))
+        rate = LearnedSteps(model, 31, channel_axes(model), 1.0, weight)
+        fit(model, frames, Phase("train", 60, 1e-2, rate=rate), tiny_config(150))
         sizes[weight] = sum(t.symbols.size and np.count_nonzero(t.symbols) for t in quantize_at(model, rate.frozen()))
     assert sizes[1.0] < sizes[0.0]  # more symbols at zero
 
 
+def test_steering_moves_kappa_by_the_gain_times_the_log_rate_ratio():
+    rate = LearnedSteps(tiny_model(), 31, channel_axes(tiny_model()), 0.1, 0.5)
+    rate.steer(torch.tensor(0.2), 0.01)
+    assert rate.kappa.item() == pytest.approx(0.5 * 2**0.01)
+    rate.steer(torch.tensor(0.05), 0.01)
+    assert rate.kappa.item() == pytest.approx(0.5)
+
+
+@pytest.mark.slow
+def test_steering_brings_the_estimated_rate_to_the_nominal_one(clip):
+    """With kappa fixed, training settles wherever kappa puts it; steered, at the nominal rate."""
+    frames = frames_to_tensor(clip, torch.device("cpu"))
+    estimate = {}
+    for gain in (0.0, 0.05):
+        model = tiny_model()
+        rate = LearnedSteps(model, 31, channel_axes(model), 0.4, 0.01)
+        fit(model, frames, Phase("train", 200, 1e-2, rate=rate), tiny_config(150, rate_control=gain))
+        _, bits = rate.noisy(dict(model.named_parameters()), torch.Generator().manual_seed(0))
+        estimate[gain] = bits.item() / frames[:, 0].numel()
+    assert abs(math.log(estimate[0.05] / 0.4)) < abs(math.log(estimate[0.0] / 0.4)) / 2
+
+
 def test_noise_starts_part_way_with_steps_taken_from_the_trained_weights(clip, monkeypatch):
     model = tiny_model()
-    rate = LearnedSteps(model, 31, channel_axes(model), 1.0)
+    rate = LearnedSteps(model, 31, channel_axes(model), 1.0, 0.5)
     calls = []
     real_noisy, real_restart = rate.noisy, rate.restart
     monkeypatch.setattr(rate, "noisy", lambda *a: calls.append("noisy") or real_noisy(*a))
@@ -92,7 +116,7 @@ def test_noise_starts_part_way_with_steps_taken_from_the_trained_weights(clip, m
 def test_stepped_forward_equals_the_decoder_bit_for_bit(clip):
     model = tiny_model()
     frames = frames_to_tensor(clip, torch.device("cpu"))
-    steps = LearnedSteps(model, 31, channel_axes(model), 1.0).frozen(1.7)
+    steps = LearnedSteps(model, 31, channel_axes(model), 1.0, 0.5).frozen(1.7)
     fit(model, frames, Phase("qat", 20, 1e-3, 0.0, stepped_weights(steps)), tiny_config(150))
     times = frame_times(torch.arange(8), 8)
     with torch.no_grad():
@@ -114,7 +138,7 @@ def file_builder(model):
 
 def test_factor_for_target_fits_and_is_the_finest_that_fits():
     model = tiny_model()
-    steps = LearnedSteps(model, 31, channel_axes(model), 1.0).frozen()
+    steps = LearnedSteps(model, 31, channel_axes(model), 1.0, 0.5).frozen()
     build = file_builder(model)
     full = len(build(quantize_at(model, steps)))
     factor, size = factor_for_target(model, steps, full // 2, build)
@@ -132,7 +156,7 @@ def test_a_dead_zone_rounds_toward_zero_only_below_half_a_step_plus_its_width():
 
 def test_deadzone_for_target_fits_and_is_the_narrowest_that_fits():
     model = tiny_model()
-    steps = LearnedSteps(model, 31, channel_axes(model), 1.0).frozen(
+    steps = LearnedSteps(model, 31, channel_axes(model), 1.0, 0.5).frozen(
         8.0
     )  # coarse: symbols near zero, where a dead zone saves bits
     build = file_builder(model)
@@ -146,7 +170,7 @@ def test_deadzone_for_target_reaches_weights_just_past_a_rounding_boundary():
     # After fine-tuning many weights sit within ~1e-5 of a boundary: a dead zone that moves only
     # them must be found, not one wide enough to move others too.
     model = tiny_model()
-    steps = LearnedSteps(model, 31, channel_axes(model), 1.0).frozen(8.0)
+    steps = LearnedSteps(model, 31, channel_axes(model), 1.0, 0.5).frozen(8.0)
     weight = model.blocks[0].conv.weight
     with torch.no_grad():
         scale = steps["blocks.0.conv.weight"].view(-1, 1, 1, 1)
@@ -161,7 +185,7 @@ def test_deadzone_for_target_reaches_weights_just_past_a_rounding_boundary():
 def test_relanding_a_file_grown_past_its_target_fits_and_keeps_the_better_rendering(clip):
     model = tiny_model()
     frames = frames_to_tensor(clip, torch.device("cpu"))
-    steps = LearnedSteps(model, 31, channel_axes(model), 1.0).frozen()
+    steps = LearnedSteps(model, 31, channel_axes(model), 1.0, 0.5).frozen()
     fit(model, frames, Phase("qat", 30, 1e-3, 0.0, stepped_weights(steps)), tiny_config(150))
     build = file_builder(model)
     target = int(len(build(quantize_at(model, steps))) * 0.995)

@@ -118,11 +118,11 @@ def test_resume_from_a_phase_boundary_matches(source, uninterrupted, tmp_path):
 
 
 def test_encode_with_learned_steps_resumes_mid_training_to_the_identical_file(source, tmp_path, monkeypatch):
-    """The learned steps and the noise generator are part of the checkpoint."""
+    """The learned steps, their steered kappa and the noise generator are part of the checkpoint."""
     from camcodec.checkpoint import EncodeCheckpoint
     from camcodec.encoder import Encoder
 
-    config = tiny_config(120, rate_weight=0.01, target_bpp=2.0)
+    config = tiny_config(120, rate_weight=0.01, rate_control=0.05, target_bpp=2.0)
     clip = camcodec.api.load_source(source)
     Encoder(config).encode(clip, tmp_path / "ref.cam")
 
