@@ -136,10 +136,10 @@ class LearnedSteps(nn.Module):
         self.register_buffer("kappa", torch.tensor(kappa, device=device))
 
     @torch.no_grad()
-    def steer(self, bpp: torch.Tensor, gain: float) -> None:
-        """Integral control of the rate term: ln kappa moves by ``gain`` x ln(``bpp`` / nominal), so that
-        the estimated rate settles at the nominal one, whatever the clip and the length of training."""
-        self.kappa.mul_(torch.exp(gain * torch.log(bpp / self.nominal_bpp)))
+    def steer(self, bpp: torch.Tensor, gain: float, target_bpp: float) -> None:
+        """Integral control of the rate term: ln kappa moves by ``gain`` x ln(``bpp`` / ``target_bpp``), so
+        that the estimated rate settles at the target, whatever the clip and the length of training."""
+        self.kappa.mul_(torch.exp(gain * torch.log(bpp / target_bpp)))
 
     @torch.no_grad()
     def restart(self, model: VideoModel) -> None:

@@ -105,6 +105,7 @@ class FitState:
     optimizer: dict
     generator: torch.Tensor
     noise: torch.Tensor  # state of the quantization-noise generator (rate in the loss)
+    held_bpp: float | None  # fixed steps with rate control: the estimated rate kappa is steered to hold
     order: torch.Tensor  # frames still to visit in the current pass
     recent: torch.Tensor  # per-step MSE of the last pass
     seconds: float
@@ -193,13 +194,13 @@ def fit(
     order = torch.empty(0, dtype=torch.long)
     window = math.ceil(num_frames / batch)
     recent = torch.zeros(window, device=device)  # per-step MSE of the last pass, kept on the device
-    first, earlier_seconds = 0, 0.0
+    first, earlier_seconds, held_bpp = 0, 0.0, None
     if resume is not None:
         optimizer.load_state_dict(resume.optimizer)
         generator.set_state(resume.generator)
         noise.set_state(resume.noise)
         order, recent = resume.order.clone(), resume.recent.to(device)
-        first, earlier_seconds = resume.step, resume.seconds
+        first, earlier_seconds, held_bpp = resume.step, resume.seconds, resume.held_bpp
     start = time.perf_counter() - earlier_seconds
 
     def state_after(step: int) -> FitState:
@@ -208,6 +209,7 @@ def fit(
             optimizer.state_dict(),
             generator.get_state(),
             noise.get_state(),
+            held_bpp,
             order.clone(),
             recent.cpu(),
             time.perf_counter() - start,
@@ -236,8 +238,8 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if bits is not None and phase.rate is not None and phase.fixed_steps is None and config.rate_control > 0:
-                phase.rate.steer(bits.detach() / pixels, config.rate_control)
+            if bits is not None and phase.rate is not None and config.rate_control > 0:
+                held_bpp = steer_kappa(phase, bits.detach() / pixels, config.rate_control, held_bpp)
             recent[step % window] = distortion.detach() if config.loss == "mse" else F.mse_loss(pred.detach(), target)
             done = step + 1
             event = StepEvent(phase, done, loss.detach(), recent[: min(done, window)], partial(state_after, done))
@@ -260,6 +262,21 @@ def fit(
             phase.rate.kappa.item(),
         )
     return TrainResult(phase.name, done, done * batch, seconds, psnr)
+
+
+def steer_kappa(phase: Phase, bpp: torch.Tensor, gain: float, held_bpp: float | None) -> float | None:
+    """Steer the rate term's kappa (``LearnedSteps.steer``) after a step that estimated ``bpp``: towards
+    the nominal rate while the steps are learned; with fixed steps, towards holding the rate of the first
+    step, so that fine-tuning neither grows the file past its landed size nor leaves its bits unused.
+    Returns the rate held (for the next step)."""
+    assert phase.rate is not None
+    if phase.fixed_steps is None:
+        phase.rate.steer(bpp, gain, phase.rate.nominal_bpp)
+        return None
+    if held_bpp is None:
+        held_bpp = bpp.item()
+    phase.rate.steer(bpp, gain, held_bpp)
+    return held_bpp
 
 
 def phase_forward(

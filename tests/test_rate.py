@@ -81,9 +81,9 @@ def test_rate_weight_shrinks_the_coded_size(clip):
 
 def test_steering_moves_kappa_by_the_gain_times_the_log_rate_ratio():
     rate = LearnedSteps(tiny_model(), 31, channel_axes(tiny_model()), 0.1, 0.5)
-    rate.steer(torch.tensor(0.2), 0.01)
+    rate.steer(torch.tensor(0.2), 0.01, 0.1)
     assert rate.kappa.item() == pytest.approx(0.5 * 2**0.01)
-    rate.steer(torch.tensor(0.05), 0.01)
+    rate.steer(torch.tensor(0.05), 0.01, 0.1)
     assert rate.kappa.item() == pytest.approx(0.5)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import camcodec
+from camcodec.api import load_source
 from camcodec.cli import main
 from camcodec.media import write_video
 from conftest import tiny_argv, tiny_config
@@ -93,7 +94,7 @@ def test_resume_from_a_phase_boundary_matches(source, uninterrupted, tmp_path):
 
     out = tmp_path / "clip.cam"
     config = tiny_config(400, prune=0.2, rate_weight=0)
-    clip = camcodec.api.load_source(source)
+    clip = load_source(source)
     # An encode that saves only at phase ends, stopped right after its training phase:
     encoder = Encoder(config, checkpoint_interval=1e9)
     from camcodec import train as train_module
@@ -117,13 +118,15 @@ def test_resume_from_a_phase_boundary_matches(source, uninterrupted, tmp_path):
     assert np.array_equal(np.frombuffer(out.read_bytes(), np.uint8), np.frombuffer(uninterrupted, np.uint8))
 
 
-def test_encode_with_learned_steps_resumes_mid_training_to_the_identical_file(source, tmp_path, monkeypatch):
-    """The learned steps, their steered kappa and the noise generator are part of the checkpoint."""
+@pytest.mark.parametrize("stop", [40, 125], ids=["training", "fine-tuning"])
+def test_encode_with_learned_steps_resumes_mid_phase_to_the_identical_file(source, tmp_path, monkeypatch, stop):
+    """The learned steps, their steered kappa, the rate fine-tuning holds and the noise generator are
+    part of the checkpoint."""
     from camcodec.checkpoint import EncodeCheckpoint
     from camcodec.encoder import Encoder
 
     config = tiny_config(120, rate_weight=0.01, rate_control=0.05, target_bpp=2.0)
-    clip = camcodec.api.load_source(source)
+    clip = load_source(source)
     Encoder(config).encode(clip, tmp_path / "ref.cam")
 
     real_save, saves = EncodeCheckpoint.save, []
@@ -131,13 +134,13 @@ def test_encode_with_learned_steps_resumes_mid_training_to_the_identical_file(so
     def save_then_stop(self, state=None):
         real_save(self, state)
         saves.append(state)
-        if len(saves) == 40:  # mid-way through training
+        if len(saves) == stop:  # mid-way through training (120 steps) or fine-tuning (12)
             raise KeyboardInterrupt
 
     monkeypatch.setattr(EncodeCheckpoint, "save", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
         Encoder(config, checkpoint_interval=0).encode(clip, tmp_path / "clip.cam")
-    assert saves[-1] is not None and saves[-1].step == 40
+    assert saves[-1] is not None and saves[-1].step == {40: 40, 125: 5}[stop]
     monkeypatch.setattr(EncodeCheckpoint, "save", real_save)
     Encoder(config, checkpoint_interval=0, resume=True).encode(clip, tmp_path / "clip.cam")
     assert (tmp_path / "clip.cam").read_bytes() == (tmp_path / "ref.cam").read_bytes()
