@@ -45,7 +45,9 @@ from camcodec.train import Phase, ProgressBar, evaluate_psnr, fit, frames_to_ten
 
 log = logging.getLogger(__name__)
 
-FINETUNE_GROWTH = 0.025  # fine-tuning at fixed steps grew files by up to 2.2 % (docs/architecture.md, 4)
+# With kappa fixed, fine-tuning at fixed steps grew files by up to 2.2 %; with kappa steered to hold the
+# landed rate (--rate-control), it shrank them by 0.7-1.4 % and needs no room (docs/architecture.md, 4).
+FINETUNE_GROWTH = 0.025
 
 
 @dataclass
@@ -261,7 +263,8 @@ class Encoder:
             if progress.steps is None:  # decide the rate once, on the trained network and its steps
                 # with room for the fine-tuning's growth: a file that grows past the target is landed
                 # again, which costs more than the room does (docs/architecture.md, 4)
-                room = None if target_bytes is None else int(target_bytes * (1 - FINETUNE_GROWTH))
+                growth = FINETUNE_GROWTH if config.rate_control == 0 else 0.0
+                room = None if target_bytes is None else int(target_bytes * (1 - growth))
                 progress.steps = self._steps_for_target(model, rate.frozen(), room, build)
             if config.qat_fraction(None) > 0:
                 steps = config.phase_steps(num_frames, config.qat_fraction(None))

@@ -17,7 +17,7 @@ from camcodec.model import frame_times
 from camcodec.model.cam_nerv import CAMNeRV, CamNervConfig
 from camcodec.quantize import channel_axes, load_quantized, quantize_at, symbols_at
 from camcodec.rate import STEPS_PER_OCTAVE, ZERO_TENSOR_STEP, LearnedSteps, laplace_bits
-from camcodec.train import Phase, evaluate_psnr, fit, frames_to_tensor
+from camcodec.train import HOLD_GAIN, Phase, evaluate_psnr, fit, frames_to_tensor, steer_kappa
 from conftest import tiny_config
 
 
@@ -85,6 +85,16 @@ def test_steering_moves_kappa_by_the_gain_times_the_log_rate_ratio():
     assert rate.kappa.item() == pytest.approx(0.5 * 2**0.01)
     rate.steer(torch.tensor(0.05), 0.01, 0.1)
     assert rate.kappa.item() == pytest.approx(0.5)
+
+
+def test_fine_tuning_steers_kappa_to_hold_the_rate_of_its_first_step():
+    model = tiny_model()
+    rate = LearnedSteps(model, 31, channel_axes(model), 0.1, 0.5)
+    phase = Phase("qat", 10, 1e-3, rate=rate, fixed_steps=rate.frozen())
+    held = steer_kappa(phase, torch.tensor(0.3), 0.005, None)
+    assert held == pytest.approx(0.3) and rate.kappa.item() == pytest.approx(0.5)
+    assert steer_kappa(phase, torch.tensor(0.6), 0.005, held) == held
+    assert rate.kappa.item() == pytest.approx(0.5 * 2**HOLD_GAIN)
 
 
 @pytest.mark.slow
