@@ -60,7 +60,8 @@ def rate_term(
 ) -> torch.Tensor:
     """``kappa x D x bpp / nominal_bpp`` with D held constant: its gradient is that of
     ``D x (ln D + kappa x bpp / nominal_bpp)``, so kappa is the slope -d ln D / d(bpp / nominal_bpp) the
-    training settles at, the same for every clip and rate (docs/architecture.md)."""
+    training settles at, the same for every clip and rate unless it is steered (``steer_kappa``;
+    docs/architecture.md)."""
     return kappa * distortion.detach() * bpp / nominal_bpp
 
 
