@@ -46,7 +46,7 @@ from camcodec.train import Phase, ProgressBar, evaluate_psnr, fit, frames_to_ten
 log = logging.getLogger(__name__)
 
 # With kappa fixed, fine-tuning at fixed steps grew files by up to 2.2 %; with kappa steered to hold the
-# landed rate (--rate-control), it shrank them by 0.6-0.7 % and needs no room (docs/architecture.md, 4).
+# landed rate (--rate-control), it moved them by -0.7 to +0.2 %, and it lands with no room (docs/architecture.md, 4).
 FINETUNE_GROWTH = 0.025
 
 
