@@ -55,9 +55,7 @@ def parameter_groups(model: VideoModel, grid_lr: float) -> list[dict]:
     return [group for group in groups if group["params"]]
 
 
-def rate_term(
-    distortion: torch.Tensor, bpp: torch.Tensor, kappa: float | torch.Tensor, nominal_bpp: float
-) -> torch.Tensor:
+def rate_term(distortion: torch.Tensor, bpp: torch.Tensor, kappa: torch.Tensor, nominal_bpp: float) -> torch.Tensor:
     """``kappa x D x bpp / nominal_bpp`` with D held constant: its gradient is that of
     ``D x (ln D + kappa x bpp / nominal_bpp)``, so kappa is the slope -d ln D / d(bpp / nominal_bpp) the
     training settles at, the same for every clip and rate unless it is steered (``steer_kappa``;
@@ -237,14 +235,15 @@ def fit(
                 phase.rate.restart(model)
             pred, bits = phase_forward(model, phase, times, step >= rate_from, noise)
             distortion = reconstruction_loss(pred, target, config.loss)
-            loss = distortion
+            loss, bpp = distortion, None
             if bits is not None and phase.rate is not None:
+                bpp = bits.detach() / pixels
                 loss = distortion + rate_term(distortion, bits / pixels, phase.rate.kappa, phase.rate.nominal_bpp)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if bits is not None and phase.rate is not None and config.rate_control > 0:
-                held_bpp = steer_kappa(phase, bits.detach() / pixels, config.rate_control, held_bpp)
+            if bpp is not None and config.rate_control > 0:
+                held_bpp = steer_kappa(phase, bpp, config.rate_control, held_bpp)
             recent[step % window] = distortion.detach() if config.loss == "mse" else F.mse_loss(pred.detach(), target)
             done = step + 1
             event = StepEvent(phase, done, loss.detach(), recent[: min(done, window)], partial(state_after, done))
