@@ -13,7 +13,7 @@ from camcodec.device import DEVICE_NAMES, is_device_name
 from camcodec.errors import InputError
 from camcodec.model import ARCHITECTURES, ArchConfig, architecture
 
-LOSSES = ("mse", "l1-msssim")
+LOSSES = ("mse", "log-mse", "l1-msssim")
 # A target rate is landed by the quantization step, between 4 bits' (7 levels) and 8 bits' (127).
 MIN_TARGET_BITS, MAX_TARGET_BITS = 4, 8
 # Coded bits per weight after quantization (at the bit width's full levels) and rANS: the estimate that

@@ -31,8 +31,12 @@ def lr_factor(progress: float, warmup: float) -> float:
 
 
 def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """The distortion a step minimizes. ``log-mse``, the mean of each frame's log MSE, weighs the frames
+    as the mean per-frame PSNR the codec reports does (MSE weighs the worst ones most)."""
     if kind == "mse":
         return F.mse_loss(pred, target)
+    if kind == "log-mse":
+        return (pred - target).pow(2).flatten(1).mean(dim=1).log().mean()
     if kind == "l1-msssim":
         return 0.7 * F.l1_loss(pred, target) + 0.3 * (1 - msssim(pred, target))
     raise ValueError(f"unknown loss {kind!r}")
@@ -55,12 +59,16 @@ def parameter_groups(model: VideoModel, grid_lr: float) -> list[dict]:
     return [group for group in groups if group["params"]]
 
 
-def rate_term(distortion: torch.Tensor, bpp: torch.Tensor, kappa: torch.Tensor, nominal_bpp: float) -> torch.Tensor:
-    """``kappa x D x bpp / nominal_bpp`` with D held constant: its gradient is that of
-    ``D x (ln D + kappa x bpp / nominal_bpp)``, so kappa is the slope -d ln D / d(bpp / nominal_bpp) the
-    training settles at, the same for every clip and rate unless it is steered (``steer_kappa``;
+def rate_term(
+    distortion: torch.Tensor, bpp: torch.Tensor, kappa: torch.Tensor, nominal_bpp: float, loss: str
+) -> torch.Tensor:
+    """``kappa x bpp / nominal_bpp`` in the units of the distortion loss: added to a logarithmic one
+    (``log-mse``) as it is; to a linear one, times D held constant, whose gradient is then that of
+    ``D x (ln D + kappa x bpp / nominal_bpp)``. Either way kappa is the slope -d ln D / d(bpp / nominal_bpp)
+    the training settles at, the same for every clip and rate unless it is steered (``steer_kappa``;
     docs/architecture.md)."""
-    return kappa * distortion.detach() * bpp / nominal_bpp
+    scale = 1.0 if loss == "log-mse" else distortion.detach()
+    return kappa * scale * bpp / nominal_bpp
 
 
 # Fine-tuning at fixed steps drifts its rate by ~1 % over its steps, without noise, so a hold needs a
@@ -238,7 +246,8 @@ def fit(
             loss, bpp = distortion, None
             if bits is not None and phase.rate is not None:
                 bpp = bits.detach() / pixels
-                loss = distortion + rate_term(distortion, bits / pixels, phase.rate.kappa, phase.rate.nominal_bpp)
+                rate = rate_term(distortion, bits / pixels, phase.rate.kappa, phase.rate.nominal_bpp, config.loss)
+                loss = distortion + rate
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

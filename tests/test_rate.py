@@ -17,7 +17,16 @@ from camcodec.model import frame_times
 from camcodec.model.cam_nerv import CAMNeRV, CamNervConfig
 from camcodec.quantize import channel_axes, load_quantized, quantize_at, symbols_at
 from camcodec.rate import STEPS_PER_OCTAVE, ZERO_TENSOR_STEP, LearnedSteps, laplace_bits
-from camcodec.train import HOLD_GAIN, Phase, evaluate_psnr, fit, frames_to_tensor, steer_kappa
+from camcodec.train import (
+    HOLD_GAIN,
+    Phase,
+    evaluate_psnr,
+    fit,
+    frames_to_tensor,
+    rate_term,
+    reconstruction_loss,
+    steer_kappa,
+)
 from conftest import tiny_config
 
 
@@ -77,6 +86,27 @@ def test_rate_weight_shrinks_the_coded_size(clip):
         fit(model, frames, Phase("train", 60, 1e-2, rate=rate), tiny_config(150))
         sizes[weight] = sum(t.symbols.size and np.count_nonzero(t.symbols) for t in quantize_at(model, rate.frozen()))
     assert sizes[1.0] < sizes[0.0]  # more symbols at zero
+
+
+def test_log_mse_is_the_mean_of_each_frames_log_mse():
+    target = torch.zeros(2, 3, 4, 4)
+    pred = torch.stack([torch.full((3, 4, 4), 0.1), torch.full((3, 4, 4), 0.2)])
+    expected = (math.log(0.01) + math.log(0.04)) / 2
+    assert reconstruction_loss(pred, target, "log-mse").item() == pytest.approx(expected)
+    assert reconstruction_loss(pred, target, "mse").item() == pytest.approx(0.025)
+
+
+@pytest.mark.parametrize("loss", ["mse", "log-mse"])
+def test_the_rate_term_has_the_gradient_of_kappa_bpp_over_nominal_in_log_distortion(loss):
+    """Whatever the loss, a step follows ln D + kappa x bpp / nominal (for MSE up to the factor D)."""
+    pred = torch.tensor([[0.3, 0.5]], requires_grad=True)
+    bpp = (pred**2).sum()
+    distortion = reconstruction_loss(pred, torch.zeros(1, 2), loss)
+    (distortion + rate_term(distortion, bpp, torch.tensor(0.5), 0.1, loss)).backward()
+    mse = pred.detach().pow(2).mean()
+    expected = 2 * pred.detach() / 2 / mse + 0.5 * 2 * pred.detach() / 0.1
+    scale = mse if loss == "mse" else 1.0
+    assert torch.allclose(pred.grad, scale * expected)
 
 
 def test_steering_moves_kappa_by_the_gain_times_the_log_rate_ratio():
