@@ -93,7 +93,13 @@ class EncodeConfig:
     warmup: float = field(
         default=0.2, metadata=option("fraction of training with a linear warm-up from 0.1 x lr", "training")
     )
-    loss: str = field(default="mse", metadata=option(f"training loss: {', '.join(LOSSES)}", "training"))
+    loss: str = field(
+        default="log-mse",
+        metadata=option(
+            f"training loss: {', '.join(LOSSES)} (log-mse: the mean of each frame's log MSE, as mean PSNR weighs them)",
+            "training",
+        ),
+    )
     bits: int = field(
         default=DEFAULT_BITS,
         metadata=option("quantization bits per weight, 2-16 (with --bpp: the width it is sized for)", "rate"),
