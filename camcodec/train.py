@@ -30,13 +30,17 @@ def lr_factor(progress: float, warmup: float) -> float:
     return 0.5 * (1 + math.cos(math.pi * (progress - warmup) / (1 - warmup)))
 
 
+MSE_FLOOR = 1e-10  # 100 dB: far below what 8-bit output can show
+
+
 def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
     """The distortion a step minimizes. ``log-mse``, the mean of each frame's log MSE, weighs the frames
-    as the mean per-frame PSNR the codec reports does (MSE weighs the worst ones most)."""
+    as the mean per-frame PSNR the codec reports does (MSE weighs the worst ones most); a frame rendered
+    exactly (a black frame under a saturated sigmoid) counts at ``MSE_FLOOR``, not as -inf."""
     if kind == "mse":
         return F.mse_loss(pred, target)
     if kind == "log-mse":
-        return (pred - target).pow(2).flatten(1).mean(dim=1).log().mean()
+        return (pred - target).pow(2).flatten(1).mean(dim=1).clamp_min(MSE_FLOOR).log().mean()
     if kind == "l1-msssim":
         return 0.7 * F.l1_loss(pred, target) + 0.3 * (1 - msssim(pred, target))
     raise ValueError(f"unknown loss {kind!r}")

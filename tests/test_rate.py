@@ -96,6 +96,15 @@ def test_log_mse_is_the_mean_of_each_frames_log_mse():
     assert reconstruction_loss(pred, target, "mse").item() == pytest.approx(0.025)
 
 
+def test_log_mse_of_a_frame_rendered_exactly_is_finite_with_finite_gradients():
+    pred = torch.zeros(2, 3, 4, 4, requires_grad=True)
+    target = torch.zeros(2, 3, 4, 4)
+    target[1] = 0.5
+    loss = reconstruction_loss(pred, target, "log-mse")
+    loss.backward()
+    assert math.isfinite(loss.item()) and torch.isfinite(pred.grad).all()
+
+
 @pytest.mark.parametrize("loss", ["mse", "log-mse"])
 def test_the_rate_term_has_the_gradient_of_kappa_bpp_over_nominal_in_log_distortion(loss):
     """Whatever the loss, a step follows ln D + kappa x bpp / nominal (for MSE up to the factor D)."""
