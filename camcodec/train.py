@@ -33,16 +33,21 @@ def lr_factor(progress: float, warmup: float) -> float:
 MSE_FLOOR = 1e-10  # 100 dB: far below what 8-bit output can show
 
 
-def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
-    """The distortion a step minimizes. ``log-mse``, the mean of each frame's log MSE, weighs the frames
-    as the mean per-frame PSNR the codec reports does (MSE weighs the worst ones most); a frame rendered
-    exactly (a black frame under a saturated sigmoid) counts at ``MSE_FLOOR``, not as -inf."""
+def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distortion a step minimizes, and the batch's MSE (detached, for the progress) from the same pass.
+
+    ``log-mse``, the mean of each frame's log MSE, weighs the frames as the mean per-frame PSNR the codec
+    reports does (MSE weighs the worst ones most); a frame rendered exactly (a black frame under a
+    saturated sigmoid) counts at ``MSE_FLOOR``, not as -inf."""
     if kind == "mse":
-        return F.mse_loss(pred, target)
+        mse = F.mse_loss(pred, target)
+        return mse, mse.detach()
     if kind == "log-mse":
-        return (pred - target).pow(2).flatten(1).mean(dim=1).clamp_min(MSE_FLOOR).log().mean()
+        per_frame = (pred - target).pow(2).flatten(1).mean(dim=1)
+        return per_frame.clamp_min(MSE_FLOOR).log().mean(), per_frame.detach().mean()
     if kind == "l1-msssim":
-        return 0.7 * F.l1_loss(pred, target) + 0.3 * (1 - msssim(pred, target))
+        loss = 0.7 * F.l1_loss(pred, target) + 0.3 * (1 - msssim(pred, target))
+        return loss, F.mse_loss(pred.detach(), target)
     raise ValueError(f"unknown loss {kind!r}")
 
 
@@ -246,18 +251,18 @@ def fit(
             if phase.rate is not None and phase.fixed_steps is None and step == rate_from > 0:
                 phase.rate.restart(model)
             pred, bits = phase_forward(model, phase, times, step >= rate_from, noise)
-            distortion = reconstruction_loss(pred, target, config.loss)
+            distortion, mse = reconstruction_loss(pred, target, config.loss)
             loss, bpp = distortion, None
             if bits is not None and phase.rate is not None:
-                bpp = bits.detach() / pixels
-                rate = rate_term(distortion, bits / pixels, phase.rate.kappa, phase.rate.nominal_bpp, config.loss)
-                loss = distortion + rate
+                bpp = bits / pixels
+                loss = distortion + rate_term(distortion, bpp, phase.rate.kappa, phase.rate.nominal_bpp, config.loss)
+                bpp = bpp.detach()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             if bpp is not None and config.rate_control > 0:
                 held_bpp = steer_kappa(phase, bpp, config.rate_control, held_bpp)
-            recent[step % window] = distortion.detach() if config.loss == "mse" else F.mse_loss(pred.detach(), target)
+            recent[step % window] = mse
             done = step + 1
             event = StepEvent(phase, done, loss.detach(), recent[: min(done, window)], partial(state_after, done))
             stops = [callback.after_step(event) for callback in callbacks]  # every callback sees the step

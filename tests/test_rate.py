@@ -92,15 +92,15 @@ def test_log_mse_is_the_mean_of_each_frames_log_mse():
     target = torch.zeros(2, 3, 4, 4)
     pred = torch.stack([torch.full((3, 4, 4), 0.1), torch.full((3, 4, 4), 0.2)])
     expected = (math.log(0.01) + math.log(0.04)) / 2
-    assert reconstruction_loss(pred, target, "log-mse").item() == pytest.approx(expected)
-    assert reconstruction_loss(pred, target, "mse").item() == pytest.approx(0.025)
+    assert reconstruction_loss(pred, target, "log-mse")[0].item() == pytest.approx(expected)
+    assert reconstruction_loss(pred, target, "mse")[0].item() == pytest.approx(0.025)
 
 
 def test_log_mse_of_a_frame_rendered_exactly_is_finite_with_finite_gradients():
     pred = torch.zeros(2, 3, 4, 4, requires_grad=True)
     target = torch.zeros(2, 3, 4, 4)
     target[1] = 0.5
-    loss = reconstruction_loss(pred, target, "log-mse")
+    loss, _ = reconstruction_loss(pred, target, "log-mse")
     loss.backward()
     assert math.isfinite(loss.item()) and torch.isfinite(pred.grad).all()
 
@@ -110,7 +110,7 @@ def test_the_rate_term_has_the_gradient_of_kappa_bpp_over_nominal_in_log_distort
     """Whatever the loss, a step follows ln D + kappa x bpp / nominal (for MSE up to the factor D)."""
     pred = torch.tensor([[0.3, 0.5]], requires_grad=True)
     bpp = (pred**2).sum()
-    distortion = reconstruction_loss(pred, torch.zeros(1, 2), loss)
+    distortion, _ = reconstruction_loss(pred, torch.zeros(1, 2), loss)
     (distortion + rate_term(distortion, bpp, torch.tensor(0.5), 0.1, loss)).backward()
     mse = pred.detach().pow(2).mean()
     expected = 2 * pred.detach() / 2 / mse + 0.5 * 2 * pred.detach() / 0.1
