@@ -254,9 +254,10 @@ def fit(
             distortion, mse = reconstruction_loss(pred, target, config.loss)
             loss, bpp = distortion, None
             if bits is not None and phase.rate is not None:
-                bpp = bits / pixels
-                loss = distortion + rate_term(distortion, bpp, phase.rate.kappa, phase.rate.nominal_bpp, config.loss)
-                bpp = bpp.detach()
+                estimated_bpp = bits / pixels
+                kappa, nominal = phase.rate.kappa, phase.rate.nominal_bpp
+                loss = distortion + rate_term(distortion, estimated_bpp, kappa, nominal, config.loss)
+                bpp = estimated_bpp.detach()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
