@@ -14,6 +14,7 @@ from camcodec.errors import InputError
 from camcodec.model import ARCHITECTURES, ArchConfig, architecture
 
 LOSSES = ("mse", "log-mse", "l1-msssim")
+PRECISIONS = ("auto", "fp32", "bf16")
 # A target rate is landed by the quantization step, between 4 bits' (7 levels) and 8 bits' (127).
 MIN_TARGET_BITS, MAX_TARGET_BITS = 4, 8
 # Coded bits per weight after quantization (at the bit width's full levels) and rANS: the estimate that
@@ -86,6 +87,14 @@ class EncodeConfig:
     batch_size: int = field(default=2, metadata=option("frames per training step", "training"))
     lr: float | None = field(
         default=None, metadata=option("peak learning rate (none: the architecture's own)", "training")
+    )
+    precision: str = field(
+        default="auto",
+        metadata=option(
+            f"training arithmetic: {', '.join(PRECISIONS)} (bf16: bfloat16 autocast; auto: bf16 where the hardware "
+            "computes it natively, AMX CPUs and GPUs; the file is rendered and measured in fp32 either way)",
+            "training",
+        ),
     )
     grid_lr: float = field(
         default=5.0, metadata=option("latent grids learn this many times faster than the weights", "training")
@@ -179,6 +188,7 @@ class EncodeConfig:
             (self.grid_lr > 0, "grid_lr must be > 0"),
             (0 <= self.warmup < 1, "warmup must be in [0, 1)"),
             (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (2 <= self.bits <= 16, "bits must be in 2..16"),
             (0 <= self.prune < 1, "prune must be in [0, 1)"),
             (0 <= self.finetune <= 1 and 0 <= (self.qat or 0) <= 1, "finetune and qat must be in [0, 1]"),

@@ -15,7 +15,7 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from camcodec.config import EncodeConfig
-from camcodec.device import keep_freed_cpu_memory
+from camcodec.device import keep_freed_cpu_memory, trains_in_bf16
 from camcodec.metrics import msssim
 from camcodec.model import VideoModel, frame_times
 from camcodec.rate import LearnedSteps
@@ -203,6 +203,7 @@ def fit(
     if device.type == "cpu":
         keep_freed_cpu_memory()
     batch = min(config.batch_size, num_frames)
+    bf16 = trains_in_bf16(config.precision, device)
     groups = parameter_groups(model, config.grid_lr)
     if phase.rate is not None and phase.fixed_steps is None:
         groups.append({"params": list(phase.rate.parameters()), "scale": 1.0})
@@ -250,7 +251,9 @@ def fit(
             times = frame_times(indices, num_frames)
             if phase.rate is not None and phase.fixed_steps is None and step == rate_from > 0:
                 phase.rate.restart(model)
-            pred, bits = phase_forward(model, phase, times, step >= rate_from, noise)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                pred, bits = phase_forward(model, phase, times, step >= rate_from, noise)
+            pred = pred.float()
             distortion, mse = reconstruction_loss(pred, target, config.loss)
             loss, bpp = distortion, None
             if bits is not None and phase.rate is not None:
@@ -275,7 +278,15 @@ def fit(
     model.eval()
     seconds = time.perf_counter() - start
     psnr = evaluate_psnr(model, frames, phase.weights)
-    log.info("%s: %d steps (%d frame-steps) in %.1f s, PSNR %.2f dB", phase.name, done, done * batch, seconds, psnr)
+    log.info(
+        "%s: %d steps (%d frame-steps, %s) in %.1f s, PSNR %.2f dB",
+        phase.name,
+        done,
+        done * batch,
+        "bf16" if bf16 else "fp32",
+        seconds,
+        psnr,
+    )
     if bits is not None and phase.rate is not None:
         log.info(
             "%s: %.4f bpp estimated (nominal %.4f), kappa %.3f",

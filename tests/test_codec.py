@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import camcodec
 from camcodec.encoder import Encoder, clip_from_array
@@ -95,3 +96,27 @@ def test_plain_nerv_has_same_widths_and_decodes(tmp_path, clip):
     assert plain_config.channels == cam_config.channels and not plain_config.cam
     result = Encoder(config).encode(clip_from_array(clip), tmp_path / "plain.cam")
     assert np.array_equal(camcodec.decode(tmp_path / "plain.cam", device="cpu"), result.reconstruction)
+
+
+@pytest.mark.slow
+def test_training_arithmetic_changes_the_network_not_the_files_contract(encoded, tmp_path):
+    """The fixture trained in the default arithmetic; the other one trains a different network, and its file
+    too decodes to exactly what the encoder measured (rendering and measuring are fp32 either way)."""
+    from camcodec.device import trains_in_bf16
+
+    path, default_result, frames = encoded
+    other = "fp32" if trains_in_bf16("auto", torch.device("cpu")) else "bf16"
+    result = Encoder(tiny_config(200, precision=other)).encode(clip_from_array(frames), tmp_path / "other.cam")
+    decoded = camcodec.decode(tmp_path / "other.cam", device="cpu")
+    assert np.array_equal(decoded, result.reconstruction)
+    assert result.stats.psnr == pytest.approx(psnr_uint8(frames, decoded))
+    assert (tmp_path / "other.cam").read_bytes() != path.read_bytes()
+    assert abs(result.stats.psnr - default_result.stats.psnr) < 1.0
+
+
+def test_bf16_autocast_is_chosen_where_the_hardware_has_it():
+    from camcodec.device import trains_in_bf16
+
+    cpu = torch.device("cpu")
+    assert trains_in_bf16("bf16", cpu) and not trains_in_bf16("fp32", cpu)
+    assert trains_in_bf16("auto", cpu) == torch.cpu.get_capabilities().get("amx_bf16", False)

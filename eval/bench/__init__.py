@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from bitstream.layout import MAX_DIMENSION
-from camcodec.config import resolve_config
+from camcodec.config import PRECISIONS, EncodeConfig, resolve_config
 from camcodec.device import DEVICE_NAMES, resolve_device
 from camcodec.encoder import initial_model
 from camcodec.errors import InputError
@@ -168,6 +168,12 @@ def setup_args(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="seconds of training allowed to reach the PSNR, per preset and size (default 60)",
     )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=EncodeConfig.precision,
+        help=f"training arithmetic, as camcodec encode --precision (default {EncodeConfig.precision})",
+    )
     parser.add_argument("--threads", type=_count(1), metavar="N", help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--out", default="bench.json", metavar="JSON", help="results file (default bench.json)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
@@ -179,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     sizes = args.sizes or list(GPU_SIZES if device.type == "cuda" else CPU_SIZES)
     for preset in args.presets:
-        resolve_config(preset)  # bad options fail here, before minutes of measuring
+        resolve_config(preset, precision=args.precision)  # bad options fail here, before minutes of measuring
     out = Path(args.out)
     if not out.parent.is_dir():
         raise InputError(f"{out}: the folder {out.parent} does not exist")
@@ -197,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
         psnr=args.psnr,
         budget=args.budget,
         threads=args.threads,
+        precision=args.precision,
         progress=not args.quiet,
     )
     report = run_bench(settings)
@@ -224,7 +231,7 @@ def bench_one(
     preset: str, width: int, height: int, source_frames: np.ndarray, s: BenchSettings, folder: Path
 ) -> dict[str, Any]:
     """Every measurement for one preset and size."""
-    config = resolve_config(preset, device=str(s.device))
+    config = resolve_config(preset, device=str(s.device), precision=s.precision)
     num_frames = len(source_frames)
     model = initial_model(config, num_frames, height, width, s.device)
     model_config = model.config

@@ -29,6 +29,7 @@ import torch
 
 from camcodec.config import EncodeConfig, resolve_config
 from camcodec.decoder import Decoder
+from camcodec.device import trains_in_bf16
 from camcodec.encoder import Encoder, clip_from_array
 from camcodec.model import VideoModel
 from camcodec.train import FitCallback, Phase, StepEvent, evaluate_psnr, fit
@@ -50,6 +51,7 @@ class BenchSettings:
     psnr: float = 28.0
     budget: float = 60.0
     threads: int | None = None
+    precision: str = "auto"
     progress: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -65,6 +67,8 @@ class BenchSettings:
             "psnr_target_db": self.psnr,
             "psnr_budget_s": self.budget,
             "threads": self.threads,
+            "precision": self.precision,
+            "bf16": trains_in_bf16(self.precision, self.device),
         }
 
 
