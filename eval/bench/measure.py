@@ -51,7 +51,7 @@ class BenchSettings:
     psnr: float = 28.0
     budget: float = 60.0
     threads: int | None = None
-    precision: str = "auto"
+    precision: str = EncodeConfig.precision
     progress: bool = False
 
     def to_dict(self) -> dict[str, Any]:
