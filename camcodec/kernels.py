@@ -59,9 +59,9 @@ def conv_same(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) 
     kernel = weight.shape[-1]
     pad = kernel // 2
     if x.device.type == "cpu" and x.shape[-2] * x.shape[-1] <= SMALL_CONV_PIXELS and x.is_contiguous():
-        # differentiable
         weight = weight.to(x.dtype)  # under bf16 autocast the input is bfloat16 and the weights float32
         bias = None if bias is None else bias.to(x.dtype)
+        # differentiable
         return torch.ops.aten._slow_conv2d_forward(x, weight, [kernel, kernel], bias, [1, 1], [pad, pad])
     return F.conv2d(x, weight, bias, padding=pad)
 
