@@ -50,6 +50,20 @@ RATES: dict[str, dict[str, Any]] = {
 }
 
 
+# CAM's grids get a point every FRAMES_PER_CAM_POINT frames, at most MAX_CAM_POINTS: at `fast`, 0.08 bpp, a
+# point every ~4 frames beat one per frame on the 30-frame dev clip (+0.15 and +0.30 dB over two seeds) and
+# was level to +0.1 dB against one every 2 on the 60-frame ones; one every 2 or 8 lost on the 120-frame one
+# (docs/architecture.md, 7). Clips of 124 frames or more keep 32, as before.
+FRAMES_PER_CAM_POINT = 4
+MAX_CAM_POINTS = 32
+
+
+def cam_points_for(num_frames: int) -> int:
+    """CAM grid points for a clip of ``num_frames``: spaced about ``FRAMES_PER_CAM_POINT`` frames apart
+    (the grids interpolate between their first and last frame), 2 to ``MAX_CAM_POINTS``."""
+    return max(2, min(MAX_CAM_POINTS, round((num_frames - 1) / FRAMES_PER_CAM_POINT) + 1))
+
+
 # Presets set the encode effort (training passes over the frames); the rate is set apart (--rate, --bpp).
 # On 2 CPU cores, bunny 320x180 x 60 frames: medium 20-23 min, fast a quarter of its passes
 # (docs/architecture.md). A network sized for 4 bits takes ~1.3x (1 thread) to 1.5x (2 threads) the time
@@ -173,7 +187,14 @@ class EncodeConfig:
     cam: bool = field(
         default=True, metadata=option("plain NeRV: no feature normalization or CAM grids", "model", flag="--no-cam")
     )
-    cam_points: int = field(default=32, metadata=option("points of the CAM grids along time", "model"))
+    cam_points: int | None = field(
+        default=None,
+        metadata=option(
+            f"points of the CAM grids along time (none: one every {FRAMES_PER_CAM_POINT} frames, at most "
+            f"{MAX_CAM_POINTS})",
+            "model",
+        ),
+    )
     min_params: int = field(default=2_000, metadata=option("floor of the network's size for tiny clips", "model"))
     device: str = field(default="auto", metadata=option(DEVICE_NAMES, "device"))
     seed: int = field(default=0, metadata=option("random seed: the same seed gives the same file", "training"))
@@ -201,7 +222,7 @@ class EncodeConfig:
                 "prune does not apply with learned steps (rate_weight > 0): set rate_weight 0 (--rate-weight 0)",
             ),
             (self.target_bpp is None or 0 < self.target_bpp <= 24, "target bpp must be in (0, 24]"),
-            (2 <= self.cam_points <= 4096, "cam_points must be in 2..4096"),
+            (self.cam_points is None or 2 <= self.cam_points <= 4096, "cam_points must be in 2..4096"),
             (self.arch in ARCHITECTURES, f"arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}"),
             (is_device_name(self.device), f"device must be {DEVICE_NAMES}, got {self.device!r}"),
         ]
@@ -258,9 +279,10 @@ def size_model(width: int, height: int, num_frames: int, config: EncodeConfig) -
     """The config of the ``config.arch`` network that fits the clip's parameter budget
     (``params_per_pixel`` x pixels x frames, at least ``min_params``)."""
     budget = max(config.params_per_pixel * width * height * num_frames, config.min_params)
+    cam_points = cam_points_for(num_frames) if config.cam_points is None else config.cam_points
     try:
         return architecture(config.arch).sized(
-            width, height, num_frames, budget, cam=config.cam, cam_points=config.cam_points, **dict(config.model_params)
+            width, height, num_frames, budget, cam=config.cam, cam_points=cam_points, **dict(config.model_params)
         )
     except (TypeError, ValueError) as exc:
         raise InputError(f"model options for {config.arch}: {exc}") from None
