@@ -155,8 +155,8 @@ def test_presets_scale_parameters_with_the_clip():
 
 def test_cam_grids_get_a_point_every_few_frames_unless_told():
     config = resolve_config("fast")
-    spacing = [size_model(64, 48, n, config).cam_grid_points for n in (2, 30, 61, 121, 600)]
-    assert spacing == [2, 8, 16, 31, 32]  # (frames - 1) / 4 + 1, from 2 to 32
+    points = [size_model(64, 48, n, config).cam_grid_points for n in (2, 30, 61, 121, 600)]
+    assert points == [2, 8, 16, 31, 32]  # (frames - 1) / 4 + 1, from 2 to 32
     assert size_model(64, 48, 600, resolve_config("fast", cam_points=64)).cam_grid_points == 64
 
 
