@@ -24,8 +24,10 @@ HELP = "evaluate camcodec: rate-distortion against x264, x265, SVT-AV1 and VP9, 
 
 RD_HELP = "rate-distortion run over sequences and codecs; writes results.csv/json, bdrate.md, rd_*.png"
 RD_EPILOG = """\
-sources: video files, Y4M, raw I420 (.yuv with --size or WxH in the name), PNG folders, or uvg:FOLDER
-for the official UVG 1080p 8-bit files (Beauty_1920x1080_120fps_420_8bit_YUV.yuv, ...).
+sources: video files, Y4M, raw I420 (.yuv with --size or WxH in the name), PNG folders, uvg:FOLDER
+for the official UVG 1080p 8-bit files (Beauty_1920x1080_120fps_420_8bit_YUV.yuv, ...), or a set file
+(.json: {"sequences": [{"path": "a.mp4", "frames": 60, "scale": "320x180"}, ...]}, paths relative to it;
+a sequence's own frames, scale, size, fps or name win over the options; eval/sets/dev.json: the dev set).
 codecs: x264, x265 (preset medium; x264-veryslow etc. for another preset), svtav1 (preset 8; svtav1-N),
 vp9 (cpu-used 1; vp9-N), camcodec.
 points: CRF values for conventional codecs; for camcodec target bits per pixel or rate-ladder rungs
@@ -103,7 +105,7 @@ def setup_rd_args(parser: argparse.ArgumentParser) -> None:
         help="rate points (CRFs; target bpp or rate rungs for camcodec); repeatable",
     )
     parser.add_argument("--frames", type=positive_int, metavar="N", help="use the first N frames of each sequence")
-    parser.add_argument("--scale", type=size_arg, metavar="WxH", help="resize every sequence to WxH first")
+    parser.add_argument("--scale", type=size_arg, metavar="WxH", help="resize each sequence to WxH first")
     parser.add_argument(
         "--size", type=size_arg, metavar="WxH", help="frame size of raw .yuv sources without it in the name"
     )

@@ -2,7 +2,7 @@
 
 >>> run_rd(RDConfig(sources=["clip.mp4"], out="rd", codecs=["x264", "x265"]))   # doctest: +SKIP
 
-For each sequence the frames are read once (same frame limit and scale for every codec); each pending
+For each sequence the frames are read once (its frame limit and scale, the same for every codec); each pending
 (codec, point) is encoded, decoded and measured through ``eval.metrics.measure``, and the row is saved
 at once, so a later run with the same output folder skips it. Encoded streams are kept in
 ``OUT/streams/`` with ``keep_streams``; otherwise each run writes them to a folder of its own
@@ -49,8 +49,9 @@ class RDConfig:
     codecs: list[str] = field(default_factory=lambda: list(DEFAULT_CODECS))
     anchor: str | None = None  # default: x265 when run, else the first codec
     points: dict[str, tuple[Point, ...]] = field(default_factory=dict)
-    frames: int | None = None
-    scale: tuple[int, int] | None = None
+    # How sequences are read, where a set file does not say for its own:
+    frames: int | None = None  # the first N frames
+    scale: tuple[int, int] | None = None  # resized to (W, H)
     size: tuple[int, int] | None = None  # raw I420 sources without WxH in their name
     fps: Fraction | None = None  # raw and PNG sources
     camcodec_preset: str | None = None
@@ -113,11 +114,11 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)
 
 
-def _setup(sequence: Sequence, config: RDConfig) -> dict[str, object]:
+def _setup(sequence: Sequence) -> dict[str, object]:
     return {
         "source": sequence.source,
-        "max_frames": config.frames,
-        "scale": list(config.scale) if config.scale else None,
+        "max_frames": sequence.max_frames,
+        "scale": list(sequence.scale) if sequence.scale else None,
         "uvg": sequence.uvg,
     }
 
@@ -136,7 +137,7 @@ def run_rd(config: RDConfig) -> RDReport:
     if unknown:
         raise InputError(f"--points names codecs not run: {', '.join(sorted(unknown))}")
     plan = [(codec, _points(codec, config.points)) for codec in codecs]
-    sequences = resolve_sources(config.sources, config.size, config.fps)
+    sequences = resolve_sources(config.sources, config.size, config.fps, config.frames, config.scale)
 
     folder = Path(config.out)
     try:
@@ -145,7 +146,7 @@ def run_rd(config: RDConfig) -> RDReport:
         raise OutputError(f"{folder}: cannot create the output folder ({exc.strerror or exc})") from None
     store = ResultStore(folder)
     for sequence in sequences:
-        store.check_sequence(sequence.name, _setup(sequence, config))
+        store.check_sequence(sequence.name, _setup(sequence))
 
     jobs = [(sequence, codec, value) for sequence in sequences for codec, values in plan for value in values]
     pending = [
@@ -193,8 +194,6 @@ class PointTask:
     sequence: Sequence
     codec: Codec
     value: Point
-    frames: int | None  # the run's frame limit and scale
-    scale: tuple[int, int] | None
     stream: str  # where the coded stream goes
     threads: int | None  # torch threads on a worker (None: leave the process's setting)
 
@@ -216,8 +215,6 @@ def _run_pending(
             sequence,
             codec,
             value,
-            config.frames,
-            config.scale,
             str(
                 streams[sequence.name] / f"{_safe(codec.name)}_{_safe(codec.point_label(value))}{codec.stream_suffix()}"
             ),
@@ -249,7 +246,7 @@ def run_point(task: PointTask) -> tuple[Row, str]:
         import torch
 
         torch.set_num_threads(task.threads)
-    clip = _read(task.sequence, task.frames, task.scale)
+    clip = _read(task.sequence)
     frames = clip.frames
     num_frames, height, width = frames.shape[:3]
     codec, value = task.codec, task.value
@@ -288,6 +285,6 @@ def run_point(task: PointTask) -> tuple[Row, str]:
 
 
 @functools.lru_cache(maxsize=1)
-def _read(sequence: Sequence, frames: int | None, scale: tuple[int, int] | None) -> Clip:
+def _read(sequence: Sequence) -> Clip:
     """A sequence's frames, read once for the points that follow one another in a process."""
-    return sequence.read(frames, scale)
+    return sequence.read()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +145,7 @@ def test_uvg_folder_recognises_official_names(tmp_path):
     beauty = found[0]
     assert beauty.size == (1920, 1080) and beauty.fps == 120 and beauty.uvg
     assert found[1].size is None  # Y4M carries its own size
-    clip = beauty.read(max_frames=1, scale=(64, 36))
+    clip = resolve_sources([f"uvg:{tmp_path}"], max_frames=1, scale=(64, 36))[0].read()
     assert clip.frames.shape == (1, 36, 64, 3) and clip.color_matrix == "bt709"
     assert parse_uvg_name("ReadySteadyGo_1920x1080_120fps_420_8bit_YUV.yuv")[0] == "ReadySetGo"
     assert parse_uvg_name("Unknown_1920x1080_120fps_420_8bit_YUV.yuv") is None
@@ -167,6 +168,69 @@ def test_raw_size_from_the_file_name_and_unique_names(tmp_path):
     assert names == ["bus_352x288_420_f20_b8", "bus_352x288_420_f20_b8-2"]
 
 
+def test_set_file_reads_each_sequence_its_own_way(tmp_path):
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "bus_352x288.yuv").write_bytes(b"")
+    (tmp_path / "clips" / "plain.yuv").write_bytes(b"")
+    (tmp_path / "sets").mkdir()
+    spec = tmp_path / "sets" / "two.json"
+    bus_entry = {"path": "../clips/bus_352x288.yuv", "frames": 30, "scale": "176x144", "note": "CIF"}
+    plain_entry = {"path": "../clips/plain.yuv", "size": "64x48", "fps": "30000/1001", "name": "plain-64"}
+    spec.write_text(json.dumps({"description": "two clips", "sequences": [bus_entry, plain_entry]}))
+    bus, plain, extra = resolve_sources([str(spec), str(tmp_path / "clips" / "bus_352x288.yuv")], max_frames=10)
+    assert (bus.name, bus.size, bus.max_frames, bus.scale) == ("bus_352x288", (352, 288), 30, (176, 144))
+    assert bus.source == str(tmp_path / "clips" / "bus_352x288.yuv")  # relative to the set file, made absolute
+    assert (plain.name, plain.size, plain.fps, plain.max_frames, plain.scale) == (
+        "plain-64",
+        (64, 48),
+        Fraction(30000, 1001),
+        10,  # the run's frame limit where the set gives none
+        None,
+    )
+    assert (extra.name, extra.max_frames, extra.scale) == ("bus_352x288-2", 10, None)
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ([], "a set file is"),
+        ({"sequences": []}, "a set file is"),
+        ({"title": "x", "sequences": [{"path": "a.mp4"}]}, "a set file is"),
+        ({"sequences": ["a.mp4"]}, "sequence 1: expected an object"),
+        ({"sequences": [{"frames": 3}]}, "sequence 1: needs a path"),
+        ({"sequences": [{"path": "a.mp4", "frame": 3}]}, "sequence 1: unknown field.s. frame"),
+        ({"sequences": [{"path": "a.mp4", "frames": 0}]}, "sequence 1: frames: expected a positive integer"),
+        ({"sequences": [{"path": "a.mp4", "scale": "wide"}]}, "sequence 1: scale: expected WxH"),
+        ({"sequences": [{"path": "a.mp4", "frames": True}]}, "is not a text or a number"),
+        ({"sequences": [{"path": "a.mp4"}]}, "a.mp4: no such file"),
+    ],
+)
+def test_set_file_errors_are_typed_and_say_where(tmp_path, data, error):
+    spec = tmp_path / "bad.json"
+    spec.write_text(json.dumps(data))
+    with pytest.raises(InputError, match=error):
+        resolve_sources([str(spec)])
+
+
+def test_unreadable_set_files(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        resolve_sources([str(tmp_path / "dev.json")])
+    (tmp_path / "cut.json").write_text('{"sequences": [{"path": ')
+    with pytest.raises(InputError, match="not a valid set file"):
+        resolve_sources([str(tmp_path / "cut.json")])
+
+
+def test_the_dev_set_lists_four_clips_each_read_its_own_way(shared_data):
+    dev = Path(__file__).resolve().parents[1] / "eval" / "sets" / "dev.json"
+    found = {s.name: (s.max_frames, s.scale, s.size) for s in resolve_sources([str(dev)])}
+    assert found == {
+        "bigbuckbunny": (60, (320, 180), None),
+        "bedroom": (60, (320, 180), None),
+        "carphone_pristine": (120, None, None),
+        "cars_320x240": (30, None, (320, 240)),
+    }
+
+
 # ------------------------------------------------------------------------------------------------ runs
 
 
@@ -187,6 +251,24 @@ def test_runs_sharing_a_folder_leave_each_others_streams_alone(source, tmp_path)
     assert cli.main(["rd", str(source), "--codecs", "x264", "--points", "36", "--out", str(out), "-q"]) == 0
     assert (other / "camcodec_bpp=0.1.cam.tmp").read_bytes() == b"partial"
     assert [p.name for p in out.glob(".streams-*")] == [other.name]  # its own folder is gone
+
+
+def test_a_set_file_runs_sequences_read_in_different_ways(source, tmp_path, capsys):
+    spec = tmp_path / "set.json"
+    short = {"path": source.name, "name": "short", "frames": 4}
+    small = {"path": source.name, "name": "small", "scale": "48x36"}
+    spec.write_text(json.dumps({"sequences": [short, small]}))
+    out = tmp_path / "rd"
+    argv = ["rd", str(spec), "--codecs", "x264", "--points", "36", "--out", str(out), "-q"]
+    assert cli.main(argv) == 0
+    data = json.loads((out / RESULTS_JSON).read_text())
+    rows = {r["sequence"]: (r["frames"], r["width"], r["height"]) for r in data["rows"]}
+    assert rows == {"short": (4, 64, 48), "small": (8, 48, 36)}
+    setups = {name: (seq["max_frames"], seq["scale"]) for name, seq in data["sequences"].items()}
+    assert setups == {"short": (4, None), "small": (None, [48, 36])}
+    # --frames fills in where the set gives none: "small" would be read another way, so the run is refused.
+    assert cli.main(argv + ["--frames", "2"]) == 2
+    assert "small" in capsys.readouterr().err
 
 
 @pytest.mark.slow
