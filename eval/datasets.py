@@ -156,7 +156,9 @@ def file_sequence(spec: str, size: tuple[int, int] | None = None, fps: Fraction 
     if raw:
         size = size or _size_from_name(path)
         if size is None:
-            raise InputError(f"{spec}: raw I420 has no header; give --size WxH (or put WxH in the file name)")
+            raise InputError(
+                f'{spec}: raw I420 has no header; give --size WxH ("size" in a set file) or put WxH in the file name'
+            )
     parsed = parse_uvg_name(path.name)
     name = parsed[0] if parsed else (path.name if path.is_dir() else path.stem) or "video"
     return Sequence(
