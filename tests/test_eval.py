@@ -414,6 +414,11 @@ def test_errors_are_one_line(source, tmp_path, capsys):
     assert "even frame size" in capsys.readouterr().err
     assert cli.main(["rd", str(source), "--codecs", "x266", "--out", str(tmp_path / "o"), "-q"]) == 2
     assert "unknown codec" in capsys.readouterr().err
+    bad_set = tmp_path / "set.json"
+    bad_set.write_text(json.dumps({"sequences": [{"path": source.name, "frames": -1}]}))
+    assert cli.main(["rd", str(bad_set), "--codecs", "x264", "--out", str(tmp_path / "o"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "set.json: sequence 1: frames: expected a positive integer" in err
     with pytest.raises(InputError, match="anchor"):
         run_rd(RDConfig([str(source)], tmp_path / "o", codecs=["x264"], anchor="vp9"))
     with pytest.raises(InputError, match="preset"):
