@@ -59,6 +59,7 @@ _SET_FIELDS: dict[str, Callable[[str], Any]] = {
     "fps": fps_arg,
     "note": str,
 }
+
 #: The seven UVG sequences of the NeRV-family benchmark, with their frame counts at 1080p.
 UVG_SEQUENCES: dict[str, int] = {
     "Beauty": 600,
