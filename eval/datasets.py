@@ -242,13 +242,10 @@ def set_sequences(
     sequences: list[Sequence] = []
     for number, entry in enumerate(entries, 1):
         fields = _set_entry(entry, f"{spec}: sequence {number}")
-        path = fields["path"]
-        uvg = path.startswith(UVG_PREFIX)
-        if uvg:
-            path = path[len(UVG_PREFIX) :]
-        path = os.path.normpath(os.path.join(folder, os.path.expanduser(path)))
+        prefix = UVG_PREFIX if fields["path"].startswith(UVG_PREFIX) else ""
+        path = os.path.expanduser(fields["path"][len(prefix) :])
         found = _spec_sequences(
-            UVG_PREFIX + path if uvg else path,
+            prefix + os.path.normpath(os.path.join(folder, path)),
             fields.get("size", size),
             fields.get("fps", fps),
             fields.get("frames", max_frames),
