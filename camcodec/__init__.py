@@ -25,7 +25,13 @@ from camcodec.errors import (
     UnsupportedVersionError,
 )
 
+#: The logger of the lines an encode says before and while it works (its plan, its time estimate): the
+#: command shows them unless -q, as x265 shows its [info] lines; a library caller sees them only when it
+#: enables INFO logging.
+STATUS_LOGGER = "camcodec.status"
+
 __all__ = [
+    "STATUS_LOGGER",
     "BadMagicError",
     "BitstreamError",
     "CamcodecError",

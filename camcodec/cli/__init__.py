@@ -13,7 +13,7 @@ from importlib.metadata import entry_points
 from types import ModuleType
 from typing import NoReturn
 
-from camcodec import __version__
+from camcodec import STATUS_LOGGER, __version__
 from camcodec.cli.args import positive_int
 from camcodec.errors import CamcodecError
 
@@ -58,12 +58,20 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)")
 
 
-def _add_global_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+def _add_global_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, defaults: bool = True) -> None:
+    """The options every command takes, before or after its name (``camcodec --threads 1 encode`` and
+    ``camcodec encode --threads 1``); ``defaults`` False for a subcommand, so that it keeps what the
+    main parser read when the option is not repeated."""
+    verbose_default: object = 0 if defaults else argparse.SUPPRESS
+    threads_default: object = None if defaults else argparse.SUPPRESS
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=verbose_default, help="more log output (-vv for debug)"
+    )
     parser.add_argument(
         "--threads",
         type=positive_int,
         metavar="N",
+        default=threads_default,
         help="CPU threads for torch (default: all cores; 1 is faster when other work shares them)",
     )
 
@@ -77,7 +85,9 @@ def setup_args(commands: dict[str, ModuleType] | None = None) -> argparse.Argume
     _add_global_args(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in (commands or subcommands()).items():
-        module.setup_args(subparsers.add_parser(name, help=module.HELP, description=module.HELP))
+        subparser = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        module.setup_args(subparser)
+        _add_global_args(subparser.add_argument_group("all commands"), defaults=False)
     return parser
 
 
@@ -92,6 +102,41 @@ def chosen_command(argv: Sequence[str] | None) -> str | None:
     except UsageError:
         return None
     return known.command if known.command in command_modules() else None
+
+
+class _OneLineFormatter(logging.Formatter):
+    """Log records in the style of the command's errors: ``camcodec encode: warning: ...``; an INFO
+    record of the status logger (``camcodec.STATUS_LOGGER``) as ``camcodec encode: ...``; with -v and
+    -vv, other records name their logger."""
+
+    def __init__(self, prefix: str, verbose: int) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.verbose = verbose
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = one_line(record.getMessage())
+        if record.levelno >= logging.WARNING:
+            text = f"{self.prefix}: {record.levelname.lower()}: {message}"
+        elif record.name == STATUS_LOGGER and not self.verbose:
+            text = f"{self.prefix}: {message}"
+        else:
+            text = f"{self.prefix}: {record.levelname.lower()} {record.name}: {message}"
+        if record.exc_info and self.verbose >= 2:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def setup_logging(prefix: str, verbose: int, *, quiet: bool = False) -> None:
+    """Warnings always (one line each, as errors are); the status lines an encode prints before and while
+    it trains unless ``quiet``; every INFO record with -v, DEBUG with -vv."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLineFormatter(prefix, verbose))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel((logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)])
+    status = logging.getLogger(STATUS_LOGGER)
+    status.setLevel(logging.WARNING if quiet and not verbose else logging.NOTSET if verbose else logging.INFO)
 
 
 def one_line(text: object) -> str:
@@ -123,26 +168,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``--help`` and ``--version`` exit through SystemExit(0), as argparse does.
     """
     chosen = chosen_command(argv)
-    commands = subcommands([chosen] if chosen else None)
-    try:
+    try:  # importing a command loads torch: seconds in which a Ctrl-C must not print a traceback
+        commands = subcommands([chosen] if chosen else None)
         args = setup_args(commands).parse_args(argv)
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return 2
-    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    except KeyboardInterrupt:
+        print(f"camcodec{' ' + chosen if chosen else ''}: interrupted", file=sys.stderr)
+        return 130
     prefix = f"camcodec {args.command}"
+    setup_logging(prefix, args.verbose, quiet=getattr(args, "quiet", False))
     try:
+        if args.threads is not None:
+            import torch
+
+            torch.set_num_threads(args.threads)
         return commands[args.command].run(args)
     except CamcodecError as exc:
         print(f"{prefix}: error: {one_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{prefix}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"{prefix}: interrupted{': ' + one_line(exc) if str(exc) else ''}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader of our standard output went away (| head, a closed player)
         _silence_stdout()

@@ -174,14 +174,11 @@ def setup_args(parser: argparse.ArgumentParser) -> None:
         default=EncodeConfig.precision,
         help=f"training arithmetic, as camcodec encode --precision (default {EncodeConfig.precision})",
     )
-    parser.add_argument("--threads", type=_count(1), metavar="N", help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--out", default="bench.json", metavar="JSON", help="results file (default bench.json)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+def run(args: argparse.Namespace) -> int:  # --threads is camcodec's own: set before this runs
     device = resolve_device(args.device)
     sizes = args.sizes or list(GPU_SIZES if device.type == "cuda" else CPU_SIZES)
     for preset in args.presets:
