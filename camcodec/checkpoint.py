@@ -22,8 +22,9 @@ from torch import nn
 
 from bitstream.files import atomic_open
 from camcodec.errors import InputError
+from camcodec.interrupt import DeferredInterrupt
 from camcodec.rate import LearnedSteps
-from camcodec.train import FitCallback, FitState, StepEvent, TrainResult
+from camcodec.train import FitCallback, FitState, Phase, StepEvent, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class EncodeCheckpoint(FitCallback):
         self.rate: LearnedSteps | None = None  # steps learned with the network (rate in the loss), if any
         self.steps: dict[str, torch.Tensor] | None = None  # the file's steps, once decided from ``rate``
         self.deadzone = 0.0  # the file's dead zone at ``steps`` (not saved: decided after the last phase)
+        self.plan: tuple[int, float] | None = None  # with a time budget: (training steps, steps/s measured)
         self._last = time.monotonic()
 
     def due(self) -> bool:
@@ -76,6 +78,7 @@ class EncodeCheckpoint(FitCallback):
             "masks": self.masks,
             "rate": self.rate.state_dict() if self.rate is not None else None,
             "steps": self.steps,
+            "plan": self.plan,
             "fit": asdict(state) if state is not None else None,
         }
         with atomic_open(self.path) as handle:
@@ -90,13 +93,13 @@ class EncodeCheckpoint(FitCallback):
         another encode.
         """
         if not self.path.is_file():
-            raise InputError(f"{self.path}: no checkpoint to resume (encode without --resume)")
+            raise InputError(f"{self.path}: no checkpoint to resume")
         try:
             payload: dict[str, Any] = torch.load(self.path, map_location="cpu", weights_only=True)
             if payload["fingerprint"] != self.fingerprint:
                 raise InputError(
                     f"{self.path}: checkpoint of a different encode (source or options changed); "
-                    "delete it or encode without --resume"
+                    "--no-resume starts again and replaces it (resume=False)"
                 )
             self.model.load_state_dict(payload["model"])
             self.done = [TrainResult(**r) for r in payload["done"]]
@@ -104,11 +107,14 @@ class EncodeCheckpoint(FitCallback):
             if self.rate is not None:
                 self.rate.load_state_dict(payload["rate"])
             self.steps = payload["steps"]
+            self.plan = payload.get("plan")
             state = FitState(**payload["fit"]) if payload["fit"] is not None else None
         except InputError:
             raise
         except Exception as exc:  # a damaged checkpoint: any unpickling or key error
-            raise InputError(f"{self.path}: unreadable checkpoint ({type(exc).__name__}); delete it") from None
+            raise InputError(
+                f"{self.path}: unreadable checkpoint ({type(exc).__name__}); --no-resume starts again and replaces it"
+            ) from None
         device = next(self.model.parameters()).device
         self.masks = {name: mask.to(device) for name, mask in self.masks.items()}
         if self.steps is not None:
@@ -118,3 +124,25 @@ class EncodeCheckpoint(FitCallback):
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+class SaveOnInterrupt(FitCallback):
+    """Makes a Ctrl-C during training wait for the step to end (``DeferredInterrupt``), then saves the
+    checkpoint at that step and stops the encode with KeyboardInterrupt."""
+
+    def __init__(self, checkpoint: EncodeCheckpoint, interrupt: DeferredInterrupt) -> None:
+        self.checkpoint = checkpoint
+        self.interrupt = interrupt
+
+    def begin(self, phase: Phase, first_step: int) -> None:
+        self.interrupt.deferring = True
+
+    def after_step(self, event: StepEvent) -> bool:
+        if self.interrupt.requested:
+            self.interrupt.deferring = False
+            self.checkpoint.save(event.state())
+            raise KeyboardInterrupt
+        return False
+
+    def end(self) -> None:
+        self.interrupt.deferring = False

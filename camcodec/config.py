@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from camcodec.device import DEVICE_NAMES, is_device_name
 from camcodec.errors import InputError
 from camcodec.model import ARCHITECTURES, ArchConfig, architecture
+from camcodec.values import parse_duration
 
 LOSSES = ("mse", "log-mse", "l1-msssim")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -75,10 +76,23 @@ PRESETS: dict[str, dict[str, Any]] = {
 DEFAULT_PRESET = "medium"
 
 
-def option(help: str, group: str, *, flag: str | None = None, metavar: str | None = None) -> dict[str, Any]:
+def option(
+    help: str,
+    group: str,
+    *,
+    flag: str | None = None,
+    metavar: str | None = None,
+    parse: Callable[[str], Any] | None = None,
+) -> dict[str, Any]:
     """A config field's command-line face (dataclass field metadata): its help, its group in ``--help``,
-    and its flag when that is not ``--field-name``. The encode command is built from these."""
-    return {"help": help, "group": group, "flag": flag, "metavar": metavar}
+    its flag when that is not ``--field-name``, and ``parse`` for a value written as text that is not a
+    plain number (a duration). The encode command is built from these."""
+    return {"help": help, "group": group, "flag": flag, "metavar": metavar, "parse": parse}
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of an ``EncodeConfig`` field (``batch_size`` -> ``--batch-size``)."""
+    return _FIELDS[name].metadata["flag"] or "--" + name.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -97,6 +111,17 @@ class EncodeConfig:
     )
     steps: int | None = field(
         default=None, metadata=option("training steps in total, each a batch of frames (overrides epochs)", "training")
+    )
+    time_budget: float | None = field(
+        default=None,
+        metadata=option(
+            "encode in about this long: the training steps are planned from the step rate measured on this "
+            "machine, instead of --preset's passes (20m, 1h30m, 90s)",
+            "training",
+            flag="--time",
+            metavar="DURATION",
+            parse=parse_duration,
+        ),
     )
     batch_size: int = field(default=2, metadata=option("frames per training step", "training"))
     lr: float | None = field(
@@ -200,35 +225,39 @@ class EncodeConfig:
     seed: int = field(default=0, metadata=option("random seed: the same seed gives the same file", "training"))
 
     def validate(self) -> None:
+        """Each field in its range; a message names the field's flag, as the user typed it."""
         checks = [
-            (self.params_per_pixel > 0, "params_per_pixel must be > 0"),
-            (self.epochs >= 1, "epochs must be >= 1"),
-            (self.steps is None or self.steps >= 1, "steps must be >= 1"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
-            (self.lr is None or self.lr > 0, "lr must be > 0"),
-            (self.grid_lr > 0, "grid_lr must be > 0"),
-            (0 <= self.warmup < 1, "warmup must be in [0, 1)"),
-            (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}"),
-            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
-            (2 <= self.bits <= 16, "bits must be in 2..16"),
-            (0 <= self.prune < 1, "prune must be in [0, 1)"),
-            (0 <= self.finetune <= 1 and 0 <= (self.qat or 0) <= 1, "finetune and qat must be in [0, 1]"),
-            (0 < self.finetune_lr <= 1, "finetune_lr must be in (0, 1]"),
-            (self.rate_weight >= 0, "rate_weight must be >= 0"),
-            (0 <= self.rate_control <= 1, "rate_control must be in [0, 1]"),
-            (0 <= self.rate_from < 1, "rate_from must be in [0, 1)"),
+            ("params_per_pixel", self.params_per_pixel > 0, "must be > 0"),
+            ("epochs", self.epochs >= 1, "must be >= 1"),
+            ("steps", self.steps is None or self.steps >= 1, "must be >= 1"),
+            ("time_budget", self.time_budget is None or self.time_budget > 0, "must be positive"),
+            ("batch_size", self.batch_size >= 1, "must be >= 1"),
+            ("lr", self.lr is None or self.lr > 0, "must be > 0"),
+            ("grid_lr", self.grid_lr > 0, "must be > 0"),
+            ("warmup", 0 <= self.warmup < 1, "must be in [0, 1)"),
+            ("loss", self.loss in LOSSES, f"must be one of {', '.join(LOSSES)}"),
+            ("precision", self.precision in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"),
+            ("bits", 2 <= self.bits <= 16, "must be in 2..16"),
+            ("prune", 0 <= self.prune < 1, "must be in [0, 1)"),
+            ("finetune", 0 <= self.finetune <= 1, "must be in [0, 1]"),
+            ("qat", 0 <= (self.qat or 0) <= 1, "must be in [0, 1]"),
+            ("finetune_lr", 0 < self.finetune_lr <= 1, "must be in (0, 1]"),
+            ("rate_weight", self.rate_weight >= 0, "must be >= 0"),
+            ("rate_control", 0 <= self.rate_control <= 1, "must be in [0, 1]"),
+            ("rate_from", 0 <= self.rate_from < 1, "must be in [0, 1)"),
             (
+                "prune",
                 self.rate_weight == 0 or self.prune == 0,
-                "prune does not apply with learned steps (rate_weight > 0): set rate_weight 0 (--rate-weight 0)",
+                "does not apply with learned steps (--rate-weight > 0): add --rate-weight 0",
             ),
-            (self.target_bpp is None or 0 < self.target_bpp <= 24, "target bpp must be in (0, 24]"),
-            (self.cam_points is None or 2 <= self.cam_points <= 4096, "cam_points must be in 2..4096"),
-            (self.arch in ARCHITECTURES, f"arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}"),
-            (is_device_name(self.device), f"device must be {DEVICE_NAMES}, got {self.device!r}"),
+            ("target_bpp", self.target_bpp is None or 0 < self.target_bpp <= 24, "must be in (0, 24]"),
+            ("cam_points", self.cam_points is None or 2 <= self.cam_points <= 4096, "must be in 2..4096"),
+            ("arch", self.arch in ARCHITECTURES, f"must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}"),
+            ("device", is_device_name(self.device), f"must be {DEVICE_NAMES}, got {self.device!r}"),
         ]
-        for ok, message in checks:
+        for name, ok, message in checks:
             if not ok:
-                raise InputError(message)
+                raise InputError(f"{flag_of(name)} {message}")
 
     def nominal_bpp(self, parameters: int, pixels: int) -> float:
         """The rate aimed at: the target, or else the estimate for a network of ``parameters`` at ``bits``
@@ -260,19 +289,46 @@ class EncodeConfig:
 
 
 def resolve_config(preset: str = DEFAULT_PRESET, rate: str | None = None, **overrides: Any) -> EncodeConfig:
-    """Defaults, then the preset, then the rate rung, then every override that is not None."""
+    """Defaults, then the preset, then the rate rung, then every override that is not None.
+
+    An override is named by its field or by its flag, as on the command line (``target_bpp=`` or
+    ``bpp=``, ``time_budget=`` or ``time="20m"``); a text value of a field with its own parser (a
+    duration) is parsed. ``rate`` and a target both set the rate, and ``time`` and steps or passes both
+    set the effort: either pair is refused.
+    """
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     if rate is not None and rate not in RATES:
         raise InputError(f"unknown rate {rate!r}; choose from {', '.join(RATES)}")
-    known = {f.name for f in fields(EncodeConfig)}
-    unknown = set(overrides) - known
+    named = {FLAG_NAMES.get(key, key): value for key, value in overrides.items()}
+    unknown = set(named) - set(_FIELDS)
     if unknown:
         raise InputError(f"unknown encode options: {', '.join(sorted(unknown))}")
+    given = {k: _parsed(k, v) for k, v in named.items() if v is not None}
+    if rate is not None and "target_bpp" in given:
+        raise InputError("--rate and --bpp both set the rate: give one of them")
+    effort = [name for name in ("steps", "epochs") if name in given]
+    if "time_budget" in given and effort:
+        raise InputError(f"--time and {flag_of(effort[0])} both set the effort: give one of them")
     config = replace(EncodeConfig(), **{**PRESETS[preset], **(RATES[rate] if rate else {})})
-    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    config = replace(config, **given)
     config.validate()
     return config
+
+
+def _parsed(name: str, value: Any) -> Any:
+    """A field's value, parsed by the field's own parser when it comes as text."""
+    parse = _FIELDS[name].metadata["parse"]
+    return parse(value) if parse is not None and isinstance(value, str) else value
+
+
+_FIELDS = {item.name: item for item in fields(EncodeConfig)}
+#: Field names by their flag's name (``bpp`` -> ``target_bpp``), for the API's keyword arguments.
+FLAG_NAMES = {
+    flag_of(name)[2:].replace("-", "_"): name
+    for name, item in _FIELDS.items()
+    if item.metadata["flag"] and not flag_of(name).startswith("--no-")
+}
 
 
 def size_model(width: int, height: int, num_frames: int, config: EncodeConfig) -> ArchConfig:
@@ -319,9 +375,14 @@ def parse_options(pairs: Iterable[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise InputError(f"expected key=value, got {pair!r}")
-        texts[key.strip().replace("-", "_")] = value.strip()
+        name = key.strip().replace("-", "_")
+        texts[FLAG_NAMES.get(name, name)] = value.strip()
     hints = typing.get_type_hints(EncodeConfig)
-    options = {k: _convert(k, v, hints[k]) for k, v in texts.items() if k in hints and k != "model_params"}
+    options = {
+        k: _parsed(k, v) if _FIELDS[k].metadata["parse"] else _convert(k, v, hints[k])
+        for k, v in texts.items()
+        if k in hints and k != "model_params"
+    }
     rest = {k: v for k, v in texts.items() if k not in options}
     if rest:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -12,7 +13,8 @@ import numpy as np
 import torch
 
 import bitstream
-from camcodec.checkpoint import EncodeCheckpoint, fingerprint
+from camcodec import STATUS_LOGGER
+from camcodec.checkpoint import EncodeCheckpoint, SaveOnInterrupt, fingerprint
 from camcodec.compress import (
     FileBuilder,
     deadzone_for_target,
@@ -28,26 +30,34 @@ from camcodec.config import (
     MAX_TARGET_BITS,
     MIN_TARGET_BITS,
     EncodeConfig,
+    coded_bits_per_weight,
     params_for_target,
     resolve_config,
     size_model,
 )
 from camcodec.decoder import Decoder
-from camcodec.device import resolve_device
-from camcodec.errors import InputError
+from camcodec.device import resolve_device, trains_in_bf16
+from camcodec.effort import Deadline, EncodeEstimate, TimePlan, finetune_fraction, measure_step_rate, plan_for_time
+from camcodec.errors import EncodeInterrupted, InputError, OutputError
+from camcodec.interrupt import DeferredInterrupt
 from camcodec.media import Clip, check_output_path
+from camcodec.media.writer import refused_overwrite
 from camcodec.metrics import psnr_uint8
 from camcodec.model import VideoModel, build_model, count_parameters
 from camcodec.prune import apply_masks, magnitude_masks
 from camcodec.quantize import bits_for_levels, channel_axes, levels_for_bits, quantize_at, quantize_model
 from camcodec.rate import LearnedSteps
-from camcodec.train import Phase, ProgressBar, evaluate_psnr, fit, frames_to_tensor
+from camcodec.train import FitCallback, FitState, Phase, ProgressBar, evaluate_psnr, fit, frames_to_tensor
+from camcodec.values import format_duration
 
 log = logging.getLogger(__name__)
+status = logging.getLogger(STATUS_LOGGER)
 
 # With kappa fixed, fine-tuning at fixed steps grew files by up to 2.2 %; with kappa steered to hold the
 # landed rate (--rate-control), it moved them by -0.7 to +0.2 %, and it lands with no room (docs/architecture.md, 4).
 FINETUNE_GROWTH = 0.025
+#: A file more than this factor over its target rate is said to miss it.
+TARGET_MISS = 1.02
 
 
 @dataclass
@@ -66,13 +76,14 @@ class EncodeStats:
     levels: int  # quantization steps on each side of zero (127: 8 bits)
     prune: float
     target_bpp: float | None
+    asked_bpp: float  # the rate aimed at: the target, or the rung's (or --params-per-pixel's) estimate
     phases: list[dict]  # per phase (train, prune, qat): steps, frame_steps, seconds, psnr of its last pass
     encode_seconds: float
     device: str
     segments: int = 1  # networks in the file, each coding consecutive frames
 
     def summary(self) -> str:
-        target = f" (target {self.target_bpp:g})" if self.target_bpp is not None else ""
+        target = f" (target {self.target_bpp:g})" if self.target_bpp is not None else f" (asked ~{self.asked_bpp:.3g})"
         return (
             f"{self.frames} frame{'s' if self.frames != 1 else ''} {self.width}x{self.height}, "
             f"{self.parameters:,} params, "
@@ -99,10 +110,23 @@ def clip_from_array(frames: np.ndarray, fps: Fraction = Fraction(25)) -> Clip:
     return Clip(np.ascontiguousarray(frames), Fraction(fps), "rgb24", "rgb", "<array>")
 
 
-def checked_output(clip: Clip, out_path: str | os.PathLike) -> bitstream.VideoInfo:
-    """The file's video info, with the output path checked: both refused before any training."""
+#: Extensions of the video files ``camcodec decode`` writes: a .cam file named so would fool its reader.
+VIDEO_EXTENSIONS = (".mkv", ".mp4", ".webm", ".y4m", ".yuv", ".i420", ".avi", ".mov", ".png")
+
+
+def checked_output(clip: Clip, out_path: str | os.PathLike, overwrite: bool = True) -> bitstream.VideoInfo:
+    """The file's video info, with the output path checked: both refused before any training. A path
+    named as a video file is refused too: the output is a .cam file."""
     info = video_info(clip)
     check_output_path(out_path, clip.source if os.path.exists(clip.source) else None)
+    label = os.fsdecode(os.fspath(out_path))
+    suffix = os.path.splitext(label)[1].lower()
+    if suffix in VIDEO_EXTENSIONS:
+        raise OutputError(
+            f"{label}: encode writes a .cam file, not {suffix}; name it .cam (camcodec decode writes {suffix} from it)"
+        )
+    if not overwrite and os.path.isfile(label):
+        raise OutputError(refused_overwrite(label))
     return info
 
 
@@ -130,6 +154,55 @@ def initial_model(config: EncodeConfig, num_frames: int, height: int, width: int
     return build_model(size_model(width, height, num_frames, config), config.seed).to(device)
 
 
+def plan_line(
+    clip: Clip, model: VideoModel, config: EncodeConfig, asked_bpp: float, device: torch.device, plan: TimePlan | None
+) -> str:
+    """What an encode is about to do, in one line, as x265 says it before it starts."""
+    num_frames = clip.num_frames
+    steps = config.total_steps(num_frames)
+    finetune = config.phase_steps(num_frames, finetune_fraction(config))
+    effort = f"{steps:,} steps of {min(config.batch_size, num_frames)} frames"
+    if plan is not None:
+        effort += f" in --time {format_duration(config.time_budget or 0)} ({plan.line()})"
+    elif config.steps is None:
+        effort += f" ({config.epochs} passes)"
+    target = f"target {config.target_bpp:g} bpp" if config.target_bpp is not None else f"~{asked_bpp:.3g} bpp"
+    precision = "bf16" if trains_in_bf16(config.precision, device) else "fp32"
+    return (
+        f"{num_frames} frame{'s' if num_frames != 1 else ''} {clip.width}x{clip.height} at {float(clip.fps):.6g} fps"
+        f" -> {config.arch}, {count_parameters(model):,} params; {effort} + {finetune:,} fine-tuning; {target};"
+        f" {device.type} {precision}"
+    )
+
+
+def warn_if_rate_unreachable(config: EncodeConfig, parameters: int, clip: Clip) -> float:
+    """The rate the encode aims at (the target, or else its network size's estimate); a warning when
+    the network's smallest size (``min_params``) codes well above it, which no step size can undo."""
+    pixels = clip.width * clip.height * clip.num_frames
+    coded = coded_bits_per_weight(config.bits)
+    asked = config.target_bpp if config.target_bpp is not None else config.params_per_pixel * coded
+    smallest = parameters * coded / pixels
+    if parameters <= config.min_params and smallest > asked * 1.25:
+        log.warning(
+            "%s: the smallest network (%s params) codes %d frames of %dx%d at about %.3f bpp, above the %.3g asked; %s",
+            clip.source,
+            f"{parameters:,}",
+            clip.num_frames,
+            clip.width,
+            clip.height,
+            smallest,
+            asked,
+            _how_to_land_less(config),
+        )
+    return asked
+
+
+def _how_to_land_less(config: EncodeConfig) -> str:
+    return f"more frames or a larger picture would land it, or a lower --min-params (now {config.min_params:,})" + (
+        ", or --rate-weight 0 --bits 4 with --prune" if config.rate_weight > 0 else ", or --prune"
+    )
+
+
 class Encoder:
     """Encodes clips with one configuration.
 
@@ -142,59 +215,66 @@ class Encoder:
         *,
         progress: bool = False,
         checkpoint_interval: float | None = None,
-        resume: bool = False,
+        resume: bool = True,
+        overwrite: bool = True,
     ):
         """``checkpoint_interval``: seconds between checkpoints (``OUT.ckpt``; None: no checkpoints);
-        ``resume``: continue from the checkpoint of an interrupted encode of the same source and options."""
+        ``resume``: continue from the checkpoint an interrupted encode of the same source and options left,
+        when there is one (False: start again and replace it); ``overwrite``: replace a file at the output
+        path (False: refuse it, before any work)."""
         self.config = config or resolve_config()
         self.config.validate()
         self.progress = progress
         self.checkpoint_interval = checkpoint_interval
         self.resume = resume
+        self.overwrite = overwrite
 
     def encode(self, clip: Clip, out_path: str | os.PathLike) -> EncodeResult:
         start = time.perf_counter()
         config = self.config
         device = resolve_device(config.device)
         num_frames, height, width = clip.frames.shape[:3]
-        info = checked_output(clip, out_path)
+        pixels = width * height * num_frames
+        info = checked_output(clip, out_path, self.overwrite)
         target_bytes = None
         if config.target_bpp is not None:
-            target_bytes = int(config.target_bpp * width * height * num_frames / 8)
+            target_bytes = int(config.target_bpp * pixels / 8)
             config = replace(config, params_per_pixel=params_for_target(config.target_bpp, config.bits))
         model = initial_model(config, num_frames, height, width, device)
-        log.info(
-            "%s: %d frames %dx%d, %d params, device %s, model %s",
-            clip.source,
-            num_frames,
-            width,
-            height,
-            count_parameters(model),
-            device,
-            model.config.to_dict(),
-        )
+        asked_bpp = warn_if_rate_unreachable(config, count_parameters(model), clip)
 
         def build(tensors: list[bitstream.QuantizedTensor]) -> bitstream.Container:
             return bitstream.Container(info, [bitstream.Segment(0, num_frames, model.config.to_dict(), tensors)])
+
+        def write(tensors: list[bitstream.QuantizedTensor]) -> bytes:
+            return bitstream.write_bytes(build(tensors))
 
         progress = EncodeCheckpoint(
             out_path, model, fingerprint(clip.frames, asdict(config), model.config.to_dict()), self.checkpoint_interval
         )
         if config.rate_weight > 0:
             # Learned steps have no natural size of their own: without a target, they land the nominal rate.
-            nominal_bpp = config.nominal_bpp(count_parameters(model), width * height * num_frames)
+            nominal_bpp = config.nominal_bpp(count_parameters(model), pixels)
             progress.rate = LearnedSteps(
                 model, levels_for_bits(config.bits), channel_axes(model), nominal_bpp, config.rate_weight
             )
-            target_bytes = int(nominal_bpp * width * height * num_frames / 8)
-        self._optimize(
-            model,
-            frames_to_tensor(clip.frames, device),
-            config,
-            progress,
-            target_bytes,
-            lambda tensors: bitstream.write_bytes(build(tensors)),
-        )
+            target_bytes = int(nominal_bpp * pixels / 8)
+        frames = frames_to_tensor(clip.frames, device)
+        interrupt = DeferredInterrupt()
+        try:
+            with interrupt if self.checkpoint_interval is not None else contextlib.nullcontext():
+                state = progress.load() if self.resume and progress.path.is_file() else None
+                plan = self._plan(model, frames, config, progress, state, start)
+                if plan is not None:
+                    config = replace(config, steps=plan.steps)
+                status.info("%s", plan_line(clip, model, config, asked_bpp, device, plan))
+                self._optimize(model, frames, config, progress, target_bytes, write, state, plan, interrupt)
+        except KeyboardInterrupt:
+            if self.checkpoint_interval is not None and progress.path.is_file():
+                raise EncodeInterrupted(
+                    f"progress saved in {progress.path}; the same command continues from it"
+                ) from None
+            raise
         if progress.steps is None:
             assert progress.levels is not None, "the encoder finished without deciding the quantization"
             tensors = quantize_model(model, progress.levels)
@@ -212,19 +292,52 @@ class Encoder:
             height=height,
             parameters=count_parameters(model),
             file_bytes=file_bytes,
-            bpp=8 * file_bytes / (width * height * num_frames),
+            bpp=8 * file_bytes / pixels,
             psnr=psnr_uint8(clip.frames, reconstruction),
             bits=bits_for_levels(levels),
             levels=levels,
             prune=progress.ratio,
             target_bpp=config.target_bpp,
+            asked_bpp=asked_bpp,
             phases=[asdict(p) for p in progress.done],
             encode_seconds=time.perf_counter() - start,
             device=str(device),
         )
         progress.remove()
+        if config.target_bpp is not None and stats.bpp > config.target_bpp * TARGET_MISS:
+            log.warning(
+                "%s: landed %.4f bpp, above the target %g: the network cannot code smaller (%s)",
+                clip.source,
+                stats.bpp,
+                config.target_bpp,
+                _how_to_land_less(config),
+            )
         log.info("encoded %s", stats.summary())
         return EncodeResult(stats, reconstruction)
+
+    @staticmethod
+    def _plan(
+        model: VideoModel,
+        frames: torch.Tensor,
+        config: EncodeConfig,
+        progress: EncodeCheckpoint,
+        state: FitState | None,
+        started: float,
+    ) -> TimePlan | None:
+        """With a time budget, the training steps that fit it: planned from the step rate measured here,
+        or the plan of the interrupted encode being continued (its clock counting the time it spent)."""
+        budget = config.time_budget
+        if budget is None:
+            return None
+        num_frames = frames.shape[0]
+        if progress.plan is not None:
+            steps, rate = progress.plan
+            spent = sum(r.seconds for r in progress.done) + (state.seconds if state is not None else 0.0)
+            return plan_for_time(budget, started - spent, rate, config, num_frames, steps=steps)
+        rate = measure_step_rate(model, frames, config, progress.rate, budget)
+        plan = plan_for_time(budget, started, rate, config, num_frames)
+        progress.plan = (plan.steps, plan.steps_per_second)
+        return plan
 
     def _optimize(
         self,
@@ -234,26 +347,38 @@ class Encoder:
         progress: EncodeCheckpoint,
         target_bytes: int | None,
         build: FileBuilder,
+        state: FitState | None,
+        plan: TimePlan | None,
+        interrupt: DeferredInterrupt,
     ) -> None:
         """Train, choose the rate, prune and fine-tune, then quantization-aware fine-tune: the weights
         left in ``model`` (pruned weights zeroed) quantize to the file's tensors at ``progress.levels``.
 
-        ``progress`` records finished phases and rate decisions; with ``resume`` it starts from the
-        checkpoint, and finished phases are skipped.
+        ``progress`` records finished phases and rate decisions; resumed (``state``: the running phase's,
+        None at a phase boundary), finished phases are skipped. ``plan`` ends phases on time; a Ctrl-C
+        during a step (``interrupt``) saves the checkpoint after it and stops.
         """
         num_frames = frames.shape[0]
         checkpointing = self.checkpoint_interval is not None
         callbacks = [*([ProgressBar()] if self.progress else []), *([progress] if checkpointing else [])]
-        state = progress.load() if self.resume else None
+        if checkpointing:
+            callbacks.append(SaveOnInterrupt(progress, interrupt))
 
         def run(phase: Phase) -> None:
             nonlocal state
             if any(r.phase == phase.name for r in progress.done):
                 return
-            progress.done.append(fit(model, frames, phase, config, resume=state, callbacks=callbacks))
+            timing: list[FitCallback] = []
+            if plan is not None:
+                timing.append(Deadline(plan.train_deadline if phase.name == "train" else plan.finetune_deadline))
+            elif phase.name == "train" and state is None:
+                timing.append(EncodeEstimate(config.phase_steps(num_frames, finetune_fraction(config))))
+            progress.done.append(fit(model, frames, phase, config, resume=state, callbacks=[*callbacks, *timing]))
             state = None
             if checkpointing:
                 progress.save()
+            if interrupt.requested:  # a Ctrl-C after the phase's last step: stop at the checkpoint just saved
+                raise KeyboardInterrupt
 
         rate = progress.rate
         measured = None if rate is None else (lambda params: stepped_weights(rate.frozen())(params))

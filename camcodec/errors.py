@@ -37,3 +37,8 @@ __all__ = [
     "TruncatedError",
     "UnsupportedVersionError",
 ]
+
+
+class EncodeInterrupted(KeyboardInterrupt):
+    """An encode stopped by Ctrl-C after saving its checkpoint; the message says where it is and how to
+    continue. A KeyboardInterrupt, so that code which handles those handles this one."""

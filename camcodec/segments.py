@@ -120,8 +120,7 @@ def encode_segment(task: SegmentTask) -> dict:
     clip = task.source.read(task.frames)
     if clip.num_frames != len(task.frames):
         raise InputError(f"{task.source.path}: frames {task.frames.start}..{task.frames.stop - 1} are not all there")
-    resume = Path(f"{task.path}.ckpt").exists()
-    encoder = Encoder(config, checkpoint_interval=task.checkpoint_interval, resume=resume)
+    encoder = Encoder(config, checkpoint_interval=task.checkpoint_interval)  # a dead worker's checkpoint resumes
     stats = encoder.encode(clip, task.path).stats.to_dict()
     files.write_atomic(stats_path, json.dumps(stats).encode())
     return stats
@@ -153,15 +152,16 @@ def encode_in_segments(
     progress: bool = False,
     checkpoint_interval: float | None = None,
     threads: int | None = None,
+    overwrite: bool = True,
 ) -> EncodeResult:
     """Encode ``clip`` as one segment per range on ``engine`` and join them into ``out_path``.
 
     ``source`` says where workers read the frames (None: the frames are saved to the work folder for
     them); ``work_dir`` (default ``OUT.parts``, shared storage on a cluster) holds the segments'
-    files and checkpoints until the output is written.
+    files and checkpoints until the output is written. ``overwrite`` False refuses an existing output.
     """
     start = time.perf_counter()
-    info = checked_output(clip, out_path)
+    info = checked_output(clip, out_path, overwrite)
     if not _remote(engine):
         resolve_device(config.device)  # a GPU asked of a machine without one fails here, before any work
     resources = _resources(engine, config)
@@ -204,6 +204,7 @@ def encode_in_segments(
         levels=levels,
         prune=max(s["prune"] for s in segment_stats),
         target_bpp=config.target_bpp,
+        asked_bpp=sum(s["asked_bpp"] * s["frames"] for s in segment_stats) / clip.num_frames,
         phases=[{"segment": i, **phase} for i, s in enumerate(segment_stats) for phase in s["phases"]],
         encode_seconds=time.perf_counter() - start,
         device=",".join(sorted({s["device"] for s in segment_stats})),

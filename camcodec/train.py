@@ -106,6 +106,7 @@ class Phase:
     weights: WeightMap | None = None
     rate: LearnedSteps | None = None
     fixed_steps: dict[str, torch.Tensor] | None = None  # with rate: rounding at these, straight-through
+    measure: bool = True  # end by measuring the PSNR of all frames (False: a trial that only times steps)
 
 
 @dataclass
@@ -114,7 +115,7 @@ class TrainResult:
     steps: int
     frame_steps: int
     seconds: float
-    psnr: float  # RGB PSNR of all frames, rounded to 8 bits, with the weights the phase trained
+    psnr: float  # RGB PSNR of all frames, rounded to 8 bits, with the weights the phase trained (nan: unmeasured)
 
 
 @dataclass
@@ -277,7 +278,7 @@ def fit(
             callback.end()
     model.eval()
     seconds = time.perf_counter() - start
-    psnr = evaluate_psnr(model, frames, phase.weights)
+    psnr = evaluate_psnr(model, frames, phase.weights) if phase.measure else math.nan
     log.info(
         "%s: %d steps (%d frame-steps, %s) in %.1f s, PSNR %.2f dB",
         phase.name,

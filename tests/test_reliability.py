@@ -176,7 +176,7 @@ CASES = [
         names="clip.mkv",
     ),
     case("start-beyond", "--start beyond the last frame", "encode clip.mkv --start 10 -o out.cam", names="clip.mkv"),
-    case("start-negative", "--start -1", "encode clip.mkv --start -1 -o out.cam", names="clip.mkv"),
+    case("start-negative", "--start -1", "encode clip.mkv --start -1 -o out.cam", names="--start"),
     case("frames-0", "--frames 0", "encode clip.mkv --frames 0 -o out.cam", names="--frames"),
     case("scale-0", "--scale 0x24", "encode clip.mkv --scale 0x24 -o out.cam", names="--scale"),
     case(
@@ -209,6 +209,23 @@ CASES = [
         denied="read_only",
     ),
     case("out-is-input", "output path is the source itself", "encode clip.mkv -o clip.mkv", names="clip.mkv"),
+    case("out-exists", "output exists (no -y)", "encode clip.mkv -o good.cam", names="good.cam"),
+    case("out-video", "output named as a video file", "encode clip.mkv -o out.mp4", names="out.mp4"),
+    case("rate-and-bpp", "--rate and --bpp together", "encode clip.mkv --rate s --bpp 0.05 -o out.cam", names="--bpp"),
+    case(
+        "time-and-steps",
+        "--time and --steps together",
+        "encode clip.mkv --time 5m --steps 9 -o out.cam",
+        names="--time",
+    ),
+    case("time-syntax", "--time that is not a duration", "encode clip.mkv --time soon -o out.cam", names="--time"),
+    case("encode-range", "--frames A:B past the end", "encode clip.mkv --frames 2:10 -o out.cam", names="clip.mkv"),
+    case(
+        "range-and-start",
+        "--frames A:B with --start",
+        "encode clip.mkv --frames 1:3 --start 1 -o out.cam",
+        names="--start",
+    ),
     # decode and info: the .cam file
     case("cam-missing", "the .cam file does not exist", "decode missing.cam -o out.mkv", names="missing.cam"),
     case("cam-folder", "the .cam path is a folder", "decode a_folder.cam -o out.mkv", names="a_folder.cam"),
@@ -255,6 +272,8 @@ CASES = [
         names="a_cam_named.mkv",
     ),
     case("frames-range", "--frames outside the video", "decode good.cam -o out.mkv --frames 10:20", names="good.cam"),
+    case("decode-range", "--frames A:B past the end", "decode good.cam -o out.mkv --frames 2:10", names="good.cam"),
+    case("decode-exists", "decode onto an existing file (no -y)", "decode good.cam -o clip.mkv", names="clip.mkv"),
     case("frames-syntax", "--frames that is not a range", "decode good.cam -o out.mkv --frames a:b", names="--frames"),
     case("codec", "an encoder FFmpeg does not have", "decode good.cam -o out.mkv --codec nope", names="nope"),
     case("no-command", "no subcommand", "", names="COMMAND"),
@@ -413,7 +432,7 @@ def test_cam_write_failure_through_the_command(workspace, tmp_path, monkeypatch,
     target = tmp_path / "clip.cam"
     target.write_bytes(b"the previous file")
     failing_os(monkeypatch, "replace", KeyboardInterrupt, [])
-    assert main(["encode", str(workspace / "one_frame.mkv"), "-o", str(target), *TINY]) == 130
+    assert main(["encode", str(workspace / "one_frame.mkv"), "-o", str(target), "-y", *TINY]) == 130
     assert capsys.readouterr().err.strip() == "camcodec encode: interrupted"
     assert target.read_bytes() == b"the previous file"
     assert hidden_temps(tmp_path) == []
@@ -433,7 +452,7 @@ def test_decode_interrupted_midway_keeps_the_old_output(tiny_cam, tmp_path, monk
             yield 255 - frame  # different frames, so a partial write would show
 
     monkeypatch.setattr(camcodec.Decoder, "iter_frames", two_then_interrupt)
-    assert main(["decode", str(tiny_cam), "-o", str(target), "-q"]) == 130
+    assert main(["decode", str(tiny_cam), "-o", str(target), "-q", "-y"]) == 130
     after = {p.name: p.read_bytes() for p in target.iterdir()} if target.is_dir() else target.read_bytes()
     assert after == before
     assert hidden_temps(tmp_path) == []

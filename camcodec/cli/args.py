@@ -7,39 +7,47 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
+from camcodec.errors import InputError
+from camcodec.values import parse_fps, parse_size
+
 
 def size_arg(text: str) -> tuple[int, int]:
     """'WxH' -> (W, H)."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WxH, e.g. 320x180, got {text!r}") from None
-    if w < 1 or h < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return w, h
+    return argument(parse_size, text)
 
 
 def fps_arg(text: str) -> Fraction:
     """'25', '29.97' or '30000/1001' -> Fraction."""
-    try:
-        fps = Fraction(text).limit_denominator(1_000_000)
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"expected a frame rate like 25 or 30000/1001, got {text!r}") from None
-    if fps <= 0:
-        raise argparse.ArgumentTypeError(f"frame rate must be positive, got {text!r}")
-    return fps
+    return argument(parse_fps, text)
 
 
-def range_arg(text: str) -> slice:
-    """'A:B', 'A:', ':B' or 'N' (one frame) -> slice of frame indices."""
+def argument(parse: Callable[[str], Any], text: str) -> Any:
+    """``parse(text)``, its InputError as argparse's own error for a bad value."""
     try:
-        if ":" not in text:
-            index = int(text)
-            return slice(index, index + 1 if index != -1 else None)
-        start, stop = text.split(":")
-        return slice(int(start) if start else None, int(stop) if stop else None)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a frame range A:B, got {text!r}") from None
+        return parse(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_overwrite_args(parser: argparse.ArgumentParser) -> None:
+    """ffmpeg's -y and -n: an existing output is replaced only with -y (``args.overwrite``)."""
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument(
+        "-y", "--overwrite", action="store_true", help="overwrite an existing output (without it, it is refused)"
+    )
+    choice.add_argument(
+        "-n", "--no-overwrite", dest="overwrite", action="store_false", help="never overwrite an output (the default)"
+    )
+
+
+def add_frames_args(parser: argparse.ArgumentParser, command: str) -> None:
+    """``--frames N|A:B`` and ``--start S``, the same for encode and decode (``camcodec.values.parse_frames``)."""
+    parser.add_argument(
+        "--frames",
+        metavar="N|A:B",
+        help=f"{command} N frames (from --start), or frames A to B-1 (A: to the end), which must all exist",
+    )
+    parser.add_argument("--start", type=int, default=0, metavar="S", help="first frame (default 0)")
 
 
 def positive_int(text: str) -> int:

@@ -6,14 +6,17 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from camcodec.cli.args import range_arg
+from camcodec.cli.args import add_frames_args, add_overwrite_args
 from camcodec.decoder import Decoder
 from camcodec.device import DEVICE_NAMES
-from camcodec.errors import InputError, OutputError
+from camcodec.errors import OutputError
 from camcodec.media import OUTPUT_KINDS, VideoWriter
+from camcodec.media.writer import refused_overwrite
+from camcodec.values import parse_frames
 
 HELP = "decode a .cam file; the output kind follows OUT's extension"
 
@@ -22,7 +25,8 @@ def setup_args(parser: argparse.ArgumentParser) -> None:
     kinds = ", ".join(f"{ext or 'folder'}: {what}" for ext, what in OUTPUT_KINDS.items())
     parser.add_argument("input", help="a .cam file")
     parser.add_argument("-o", "--output", required=True, help=f"output path ({kinds}); - writes Y4M to standard output")
-    parser.add_argument("--frames", type=range_arg, metavar="A:B", help="decode frames A to B-1 only")
+    add_overwrite_args(parser)
+    add_frames_args(parser, "decode")
     parser.add_argument("--device", default="auto", help=f"{DEVICE_NAMES} (default auto)")
     parser.add_argument("--codec", help="PyAV encoder for .mkv/.mp4/.webm outputs (e.g. libx265)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -38,15 +42,12 @@ def run(args: argparse.Namespace) -> int:
         and os.path.samefile(args.output, args.input)
     ):
         raise OutputError(f"{args.output}: is the input file; refusing to overwrite it")
+    if not to_stdout and not args.overwrite and _exists(args.output):
+        raise OutputError(refused_overwrite(args.output))
+    chosen = parse_frames(args.frames, args.start)
     decoder = Decoder(args.input, device=args.device)
-    try:
-        indices = decoder.select(args.frames)
-    except IndexError as exc:
-        raise InputError(f"--frames: {exc}") from None
-    if not indices:
-        chosen = "" if args.frames is None else f" {_range_text(args.frames)}"
-        last = len(decoder) - 1
-        raise InputError(f"{args.input}: --frames{chosen} selects no frame; the video has {len(decoder)} (0..{last})")
+    chosen.check_within(len(decoder), args.input)
+    indices = decoder.select(slice(chosen.start, chosen.stop))
     # YUV outputs of an RGB source use BT.709; YUV sources get their own matrix back.
     matrix = "bt709" if decoder.info.color_matrix == "rgb" else decoder.info.color_matrix
     with VideoWriter(
@@ -72,5 +73,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _range_text(frames: slice) -> str:
-    return f"{'' if frames.start is None else frames.start}:{'' if frames.stop is None else frames.stop}"
+def _exists(output: str) -> bool:
+    """An output that is there to lose: a file, or a folder (of PNG frames) with something in it."""
+    path = Path(output)
+    return path.is_file() or (path.is_dir() and any(path.iterdir()))

@@ -10,11 +10,21 @@ import argparse
 import json
 import sys
 import typing
+from collections.abc import Callable
 from dataclasses import Field, fields
+from functools import partial
 from typing import Any
 
 from camcodec import api
-from camcodec.cli.args import fps_arg, positive_int, size_arg, typed_arg
+from camcodec.cli.args import (
+    add_frames_args,
+    add_overwrite_args,
+    argument,
+    fps_arg,
+    positive_int,
+    size_arg,
+    typed_arg,
+)
 from camcodec.config import DEFAULT_PRESET, DEFAULT_RATE, PRESETS, RATES, RUNG_BPP, EncodeConfig, parse_options
 from camcodec.errors import InputError
 from camcodec.segments import DEFAULT_SEGMENT_FRAMES
@@ -32,17 +42,29 @@ GROUPS = {
 def setup_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="source video; - reads Y4M from standard input")
     parser.add_argument("-o", "--output", required=True, help="the .cam file to write")
-    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS), help="training effort")
+    add_overwrite_args(parser)
+    efforts = ", ".join(f"{name} {values['epochs']} passes" for name, values in PRESETS.items())
+    parser.add_argument(
+        "--preset",
+        default=DEFAULT_PRESET,
+        choices=list(PRESETS),
+        help=f"training effort: {efforts} over the frames (default {DEFAULT_PRESET}); --time sets it in time instead",
+    )
     rungs = ", ".join(f"{name} ~{bpp:g}" for name, bpp in RUNG_BPP.items())
     parser.add_argument(
         "--rate", choices=list(RATES), help=f"rate ladder rung, in bpp: {rungs} (default {DEFAULT_RATE})"
     )
-    parser.add_argument("--frames", type=positive_int, help="encode at most N frames")
-    parser.add_argument("--start", type=int, default=0, help="first source frame to encode (default 0)")
+    add_frames_args(parser, "encode")
     parser.add_argument("--scale", type=size_arg, metavar="WxH", help="resize frames to WxH before encoding")
     parser.add_argument("--size", type=size_arg, metavar="WxH", help="frame size of a raw .yuv source")
     parser.add_argument("--fps", type=fps_arg, help="frame rate of a raw .yuv or PNG source (default 25)")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted encode from OUT.ckpt")
+    parser.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="continue from OUT.ckpt when an interrupted encode of the same source and options left one "
+        "(the default; --no-resume starts again and replaces it)",
+    )
     parser.add_argument(
         "--checkpoint-interval",
         type=float,
@@ -92,7 +114,11 @@ def _add_config_option(group: argparse._ArgumentGroup, item: Field, hint: Any) -
     if hint is bool:
         group.add_argument(flag, dest=item.name, action="store_const", const=not item.default, help=meta["help"])
         return
-    kind = str if item.name == "model_params" else typed_arg(_value_type(hint))
+    kind: Callable[[str], Any]
+    if meta["parse"] is not None:
+        kind = partial(argument, meta["parse"])
+    else:
+        kind = str if item.name == "model_params" else typed_arg(_value_type(hint))
     group.add_argument(flag, dest=item.name, type=kind, metavar=meta["metavar"], help=text)
 
 
@@ -130,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         args.output,
         preset=args.preset,
         rate=args.rate,
-        max_frames=args.frames,
+        frames=args.frames,
         start=args.start,
         scale=args.scale,
         size=args.size,
@@ -138,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         checkpoint_interval=args.checkpoint_interval,
         resume=args.resume,
+        overwrite=args.overwrite,
         segment_frames=args.segment_frames,
         segments=args.segments,
         workers=args.workers,

@@ -34,6 +34,7 @@ from camcodec.errors import InputError
 from camcodec.media._common import AV_ERRORS, as_fraction, one_line
 from camcodec.media.clip import Clip
 from camcodec.media.convert import color_of_frame, frame_from_planes, plane_array, to_rgb_frame
+from camcodec.values import parse_size
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,12 @@ def _is_count(value: Any, least: int) -> bool:
 
 
 def _as_size(value: Any, what: str, label: str) -> tuple[int, int]:
+    """(W, H) from a pair of positive integers or a ``"WxH"`` text."""
+    if isinstance(value, str):
+        try:
+            return parse_size(value)
+        except InputError as exc:
+            raise InputError(f"{label}: {what}: {exc}") from None
     try:
         width, height = value
         ok = _is_count(width, 1) and _is_count(height, 1)
@@ -371,15 +378,15 @@ def read_video(
     *,
     max_frames: int | None = None,
     start: int = 0,
-    size: tuple[int, int] | None = None,
-    fps: Fraction | None = None,
-    scale: tuple[int, int] | None = None,
+    size: str | tuple[int, int] | None = None,
+    fps: str | float | Fraction | None = None,
+    scale: str | tuple[int, int] | None = None,
 ) -> Clip:
     """Decode ``source`` (a path, or a binary stream such as ``sys.stdin.buffer``) to uint8 RGB frames.
 
     ``start``: index of the first frame kept; ``max_frames``: at most this many frames;
-    ``size=(W, H)``: required for raw I420, refused for anything else; ``fps``: frame rate of raw
-    and PNG sources (default 25), ignored for files that carry their own; ``scale=(W, H)``: resize
+    ``size=(W, H)`` (or ``"WxH"``): required for raw I420, refused for anything else; ``fps``: frame rate of raw
+    and PNG sources (default 25), ignored for files that carry their own; ``scale=(W, H)`` (or ``"WxH"``): resize
     every frame with swscale (area averaging to shrink, bicubic to grow).
     """
     label = _label(source)

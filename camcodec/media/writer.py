@@ -80,6 +80,11 @@ def _choose_pix_fmt(codec: av.codec.Codec, width: int, height: int) -> str:
     return formats[0]
 
 
+def refused_overwrite(label: str) -> str:
+    """The message for an output that exists, as ffmpeg's ``-n`` refuses it."""
+    return f"{label}: already exists; -y overwrites it (overwrite=True)"
+
+
 def check_output_path(path: str | os.PathLike[str], source: str | os.PathLike[str] | None = None) -> None:
     """Refuse, with an OutputError naming it, an output file path that cannot be written.
 

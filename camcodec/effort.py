@@ -1,0 +1,188 @@
+"""An encode's effort in time: the step rate measured on this machine, the estimate of how long an encode
+takes, and ``--time``: training steps planned from the measured rate, with deadlines that end a phase on
+time should the machine slow down.
+
+No NeRV-family codec offers this; x264 and x265 need nothing like it, since their effort per frame is
+fixed. Here the effort is the number of training steps, and the time a step takes depends on the
+machine, the network's size and the threads: measuring it is the only honest way to plan."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+
+from camcodec import STATUS_LOGGER
+from camcodec.config import EncodeConfig
+from camcodec.model import VideoModel
+from camcodec.quantize import levels_for_bits
+from camcodec.rate import LearnedSteps
+from camcodec.train import FitCallback, Phase, StepEvent, fit
+from camcodec.values import format_duration
+
+log = logging.getLogger(__name__)
+status = logging.getLogger(STATUS_LOGGER)
+
+#: Steps not timed at the start of a phase: the first ones allocate memory and warm caches.
+SKIPPED_STEPS = 2
+#: The time-budget planning's calibration: at least this many timed steps, and this long at most (or
+#: ``CALIBRATION_SHARE`` of the budget, whichever is less).
+CALIBRATION_STEPS, CALIBRATION_SECONDS, CALIBRATION_SHARE = 4, 10.0, 0.02
+#: The share of a time budget kept for what follows training: choosing the rate, writing the file, and
+#: decoding it to measure it. A QAT step with rounding costs about 1.2 training steps.
+RESERVE_SHARE, FINETUNE_STEP_COST = 0.05, 1.2
+#: The estimate of an encode's time is said once this much of its training has been timed.
+ESTIMATE_AFTER_SECONDS, ESTIMATE_AFTER_STEPS = 5.0, 20
+#: An estimate this long is a warning, not a status line: people do not expect a codec to take hours.
+HOURS = 3600.0
+
+
+class StepRate(FitCallback):
+    """Training steps per second of a phase, timed from its ``SKIPPED_STEPS``-th step on."""
+
+    def __init__(self) -> None:
+        self.timed_steps = 0
+        self.seconds = 0.0
+        self._since: float | None = None
+        self._skipped = 0
+
+    def begin(self, phase: Phase, first_step: int) -> None:
+        self._since, self._skipped = None, 0
+
+    def after_step(self, event: StepEvent) -> bool:
+        if event.loss.device.type == "cuda":
+            torch.cuda.synchronize(event.loss.device)
+        now = time.perf_counter()
+        if self._since is not None:
+            self.timed_steps += 1
+            self.seconds += now - self._since
+            self._since = now
+        else:
+            self._skipped += 1
+            if self._skipped >= SKIPPED_STEPS:
+                self._since = now
+        return False
+
+    @property
+    def per_second(self) -> float | None:
+        return self.timed_steps / self.seconds if self.timed_steps and self.seconds > 0 else None
+
+
+def finetune_fraction(config: EncodeConfig) -> float:
+    """The fine-tuning that follows training (QAT; after pruning too), as a fraction of training's steps."""
+    if config.rate_weight > 0:
+        return config.qat_fraction(None)
+    pruning = config.finetune if config.prune > 0 else 0.0
+    return pruning + config.qat_fraction(levels_for_bits(config.bits))
+
+
+class EncodeEstimate(StepRate):
+    """Says once, early in training, how long the encode will take: a status line, or a warning when it
+    is hours (with how to bound it)."""
+
+    def __init__(self, finetune_steps: int) -> None:
+        super().__init__()
+        self.finetune_steps = finetune_steps
+        self.said = False
+
+    def after_step(self, event: StepEvent) -> bool:
+        super().after_step(event)
+        rate = self.per_second
+        if self.said or rate is None:
+            return False
+        if self.seconds < ESTIMATE_AFTER_SECONDS and self.timed_steps < ESTIMATE_AFTER_STEPS:
+            return False
+        self.said = True
+        left = event.phase.steps - event.step + FINETUNE_STEP_COST * self.finetune_steps
+        seconds = left / rate
+        text = f"{rate:.2f} steps/s: about {format_duration(seconds)} to go"
+        if seconds >= HOURS:
+            log.warning("%s; this encode takes hours (--time 20m or --preset fast bound it)", text)
+        else:
+            status.info("%s", text)
+        return False
+
+
+class Deadline(FitCallback):
+    """Ends a phase at ``at`` (``time.perf_counter()``), with a warning: the plan of a time budget is
+    kept even when the machine runs slower than it did when the plan was made."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def after_step(self, event: StepEvent) -> bool:
+        if event.last or time.perf_counter() < self.at:
+            return False
+        log.warning(
+            "%s: stopped at step %d of %d to keep to --time (the machine runs slower than planned)",
+            event.phase.name,
+            event.step,
+            event.phase.steps,
+        )
+        return True
+
+
+@dataclass(frozen=True)
+class TimePlan:
+    """Training steps that fit a time budget, and the deadlines that hold it."""
+
+    steps: int
+    steps_per_second: float
+    train_deadline: float  # time.perf_counter() by which training ends
+    finetune_deadline: float  # ... and the fine-tuning that follows it
+
+    def line(self) -> str:
+        return f"{self.steps:,} steps planned at the measured {self.steps_per_second:.2f} steps/s"
+
+
+def measure_step_rate(
+    model: VideoModel, frames: torch.Tensor, config: EncodeConfig, rate: LearnedSteps | None, budget: float
+) -> float:
+    """Steps per second of the encode's training on this machine, timed on a copy of the network (the
+    encode itself is left untouched, so that it stays the same whatever the plan)."""
+    trial_model, trial_rate = copy.deepcopy((model, rate))
+    clock = StepRate()
+    limit = min(CALIBRATION_SECONDS, CALIBRATION_SHARE * budget)
+
+    class _Enough(FitCallback):
+        def after_step(self, event: StepEvent) -> bool:
+            return clock.timed_steps >= CALIBRATION_STEPS and clock.seconds >= limit
+
+    steps = 10_000  # an upper bound the callback never lets it reach
+    phase = Phase("calibrate", steps, config.peak_lr, config.warmup, rate=trial_rate, measure=False)
+    fit(trial_model, frames, phase, config, callbacks=[clock, _Enough()])
+    assert clock.per_second is not None
+    return clock.per_second
+
+
+def plan_for_time(
+    budget: float,
+    started: float,
+    steps_per_second: float,
+    config: EncodeConfig,
+    num_frames: int,
+    steps: int | None = None,
+) -> TimePlan:
+    """The training steps that fit what is left of ``budget`` seconds since ``started`` (perf_counter),
+    with the fine-tuning after them (``finetune_fraction``) and ``RESERVE_SHARE`` kept for the rest;
+    ``steps`` given (a plan being continued), only its deadlines."""
+    end = started + budget * (1 - RESERVE_SHARE)
+    finetune = FINETUNE_STEP_COST * finetune_fraction(config)
+    if steps is not None:
+        return TimePlan(steps, steps_per_second, end - finetune * steps / steps_per_second, end)
+    left = end - time.perf_counter()
+    steps = max(1, math.floor(left * steps_per_second / (1 + finetune)))
+    passes = steps / math.ceil(num_frames / config.batch_size)
+    if passes < 1:
+        log.warning(
+            "--time %s allows %d training steps, less than one pass over the %d frames: expect a poor picture",
+            format_duration(budget),
+            steps,
+            num_frames,
+        )
+    train_end = end - finetune * steps / steps_per_second
+    return TimePlan(steps, steps_per_second, train_end, end)
