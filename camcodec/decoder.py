@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import operator
 import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -149,9 +150,12 @@ class Decoder:
         return self.info.num_frames
 
     def __getitem__(self, key: int | slice) -> np.ndarray:
+        """A frame (H, W, 3) or a slice of frames (N, H, W, 3), as from a sequence: negative indices count
+        from the end, a slice's step is honoured, an index out of range is an IndexError and one that is
+        not an integer a TypeError."""
         if isinstance(key, slice):
             return self.render(range(*key.indices(len(self))))
-        return self.render([key])[0]
+        return self.render([_frame_index(key)])[0]
 
     def render(self, indices: Iterable[int]) -> np.ndarray:
         """uint8 frames (N, H, W, 3) for the given indices (any order, repeats allowed)."""
@@ -195,8 +199,7 @@ class Decoder:
 
     def _check_indices(self, indices: Iterable[int]) -> list[int]:
         checked = []
-        for index in indices:
-            index = int(index)
+        for index in map(_frame_index, indices):
             if index < 0:
                 index += len(self)
             if not 0 <= index < len(self):
@@ -230,6 +233,14 @@ class Decoder:
         size = model.config.render_group
         local = torch.arange(group * size, min((group + 1) * size, num_frames), device=self.device)
         return to_uint8(model(frame_times(local, num_frames)))
+
+
+def _frame_index(key: object) -> int:
+    """An integer frame index (Python's or numpy's); anything else (a float, a text) is a TypeError."""
+    try:
+        return operator.index(key)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"frame indices must be integers or slices, not {type(key).__name__}") from None
 
 
 def decode(path: str | os.PathLike | bytes, frames: FrameSelection = None, device: str = "auto") -> np.ndarray:

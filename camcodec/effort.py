@@ -37,6 +37,8 @@ CALIBRATION_STEPS, CALIBRATION_SECONDS, CALIBRATION_SHARE = 4, 10.0, 0.02
 RESERVE_SHARE, FINETUNE_STEP_COST = 0.05, 1.2
 #: The estimate of an encode's time is said once this much of its training has been timed.
 ESTIMATE_AFTER_SECONDS, ESTIMATE_AFTER_STEPS = 5.0, 20
+#: An encode shorter than this needs no estimate.
+ESTIMATE_FROM_SECONDS = 30.0
 #: An estimate this long is a warning, not a status line: people do not expect a codec to take hours.
 HOURS = 3600.0
 
@@ -102,7 +104,7 @@ class EncodeEstimate(StepRate):
         text = f"{rate:.2f} steps/s: about {format_duration(seconds)} to go"
         if seconds >= HOURS:
             log.warning("%s; this encode takes hours (--time 20m or --preset fast bound it)", text)
-        else:
+        elif seconds >= ESTIMATE_FROM_SECONDS:
             status.info("%s", text)
         return False
 

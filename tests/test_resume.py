@@ -64,28 +64,58 @@ def test_killed_encode_resumes_to_the_identical_file(source, uninterrupted, tmp_
     process.wait()
     assert ckpt.exists() and not out.exists(), "the encode should have been killed mid-training"
 
-    assert main(["encode", str(source), "-o", str(out), *OPTIONS, "--resume"]) == 0
+    assert main(["encode", str(source), "-o", str(out), *OPTIONS]) == 0  # the same command continues
     assert out.read_bytes() == uninterrupted
     assert not ckpt.exists()
     assert camcodec.decode(out, device="cpu").shape == (8, 48, 64, 3)
 
 
-def test_resume_refuses_a_checkpoint_of_another_encode(source, tmp_path, capsys):
+def test_ctrl_c_saves_the_checkpoint_and_the_same_command_continues(source, uninterrupted, tmp_path):
+    """The first Ctrl-C lets the step finish, saves the checkpoint at it, says where it is, exits 130."""
+    out, ckpt = tmp_path / "clip.cam", tmp_path / "clip.cam.ckpt"
+    command = [sys.executable, "-m", "camcodec", "encode", str(source), "-o", str(out), *OPTIONS]
+    process = subprocess.Popen(
+        [*command, "--checkpoint-interval", "0.5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # training has begun once the first checkpoint is there
+    sent = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert time.monotonic() - sent < 5
+    assert process.returncode == 130, err
+    assert (
+        err.strip().splitlines()[-1]
+        == f"camcodec encode: interrupted: progress saved in {ckpt}; the same command continues from it"
+    )
+    assert ckpt.exists() and not out.exists()
+    assert main(["encode", str(source), "-o", str(out), *OPTIONS]) == 0
+    assert out.read_bytes() == uninterrupted
+
+
+def test_a_checkpoint_of_another_encode_is_refused_with_the_way_out(source, tmp_path, capsys):
     out = tmp_path / "clip.cam"
     short = [o if o != "400" else "40" for o in OPTIONS]
     from camcodec.checkpoint import EncodeCheckpoint  # write a checkpoint of a different encode
 
     model = camcodec.encoder.build_model(camcodec.encoder.size_model(64, 48, 8, camcodec.resolve_config("fast")))
     EncodeCheckpoint(out, model, "another-encode").save()
-    assert main(["encode", str(source), "-o", str(out), *short, "--resume"]) == 2
-    assert "different encode" in capsys.readouterr().err
+    assert main(["encode", str(source), "-o", str(out), *short]) == 2
+    assert "different encode (source or options changed); --no-resume starts again" in capsys.readouterr().err
     (tmp_path / "clip.cam.ckpt").write_bytes(b"garbage")
     assert main(["encode", str(source), "-o", str(out), *short, "--resume"]) == 2
     assert "unreadable checkpoint" in capsys.readouterr().err
-    (tmp_path / "clip.cam.ckpt").unlink()
-    assert main(["encode", str(source), "-o", str(out), *short, "--resume"]) == 2
-    assert "no checkpoint" in capsys.readouterr().err
     assert not out.exists()
+    assert main(["encode", str(source), "-o", str(out), *short, "--no-resume"]) == 0  # starts again
+    assert not (tmp_path / "clip.cam.ckpt").exists()
+
+
+def test_resume_without_a_checkpoint_just_starts(source, tmp_path):
+    out = tmp_path / "clip.cam"
+    short = [o if o != "400" else "40" for o in OPTIONS]
+    assert main(["encode", str(source), "-o", str(out), *short, "--resume"]) == 0
+    assert out.exists()
 
 
 def test_resume_from_a_phase_boundary_matches(source, uninterrupted, tmp_path):
@@ -114,7 +144,7 @@ def test_resume_from_a_phase_boundary_matches(source, uninterrupted, tmp_path):
     finally:
         camcodec.encoder.fit = real_fit
     assert not out.exists() and (tmp_path / "clip.cam.ckpt").exists()
-    Encoder(config, checkpoint_interval=1e9, resume=True).encode(clip, out)
+    Encoder(config, checkpoint_interval=1e9).encode(clip, out)
     assert np.array_equal(np.frombuffer(out.read_bytes(), np.uint8), np.frombuffer(uninterrupted, np.uint8))
 
 
@@ -142,5 +172,5 @@ def test_encode_with_learned_steps_resumes_mid_phase_to_the_identical_file(sourc
         Encoder(config, checkpoint_interval=0).encode(clip, tmp_path / "clip.cam")
     assert saves[-1] is not None and saves[-1].step == {40: 40, 125: 5}[stop]
     monkeypatch.setattr(EncodeCheckpoint, "save", real_save)
-    Encoder(config, checkpoint_interval=0, resume=True).encode(clip, tmp_path / "clip.cam")
+    Encoder(config, checkpoint_interval=0).encode(clip, tmp_path / "clip.cam")
     assert (tmp_path / "clip.cam").read_bytes() == (tmp_path / "ref.cam").read_bytes()

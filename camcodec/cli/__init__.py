@@ -137,6 +137,9 @@ def setup_logging(prefix: str, verbose: int, *, quiet: bool = False) -> None:
     root.setLevel((logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)])
     status = logging.getLogger(STATUS_LOGGER)
     status.setLevel(logging.WARNING if quiet and not verbose else logging.NOTSET if verbose else logging.INFO)
+    # Encoders that FFmpeg loads log on their own: SVT-AV1 reads SVT_LOG once, at its first encoder, and
+    # says ~20 [info] lines by default (1: errors, 3: info). The user's own setting wins.
+    os.environ.setdefault("SVT_LOG", "3" if verbose else "1")
 
 
 def one_line(text: object) -> str:

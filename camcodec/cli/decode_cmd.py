@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     decoder = Decoder(args.input, device=args.device)
     chosen.check_within(len(decoder), args.input)
     indices = decoder.select(slice(chosen.start, chosen.stop))
-    # YUV outputs of an RGB source use BT.709; YUV sources get their own matrix back.
+    # Tagged YUV outputs (.mp4, .webm) of an RGB source use BT.709; YUV sources get their own matrix back.
+    # Y4M and raw YUV carry no tag: the writer uses the matrix readers assume for them.
     matrix = "bt709" if decoder.info.color_matrix == "rgb" else decoder.info.color_matrix
     with VideoWriter(
         sys.stdout.buffer if to_stdout else args.output,

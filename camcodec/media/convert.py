@@ -36,6 +36,11 @@ MATRICES: dict[str, tuple[Colorspace, int]] = {
     "fcc": (Colorspace.FCC, 4),
 }
 
+#: The matrix of untagged raw video (raw I420, Y4M, rawvideo): what the reader assumes for it and so what
+#: the writer writes it in, whatever the source's matrix was, so that a pipe ``decode -o - | encode -``
+#: keeps the colours (BT.709, the convention of raw 4:2:0 test sequences such as UVG).
+UNTAGGED_RAW_MATRIX = "bt709"
+
 # AVColorSpace tag -> matrix name (tags not listed here count as untagged).
 _TAG_TO_MATRIX = {1: "bt709", 4: "fcc", 5: "bt601", 6: "bt601", 7: "smpte240m", 9: "bt2020", 10: "bt2020"}
 #: FFmpeg's AVColorRange values: limited ("tv", MPEG) and full ("pc", JPEG) range.

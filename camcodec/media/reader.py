@@ -33,7 +33,13 @@ from bitstream.layout import MAX_DIMENSION
 from camcodec.errors import InputError
 from camcodec.media._common import AV_ERRORS, as_fraction, one_line
 from camcodec.media.clip import Clip
-from camcodec.media.convert import color_of_frame, frame_from_planes, plane_array, to_rgb_frame
+from camcodec.media.convert import (
+    UNTAGGED_RAW_MATRIX,
+    color_of_frame,
+    frame_from_planes,
+    plane_array,
+    to_rgb_frame,
+)
 from camcodec.values import parse_size
 
 log = logging.getLogger(__name__)
@@ -60,6 +66,17 @@ def _av_url(path: Path) -> str:
     """A path for av.open that FFmpeg cannot mistake for a protocol URL (``a:b.mp4``)."""
     text = os.fspath(path)
     return f"file:{text}" if ":" in text else text
+
+
+def _snapped_rate(rate: Fraction, time_base: Fraction | None) -> Fraction:
+    """A frame rate read from coarse timestamps (Matroska's milliseconds turn 60000/1001 into 19001/317)
+    as the whole or NTSC-style (N x 1000/1001) rate it is within their precision of."""
+    if time_base is None or time_base < Fraction(1, 10_000) or rate.denominator in (1, 1001):
+        return rate
+    candidates = [Fraction(round(rate)), Fraction(round(rate * 1001 / 1000) * 1000, 1001)]
+    nearest = min(candidates, key=lambda candidate: abs(candidate - rate))
+    # within a fifth of the 0.1 % that tells N from N x 1000/1001 apart
+    return nearest if nearest > 0 and abs(nearest - rate) <= rate * Fraction(2, 10_000) else rate
 
 
 def _as_fraction(value: Any, what: str, label: str) -> Fraction:
@@ -114,7 +131,7 @@ class _Source(ABC):
     fps: Fraction
     num_frames: int | None
     exact: bool
-    untagged_matrix: str = "bt709"
+    untagged_matrix: str = UNTAGGED_RAW_MATRIX
     frames_seen: int = 0
 
     @abstractmethod
@@ -159,11 +176,11 @@ class _ContainerSource(_Source):
         self.width, self.height = ctx.width, ctx.height
         self.pix_fmt = ctx.pix_fmt or ""
         # Untagged compressed streams follow FFmpeg (BT.601); untagged raw video is BT.709.
-        self.untagged_matrix = "bt709" if ctx.name == "rawvideo" else "bt601"
+        self.untagged_matrix = UNTAGGED_RAW_MATRIX if ctx.name == "rawvideo" else "bt601"
         self.fps = DEFAULT_FPS
         for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
             if rate:
-                self.fps = Fraction(rate)
+                self.fps = _snapped_rate(Fraction(rate), stream.time_base)
                 break
         self.exact = False
         self.num_frames = None

@@ -7,7 +7,8 @@ so a failed or interrupted write leaves no partial output and leaves an older fi
 
 RGB -> YUV uses ``color_matrix`` (BT.709 by default) in limited range, the reverse of the reader's rule;
 encoded streams (.mkv/.mp4/.webm) are tagged with that matrix so that reading back inverts it exactly.
-Y4M and raw YUV carry no matrix: the reader assumes BT.709 for them, so write them with the default.
+Y4M and raw YUV carry no matrix: they are always written in the one the reader assumes for them
+(``UNTAGGED_RAW_MATRIX``), so that ``decode -o - | encode -`` keeps the colours.
 
 Odd sizes: 4:2:0 cannot hold an odd width or height in H.264/H.265, so .mp4/.mkv/.webm outputs of an
 odd size use 4:4:4 (yuv444p; H.264 High 4:4:4) when the encoder supports it; the picture keeps its exact
@@ -30,7 +31,7 @@ import numpy as np
 from bitstream import files
 from camcodec.errors import InputError, OutputError
 from camcodec.media._common import AV_ERRORS, as_fraction, one_line
-from camcodec.media.convert import AVCOL_RANGE_MPEG, MATRICES, from_rgb, is_yuv, plane_array
+from camcodec.media.convert import AVCOL_RANGE_MPEG, MATRICES, UNTAGGED_RAW_MATRIX, from_rgb, is_yuv, plane_array
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,13 @@ OUTPUT_KINDS: dict[str, str] = {
     ".webm": "WebM, VP9 (libvpx-vp9 CRF 24); codec= picks another encoder",
     ".y4m": "YUV4MPEG2, 8-bit 4:2:0 (yuv420p), limited range",
     ".yuv": "raw I420 (8-bit planar 4:2:0), no header: the reader needs size=(W, H)",
+    ".i420": "raw I420, as .yuv",
     "/": "folder of lossless PNG frames frame_000000.png, ... (a path ending in '/', with no extension, "
     "or an existing folder)",
 }
 
+_SAME_KIND = {".i420": ".yuv"}  # extensions written as another's kind
+_UNTAGGED_KINDS = (".y4m", ".yuv")
 _CONTAINERS = {".mkv": "matroska", ".mp4": "mp4", ".webm": "webm", ".y4m": "yuv4mpegpipe"}
 _DEFAULT_CODECS = {".mkv": "ffv1", ".mp4": "libx264", ".webm": "libvpx-vp9"}
 _DEFAULT_OPTIONS: dict[str, dict[str, str]] = {
@@ -63,7 +67,7 @@ def _output_kind(text: str, path: Path) -> str:
     if ext not in OUTPUT_KINDS:
         known = ", ".join(k for k in OUTPUT_KINDS if k != "/")
         raise OutputError(f"{text}: unknown output extension {path.suffix!r} (known: {known}, or a folder)")
-    return ext
+    return _SAME_KIND.get(ext, ext)
 
 
 def _choose_pix_fmt(codec: av.codec.Codec, width: int, height: int) -> str:
@@ -154,11 +158,10 @@ class VideoWriter:
         if color_matrix not in MATRICES:
             known = ", ".join(MATRICES)
             raise OutputError(f"{self.label}: unknown color_matrix {color_matrix!r} (known: {known})")
-        self.color_matrix = color_matrix
+        # Y4M and raw YUV store no matrix: they are written in the one their reader assumes.
+        self.color_matrix = UNTAGGED_RAW_MATRIX if self.kind in _UNTAGGED_KINDS else color_matrix
         if codec is not None and self.kind not in _DEFAULT_CODECS:
             raise OutputError(f"{self.label}: codec= applies only to .mkv, .mp4 and .webm outputs")
-        if self.kind in (".y4m", ".yuv") and color_matrix != "bt709":
-            log.info("%s: %s stores no colour matrix; readers will assume bt709", self.label, self.kind)
 
         if self.path is not None:
             self._check_target(self.path)
