@@ -1,0 +1,323 @@
+"""What users of x264/x265/ffmpeg expect: an encode that says what it will do and how long it takes, an
+effort in time, outputs never replaced without -y, rate targets that are not missed silently, colours kept
+through a pipe, one vocabulary for the command and the API."""
+
+from __future__ import annotations
+
+import io
+import logging
+import subprocess
+import sys
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import camcodec
+from camcodec.cli import main
+from camcodec.media import VideoWriter, read_video, write_video
+from camcodec.media.pattern import moving_pattern
+from conftest import tiny_argv, tiny_options
+
+TRAIN = tiny_argv(30)
+#: The tiny encode at a rate the command sets (no --params-per-pixel of its own).
+AT_RATE = ["--preset", "fast", "--steps", "30", "--device", "cpu", "--precision", "fp32", "-q"]
+
+
+def _camcodec(*args: str) -> list[str]:
+    return [sys.executable, "-m", "camcodec", *args]
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    path = tmp_path_factory.mktemp("habits") / "source.mkv"
+    write_video(path, moving_pattern(), Fraction(25))
+    return path
+
+
+@pytest.fixture(scope="module")
+def cam(source, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cam") / "clip.cam"
+    assert main(["encode", str(source), "-o", str(out), *TRAIN]) == 0
+    return out
+
+
+# --- 1. an encode that says what it will do -------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_encode_says_its_plan_first(source, tmp_path):
+    run = subprocess.run(
+        _camcodec("encode", str(source), "-o", str(tmp_path / "a.cam"), *[a for a in TRAIN if a != "-q"]),
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    first = run.stderr.splitlines()[0]
+    assert first.startswith("camcodec encode: 8 frames 64x48 at 25 fps -> cam-nerv2, ")
+    assert "30 steps of 2 frames" in first and "cpu fp32" in first and "bpp" in first
+
+
+def test_quiet_encode_says_no_plan(source, tmp_path, capsys):
+    assert main(["encode", str(source), "-o", str(tmp_path / "a.cam"), *TRAIN]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_an_estimate_of_hours_is_a_warning(caplog):
+    from camcodec.effort import EncodeEstimate
+    from camcodec.train import Phase, StepEvent
+
+    estimate = EncodeEstimate(finetune_steps=1000)
+    phase = Phase("train", 100_000, 1e-2)
+    estimate.begin(phase, 0)
+    clock = iter(np.arange(0.0, 1000.0, 2.0))  # a step every 2 seconds
+
+    def event(step: int) -> StepEvent:
+        return StepEvent(phase, step, __import__("torch").zeros(()), None, None)  # type: ignore[arg-type]
+
+    with caplog.at_level(logging.INFO):
+        import camcodec.effort as effort
+
+        real = effort.time.perf_counter
+        effort.time.perf_counter = lambda: float(next(clock))
+        try:
+            for step in range(1, 8):
+                estimate.after_step(event(step))
+        finally:
+            effort.time.perf_counter = real
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING
+    assert "0.50 steps/s: about 56 h" in record.getMessage() and "--time 20m" in record.getMessage()
+
+
+def test_time_budget_plans_steps_and_deadlines():
+    from camcodec.config import resolve_config
+    from camcodec.effort import RESERVE_SHARE, plan_for_time
+
+    config = resolve_config("fast", time="10m")
+    assert config.time_budget == 600
+    plan = plan_for_time(
+        600, started=__import__("time").perf_counter(), steps_per_second=2.0, config=config, num_frames=60
+    )
+    work = 600 * (1 - RESERVE_SHARE)
+    assert plan.steps == pytest.approx(work * 2 / (1 + 1.2 * 0.1), abs=2)  # QAT: a tenth, at 1.2 steps' cost
+    assert plan.train_deadline < plan.finetune_deadline
+
+
+@pytest.mark.slow
+def test_time_option_keeps_to_its_budget_and_lands_the_rate(source, tmp_path):
+    options = {**tiny_options(1), "steps": None, "time": "8s", "bpp": 1.0}
+    stats = camcodec.encode(source, tmp_path / "timed.cam", **options)
+    train = next(p for p in stats.phases if p["phase"] == "train")
+    assert train["steps"] > 30  # planned from the measured rate, not one step
+    assert stats.encode_seconds < 8 * 1.25
+    assert stats.bpp <= 1.0
+
+
+def test_time_with_steps_or_passes_is_a_conflict():
+    from camcodec.config import resolve_config
+
+    for clash in ({"steps": 5}, {"epochs": 5}):
+        with pytest.raises(camcodec.InputError, match="both set the effort"):
+            resolve_config(time="5m", **clash)
+
+
+def test_ctrl_c_while_torch_loads_is_one_line(monkeypatch, capsys):
+    import camcodec.cli as cli
+
+    def interrupted(names=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "subcommands", interrupted)
+    assert main(["encode", "x.mkv", "-o", "x.cam"]) == 130
+    assert capsys.readouterr().err == "camcodec encode: interrupted\n"
+
+
+# --- 2. outputs and work never lost silently --------------------------------------------------------------
+
+
+def test_existing_outputs_are_refused_without_y(source, cam, tmp_path, capsys):
+    out = tmp_path / "old.cam"
+    out.write_bytes(b"keep me")
+    assert main(["encode", str(source), "-o", str(out), *TRAIN]) == 2
+    assert (
+        capsys.readouterr().err == f"camcodec encode: error: {out}: already exists; -y overwrites it (overwrite=True)\n"
+    )
+    assert main(["encode", str(source), "-o", str(out), "-n", *TRAIN]) == 2
+    assert out.read_bytes() == b"keep me"
+    video = tmp_path / "old.mkv"
+    video.write_bytes(b"keep me too")
+    assert main(["decode", str(cam), "-o", str(video), "-q"]) == 2
+    assert video.read_bytes() == b"keep me too"
+    assert main(["decode", str(cam), "-o", str(video), "-q", "-y", "-n"]) == 2  # one or the other
+    assert main(["decode", str(cam), "-o", str(video), "-q", "-y"]) == 0
+    assert read_video(video).num_frames == 8
+    frames = tmp_path / "frames"
+    assert main(["decode", str(cam), "-o", f"{frames}/", "-q"]) == 0
+    assert main(["decode", str(cam), "-o", f"{frames}/", "-q"]) == 2  # a folder of frames is an output too
+
+
+@pytest.mark.slow
+def test_encode_with_y_replaces_the_output(source, tmp_path):
+    out = tmp_path / "old.cam"
+    out.write_bytes(b"old")
+    assert main(["encode", str(source), "-o", str(out), "-y", *TRAIN]) == 0
+    assert camcodec.decode(out).shape == (8, 48, 64, 3)
+
+
+def test_encode_refuses_a_video_name_for_its_cam_file(source, tmp_path):
+    with pytest.raises(camcodec.OutputError, match=r"encode writes a \.cam file, not \.mp4"):
+        camcodec.encode(source, tmp_path / "out.mp4", **tiny_options(1))
+
+
+# --- 3. rate targets missed only with a word --------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rate", ["xs", "s"])
+def test_a_rung_the_smallest_network_misses_is_a_warning(tmp_path, capsys, rate):
+    clip = tmp_path / "small.mkv"
+    write_video(clip, moving_pattern(10, 90, 160), Fraction(25))
+    assert main(["encode", str(clip), "-o", str(tmp_path / "a.cam"), "--rate", rate, *AT_RATE]) == 0
+    captured = capsys.readouterr()
+    (warning,) = captured.err.splitlines()
+    assert warning.startswith("camcodec encode: warning: ") and "the smallest network for 160x90" in warning
+    assert "frames or more would land it" in warning
+    assert f"(asked ~{camcodec.config.RUNG_BPP[rate]:.2g})" in captured.out
+
+
+@pytest.mark.slow
+def test_a_target_missed_is_a_warning_with_the_landed_rate(tmp_path, capsys):
+    clip = tmp_path / "small.mkv"
+    write_video(clip, moving_pattern(10, 90, 160), Fraction(25))
+    assert main(["encode", str(clip), "-o", str(tmp_path / "a.cam"), "--bpp", "0.01", *AT_RATE]) == 0
+    captured = capsys.readouterr()
+    (warning,) = captured.err.splitlines()
+    assert "landed 0.0" in warning and "above the target 0.01" in warning
+    assert "(target 0.01)" in captured.out
+
+
+def test_rate_and_bpp_conflict():
+    with pytest.raises(camcodec.InputError, match="--rate and --bpp both set the rate"):
+        camcodec.resolve_config(rate="s", bpp=0.05)
+
+
+# --- 4. colours through a pipe ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("matrix", ["bt601", "bt709", "bt2020"])
+def test_y4m_keeps_colours_whatever_the_source_matrix(tmp_path, matrix):
+    """Y4M stores no matrix: whatever a file's matrix, Y4M is written in the one the reader assumes."""
+    flat = np.zeros((2, 16, 16, 3), np.uint8)
+    flat[..., :] = (200, 40, 90)  # saturated: BT.601 and BT.709 tell it apart by far more than rounding
+    with VideoWriter(tmp_path / "a.y4m", 16, 16, 25, color_matrix=matrix) as writer:
+        writer.write(flat)
+    assert np.abs(read_video(tmp_path / "a.y4m").frames.astype(int) - flat).max() <= 2
+
+
+@pytest.mark.slow
+def test_pipe_of_a_bt601_file_keeps_its_colours(tmp_path):
+    """``camcodec decode a.cam -o - | camcodec encode -``: the frames the second reads are the first's
+    (through 4:2:0: 41 dB here; 26 dB when Y4M was written in the file's BT.601 and read as BT.709)."""
+    colours = np.zeros((8, 48, 64, 3), np.uint8)
+    colours[..., :32, :], colours[..., 32:, :] = (200, 40, 90), (30, 180, 220)
+    with VideoWriter(tmp_path / "src.mp4", 64, 48, 25, color_matrix="bt601", options={"crf": "0"}) as writer:
+        writer.write(colours)
+    cam = tmp_path / "a.cam"
+    camcodec.encode(tmp_path / "src.mp4", cam, **tiny_options(60))
+    assert camcodec.Decoder(cam).info.color_matrix == "bt601"
+    piped = subprocess.run(_camcodec("decode", str(cam), "-o", "-", "-q"), capture_output=True, check=True)
+    through = read_video(io.BytesIO(piped.stdout)).frames.astype(float)
+    error = np.mean((through - camcodec.decode(cam).astype(float)) ** 2)
+    assert 10 * np.log10(255**2 / error) > 35
+
+
+# --- 5. one vocabulary ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_api_takes_the_command_names(source, tmp_path):
+    stats = camcodec.encode(
+        source, tmp_path / "a.cam", frames=3, bpp=0.5, scale="32x24", **{**tiny_options(10), "preset": "fast"}
+    )
+    assert (stats.frames, stats.width, stats.height, stats.target_bpp) == (3, 32, 24, 0.5)
+    with pytest.raises(camcodec.InputError, match="outside the video"):
+        camcodec.encode(source, tmp_path / "b.cam", frames="5:20", **tiny_options(1))
+
+
+def test_errors_name_the_flags():
+    with pytest.raises(camcodec.InputError, match="^--batch-size must be >= 1$"):
+        camcodec.resolve_config(batch_size=0)
+    assert main(["encode", "x.mkv", "-o", "x.cam", "--batch-size", "0"]) == 2
+
+
+def test_threads_after_the_subcommand(cam, tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert main(["decode", str(cam), "-o", str(tmp_path / "a.mkv"), "-q", "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_frames_mean_the_same_in_decode_and_encode(cam, tmp_path):
+    assert main(["decode", str(cam), "-o", str(tmp_path / "five.mkv"), "--frames", "5", "-q"]) == 0
+    assert np.array_equal(read_video(tmp_path / "five.mkv").frames, camcodec.decode(cam, frames=slice(0, 5)))
+    assert main(["decode", str(cam), "-o", str(tmp_path / "mid.mkv"), "--frames", "2", "--start", "3", "-q"]) == 0
+    assert np.array_equal(read_video(tmp_path / "mid.mkv").frames, camcodec.decode(cam, frames=slice(3, 5)))
+    assert main(["decode", str(cam), "-o", str(tmp_path / "r.mkv"), "--frames", "6:8", "-q"]) == 0
+    assert read_video(tmp_path / "r.mkv").num_frames == 2
+    assert main(["decode", str(cam), "-o", str(tmp_path / "x.mkv"), "--frames", "6:9", "-q"]) == 2
+
+
+# --- 6. smaller things ------------------------------------------------------------------------------------
+
+
+def test_decoder_indexes_as_a_sequence(cam):
+    decoder = camcodec.Decoder(cam)
+    frames = camcodec.decode(cam)
+    assert np.array_equal(decoder[-1], frames[-1]) and np.array_equal(decoder[np.int64(2)], frames[2])
+    assert np.array_equal(decoder[::3], frames[::3]) and np.array_equal(decoder[-3:], frames[-3:])
+    for bad in (1.5, "2", None):
+        with pytest.raises(TypeError, match="frame indices must be integers or slices"):
+            decoder[bad]  # type: ignore[index]
+    with pytest.raises(IndexError):
+        decoder[8]
+
+
+def test_warnings_are_one_line_like_errors(capsys):
+    from camcodec.cli import setup_logging
+
+    setup_logging("camcodec encode", 0)
+    logging.getLogger("camcodec.encoder").warning("the rate\nis missed")
+    logging.getLogger("camcodec.encoder").info("not shown")
+    logging.getLogger(camcodec.STATUS_LOGGER).info("a plan")
+    assert capsys.readouterr().err == "camcodec encode: warning: the rate is missed\ncamcodec encode: a plan\n"
+    setup_logging("camcodec encode", 0, quiet=True)
+    logging.getLogger(camcodec.STATUS_LOGGER).info("a plan")
+    assert capsys.readouterr().err == ""
+
+
+def test_i420_output_reads_back_as_yuv(cam, tmp_path):
+    assert main(["decode", str(cam), "-o", str(tmp_path / "a.i420"), "-q"]) == 0
+    assert main(["decode", str(cam), "-o", str(tmp_path / "a.yuv"), "-q"]) == 0
+    assert (tmp_path / "a.i420").read_bytes() == (tmp_path / "a.yuv").read_bytes()
+
+
+@pytest.mark.parametrize("fps", [Fraction(24000, 1001), Fraction(30000, 1001), Fraction(60000, 1001), Fraction(25)])
+@pytest.mark.parametrize("ext", [".mkv", ".webm"])
+def test_ntsc_rates_survive_millisecond_timestamps(tmp_path, fps, ext):
+    write_video(tmp_path / f"a{ext}", moving_pattern(30, 24, 32), fps)
+    assert read_video(tmp_path / f"a{ext}").fps == fps
+
+
+@pytest.mark.slow
+def test_svt_av1_says_nothing_unless_asked(cam, tmp_path):
+    run = subprocess.run(
+        _camcodec("decode", str(cam), "-o", str(tmp_path / "a.mkv"), "--codec", "libsvtav1", "-q"),
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0 and "Svt[" not in run.stderr
