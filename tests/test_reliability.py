@@ -350,8 +350,8 @@ def test_bad_input_gives_one_line_and_exit_code(c: Case, workspace, monkeypatch,
     code, out, err = run_case(c, workspace, monkeypatch, capsys)
     assert "Traceback" not in err
     assert code == c.code, err
-    if c.code == 0:
-        assert err.strip() == ""
+    if c.code == 0:  # warnings at most (a tiny clip misses its rate), one line each
+        assert all(line.startswith("camcodec encode: warning: ") for line in err.strip().splitlines()), err
         RESULTS[c.name] = (code, out.strip().splitlines()[-1])
         return
     lines = err.strip().splitlines()
