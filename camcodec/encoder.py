@@ -190,13 +190,12 @@ def warn_if_rate_unreachable(config: EncodeConfig, parameters: int, clip: Clip) 
     smallest = parameters * coded_bits_per_weight(config.bits) / pixels
     if config.target_bpp is None and smallest > asked * UNREACHABLE:  # a target's miss is measured on its file
         log.warning(
-            "%s: the smallest network for %dx%d (%s params) codes %d frames at about %.3f bpp, above the %.2g "
-            "asked; %s",
+            "%s: the smallest network for %dx%d (%s params) codes %s at about %.3f bpp, above the %.2g asked; %s",
             clip.source,
             clip.width,
             clip.height,
             f"{parameters:,}",
-            clip.num_frames,
+            f"{clip.num_frames} frame{'s' if clip.num_frames != 1 else ''}",
             smallest,
             asked,
             _how_to_land(clip, smallest / asked),
