@@ -127,10 +127,23 @@ class _OneLineFormatter(logging.Formatter):
         return text
 
 
+class _BarSafeHandler(logging.StreamHandler):
+    """Writes each record on a line of its own above a running progress bar (``tqdm.write``), not into
+    the bar's line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:
+            self.handleError(record)
+
+
 def setup_logging(prefix: str, verbose: int, *, quiet: bool = False) -> None:
     """Warnings always (one line each, as errors are); the status lines an encode prints before and while
     it trains unless ``quiet``; every INFO record with -v, DEBUG with -vv."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _BarSafeHandler(sys.stderr)
     handler.setFormatter(_OneLineFormatter(prefix, verbose))
     root = logging.getLogger()
     root.handlers[:] = [handler]
