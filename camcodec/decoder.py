@@ -31,6 +31,13 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
     return frames.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
+def to_uint16(frames: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) floats in [0, 1] -> uint16 (B, H, W, 3) in 0..65535: the network's picture at more
+    than 8 bits, for outputs of 10 bits."""
+    scaled = frames.float().clamp(0, 1).mul(65535).round().to(torch.int32).permute(0, 2, 3, 1).cpu().numpy()
+    return scaled.astype(np.uint16)
+
+
 def build_segment_model(segment: bitstream.Segment, info: bitstream.VideoInfo, device: torch.device) -> VideoModel:
     """The network of one segment with its dequantized weights; a mismatch with the file is a HeaderError.
 
@@ -165,11 +172,12 @@ class Decoder:
             out[i] = self._frame(index)
         return out
 
-    def iter_frames(self, indices: FrameSelection = None) -> Iterator[np.ndarray]:
+    def iter_frames(self, indices: FrameSelection = None, *, high_precision: bool = False) -> Iterator[np.ndarray]:
         """Frames one by one (uint8 H x W x 3), rendered a group at a time.
 
         The next group renders in a background thread while the caller handles (writes, encodes) the
-        frames of this one; the frames are the same as ``render``'s.
+        frames of this one; the frames are the same as ``render``'s. ``high_precision``: uint16 frames in
+        0..65535 (``to_uint16``), for outputs of more than 8 bits.
         """
         runs: list[tuple[GroupKey, list[int]]] = []  # consecutive frames of one group, in the asked order
         for index in self.select(indices):
@@ -181,11 +189,11 @@ class Decoder:
         if not runs:
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="camcodec-render") as pool:
-            pending = pool.submit(self._render_group, runs[0][0])
+            pending = pool.submit(self._render_group, runs[0][0], high_precision)
             for number, (_, positions) in enumerate(runs):
                 frames = pending.result()
                 if number + 1 < len(runs):
-                    pending = pool.submit(self._render_group, runs[number + 1][0])
+                    pending = pool.submit(self._render_group, runs[number + 1][0], high_precision)
                 for position in positions:
                     yield frames[position]
 
@@ -227,12 +235,13 @@ class Decoder:
         raise IndexError(f"frame {index} is in no segment")
 
     @torch.inference_mode()
-    def _render_group(self, key: GroupKey) -> np.ndarray:
+    def _render_group(self, key: GroupKey, high_precision: bool = False) -> np.ndarray:
         segment_index, group = key
         model, num_frames = self._models[segment_index], self.container.segments[segment_index].num_frames
         size = model.config.render_group
         local = torch.arange(group * size, min((group + 1) * size, num_frames), device=self.device)
-        return to_uint8(model(frame_times(local, num_frames)))
+        frames = model(frame_times(local, num_frames))
+        return to_uint16(frames) if high_precision else to_uint8(frames)
 
 
 def _frame_index(key: object) -> int:

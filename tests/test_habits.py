@@ -321,3 +321,26 @@ def test_svt_av1_says_nothing_unless_asked(cam, tmp_path):
         text=True,
     )
     assert run.returncode == 0 and "Svt[" not in run.stderr
+
+
+@pytest.mark.slow
+def test_a_10_bit_source_decodes_to_10_bit_y4m(tmp_path):
+    source = moving_pattern().astype(np.uint16) * 257
+    with VideoWriter(tmp_path / "ten.y4m", 64, 48, 25, bit_depth=10) as writer:
+        writer.write(source)
+    cam = tmp_path / "ten.cam"
+    camcodec.encode(tmp_path / "ten.y4m", cam, **tiny_options(30))
+    assert camcodec.Decoder(cam).info.pix_fmt == "yuv420p10le"
+    assert main(["decode", str(cam), "-o", str(tmp_path / "out.y4m"), "-q"]) == 0
+    with open(tmp_path / "out.y4m", "rb") as file:
+        assert b" C420p10 " in file.readline()
+    import av
+
+    with av.open(str(tmp_path / "out.y4m")) as container:
+        luma = np.stack([frame.to_ndarray() for frame in container.decode(video=0)])
+    assert luma.dtype == np.uint16 and luma.min() >= 64 and luma.max() <= 940  # limited range, 10 bits
+    assert main(["decode", str(cam), "-o", str(tmp_path / "eight.y4m"), "--depth", "8", "-q"]) == 0
+    decoded = camcodec.decode(cam).astype(int)
+    ten, eight = (np.abs(read_video(tmp_path / name).frames - decoded).mean() for name in ("out.y4m", "eight.y4m"))
+    assert ten <= eight + 0.1  # 4:2:0 costs both the same; 10 bits lose nothing more
+    assert main(["decode", str(cam), "-o", str(tmp_path / "out.mkv"), "--depth", "10", "-q"]) == 2

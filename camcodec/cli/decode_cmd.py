@@ -29,6 +29,12 @@ def setup_args(parser: argparse.ArgumentParser) -> None:
     add_frames_args(parser, "decode")
     parser.add_argument("--device", default="auto", help=f"{DEVICE_NAMES} (default auto)")
     parser.add_argument("--codec", help="PyAV encoder for .mkv/.mp4/.webm outputs (e.g. libx265)")
+    parser.add_argument(
+        "--depth",
+        type=int,
+        choices=(8, 10),
+        help="bits per sample of .y4m and .yuv outputs (default: 10 for a 10-bit source, else 8)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -51,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     # Tagged YUV outputs (.mp4, .webm) of an RGB source use BT.709; YUV sources get their own matrix back.
     # Y4M and raw YUV carry no tag: the writer uses the matrix readers assume for them.
     matrix = "bt709" if decoder.info.color_matrix == "rgb" else decoder.info.color_matrix
+    depth = args.depth or (10 if _is_10_bit(decoder.info.pix_fmt) and _is_raw(args.output) else 8)
     with VideoWriter(
         sys.stdout.buffer if to_stdout else args.output,
         decoder.width,
@@ -58,9 +65,10 @@ def run(args: argparse.Namespace) -> int:
         decoder.fps,
         codec=args.codec,
         color_matrix=matrix,
+        bit_depth=depth,
     ) as writer:
         for frame in tqdm(
-            decoder.iter_frames(indices),
+            decoder.iter_frames(indices, high_precision=depth > 8),
             total=len(indices),
             desc="decode",
             unit="frame",
@@ -78,3 +86,12 @@ def _exists(output: str) -> bool:
     """An output that is there to lose: a file, or a folder (of PNG frames) with something in it."""
     path = Path(output)
     return path.is_file() or (path.is_dir() and any(path.iterdir()))
+
+
+def _is_10_bit(pix_fmt: str) -> bool:
+    return "10" in pix_fmt  # yuv420p10le, yuv444p10be, ...
+
+
+def _is_raw(output: str) -> bool:
+    """Standard output or a .y4m/.yuv/.i420 file: the outputs that take 10 bits."""
+    return output == "-" or Path(output).suffix.lower() in (".y4m", ".yuv", ".i420")

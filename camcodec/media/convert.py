@@ -113,9 +113,11 @@ _TO_YUV_FLAGS = Interpolation.AREA | Interpolation.ACCURATE_RND | Interpolation.
 
 
 def from_rgb(rgb: np.ndarray, pix_fmt: str, matrix: str) -> VideoFrame:
-    """One uint8 (H, W, 3) RGB array -> a frame in ``pix_fmt`` (limited range for YUV formats)."""
-    frame = VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-    if pix_fmt == "rgb24":
+    """One uint8 (H, W, 3) RGB array, or uint16 in 0..65535, -> a frame in ``pix_fmt`` (limited range for
+    YUV formats)."""
+    source = "rgb48le" if rgb.dtype == np.uint16 else "rgb24"
+    frame = VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format=source)
+    if pix_fmt == source:
         return frame
     if not is_yuv(pix_fmt):
         return frame.reformat(format=pix_fmt)

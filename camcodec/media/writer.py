@@ -47,6 +47,7 @@ OUTPUT_KINDS: dict[str, str] = {
     "or an existing folder)",
 }
 
+_DEPTH_FORMATS = {8: "yuv420p", 10: "yuv420p10le"}  # Y4M and raw YUV by bit depth
 _SAME_KIND = {".i420": ".yuv"}  # extensions written as another's kind
 _UNTAGGED_KINDS = (".y4m", ".yuv")
 _CONTAINERS = {".mkv": "matroska", ".mp4": "mp4", ".webm": "webm", ".y4m": "yuv4mpegpipe"}
@@ -117,9 +118,10 @@ def check_output_path(path: str | os.PathLike[str], source: str | os.PathLike[st
 class VideoWriter:
     """Streaming, atomic video writer; use as a context manager.
 
-    ``VideoWriter(path, width, height, fps, codec=None, color_matrix="bt709", options=None)``:
+    ``VideoWriter(path, width, height, fps, codec=None, color_matrix="bt709", options=None, bit_depth=8)``:
     ``codec`` names any PyAV video encoder (for .mkv/.mp4/.webm); ``options`` are encoder options
-    (strings), merged over the defaults (e.g. ``{"crf": "23"}``).
+    (strings), merged over the defaults (e.g. ``{"crf": "23"}``); ``bit_depth`` 10 writes Y4M or raw YUV
+    as 10-bit 4:2:0 (yuv420p10le), best from uint16 frames (``Decoder.iter_frames(high_precision=True)``).
     Leaving the ``with`` block normally publishes the file; an exception discards it.
     Without ``with``, call ``close()`` to publish or ``abort()`` to discard.
 
@@ -138,6 +140,7 @@ class VideoWriter:
         codec: str | None = None,
         color_matrix: str = "bt709",
         options: dict[str, str] | None = None,
+        bit_depth: int = 8,
     ) -> None:
         self._sink: BinaryIO | None = None
         self.path: Path | None
@@ -179,10 +182,12 @@ class VideoWriter:
                 raise OutputError(f"{self.label}: {name!r} is not a video encoder")
             self.pix_fmt = _choose_pix_fmt(self._codec, self.width, self.height)
             self._options = {**_DEFAULT_OPTIONS.get(self._codec.name, {}), **(options or {})}
-        elif self.kind in (".y4m", ".yuv"):
-            self.pix_fmt = "yuv420p"
+        elif self.kind in _UNTAGGED_KINDS:
+            self.pix_fmt = _DEPTH_FORMATS.get(bit_depth, "")
         elif options:
             raise OutputError(f"{self.label}: options= applies only to .mkv, .mp4 and .webm outputs")
+        if bit_depth != 8 and not (self.kind in _UNTAGGED_KINDS and self.pix_fmt):
+            raise OutputError(f"{self.label}: bit depth {bit_depth}: outputs are 8-bit, or 10-bit .y4m and .yuv")
 
         self.frames_written = 0
         self._png_count = 0
@@ -234,7 +239,9 @@ class VideoWriter:
     def _open(self) -> None:
         if self.kind in _CONTAINERS:
             target = self._sink if self._sink is not None else os.fspath(self._output_temp)
-            self._container = av.open(target, mode="w", format=_CONTAINERS[self.kind])
+            # FFmpeg's Y4M muxer calls C420p10 "unofficial" (every Y4M reader we know takes it)
+            unofficial = {"strict": "unofficial"} if self.pix_fmt == _DEPTH_FORMATS[10] else {}
+            self._container = av.open(target, mode="w", format=_CONTAINERS[self.kind], options=unofficial)
             codec_name = self._codec.name if self._codec is not None else "rawvideo"
             stream = self._container.add_stream(codec_name, rate=self.fps)
             if self._options:
@@ -276,9 +283,9 @@ class VideoWriter:
         if frames.ndim == 3:
             frames = frames[None]
         shape_ok = frames.ndim == 4 and frames.shape[1:] == (self.height, self.width, 3) and len(frames) > 0
-        if frames.dtype != np.uint8 or not shape_ok:
+        if frames.dtype not in (np.uint8, np.uint16) or not shape_ok:
             raise InputError(
-                f"{self.label}: frames must be uint8 (N>=1, {self.height}, {self.width}, 3), "
+                f"{self.label}: frames must be uint8, or uint16 in 0..65535, (N>=1, {self.height}, {self.width}, 3), "
                 f"got {frames.dtype} {frames.shape}"
             )
         try:
@@ -297,8 +304,9 @@ class VideoWriter:
             frame.pts = self.frames_written
             self._container.mux(self._stream.encode(frame))
         elif self._raw is not None:
+            sample = np.uint16 if self.pix_fmt.endswith("10le") else np.uint8
             for index in range(3):
-                self._raw.write(np.ascontiguousarray(plane_array(frame, index)).data)
+                self._raw.write(np.ascontiguousarray(plane_array(frame, index, dtype=sample)).data)
         else:
             frame.pts = self.frames_written
             self._save_pngs(self._png.encode(frame))
