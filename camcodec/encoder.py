@@ -178,9 +178,9 @@ def plan_line(
 
 
 def warn_if_rate_unreachable(config: EncodeConfig, parameters: int, clip: Clip) -> float:
-    """The rate the encode aims at (the target, or else its network size's estimate); without a target, a
-    warning when the network, at its smallest for the clip's picture (the architecture's least channels), codes well above
-    it: its bits then spread over too few frames."""
+    """The rate the encode aims at (the target, or else its network size's estimate); without a target,
+    a warning when the network, at its smallest for the clip's picture (the architecture's least
+    channels), codes well above it: its bits then spread over too few frames."""
     pixels = clip.width * clip.height * clip.num_frames
     asked = (
         config.target_bpp
@@ -248,6 +248,7 @@ class Encoder:
             config = replace(config, params_per_pixel=params_for_target(config.target_bpp, config.bits))
         model = initial_model(config, num_frames, height, width, device)
         asked_bpp = warn_if_rate_unreachable(config, count_parameters(model), clip)
+        log.debug("%s: model %s", clip.source, model.config.to_dict())
 
         def build(tensors: list[bitstream.QuantizedTensor]) -> bitstream.Container:
             return bitstream.Container(info, [bitstream.Segment(0, num_frames, model.config.to_dict(), tensors)])

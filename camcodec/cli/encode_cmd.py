@@ -73,7 +73,9 @@ def setup_args(parser: argparse.ArgumentParser) -> None:
         help="save OUT.ckpt this often while training (default 60; removed when done)",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar and no status lines (warnings stay)"
+    )
     scale_out = parser.add_argument_group("segments and scale-out (Dask)")
     scale_out.add_argument(
         "--segment-frames",
