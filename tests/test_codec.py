@@ -69,7 +69,7 @@ def test_streamed_frames_render_ahead_and_equal_random_access(tmp_path, monkeypa
     monkeypatch.setattr(
         camcodec.Decoder,
         "_render_group",
-        lambda self, key: threads.append(threading.current_thread().name) or render_group(self, key),
+        lambda self, key, *more: threads.append(threading.current_thread().name) or render_group(self, key, *more),
     )
     assert np.array_equal(np.stack(list(decoder.iter_frames())), result.reconstruction)
     assert len(threads) == 3 and all(name.startswith("camcodec-render") for name in threads)

@@ -445,8 +445,8 @@ def test_decode_interrupted_midway_keeps_the_old_output(tiny_cam, tmp_path, monk
     before = {p.name: p.read_bytes() for p in target.iterdir()} if target.is_dir() else target.read_bytes()
     frames = camcodec.Decoder.iter_frames
 
-    def two_then_interrupt(self, indices=None):
-        for count, frame in enumerate(frames(self, indices)):
+    def two_then_interrupt(self, indices=None, **options):
+        for count, frame in enumerate(frames(self, indices, **options)):
             if count == 2:
                 raise KeyboardInterrupt
             yield 255 - frame  # different frames, so a partial write would show
