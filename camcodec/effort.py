@@ -32,10 +32,13 @@ SKIPPED_STEPS = 2
 #: The time-budget planning's calibration: at least this many timed steps, and this long at most (or
 #: ``CALIBRATION_SHARE`` of the budget, whichever is less).
 CALIBRATION_STEPS, CALIBRATION_SECONDS, CALIBRATION_SHARE = 4, 10.0, 0.02
-#: The share of a time budget kept for what follows training: choosing the rate, writing the file, and
-#: decoding it to measure it. A fine-tuning step costs a training step's time: QAT ran at 49 steps/s
-#: against training's 50 on carphone (176x144), 21 against 17.5 on bunny (320x180).
-RESERVE_SHARE = 0.05
+#: The share of a time budget that planning keeps for what follows training: choosing the rate, writing
+#: the file, decoding it to measure it. The deadlines keep ``WRAP_UP_SHARE`` of it (that work took 1-3 %).
+RESERVE_SHARE, WRAP_UP_SHARE = 0.05, 0.02
+#: Fine-tuning steps are planned at a training step's cost; a deadline keeps time for them at up to this
+#: many times it (QAT ran at 49 steps/s against training's 50 on carphone at one thread, at 30 against 37 on
+#: bunny 320x180 at two), so that training, not the fine-tuning that rounds the weights, is cut short.
+FINETUNE_MARGIN = 1.3
 #: The estimate of an encode's time is said once this much of its training has been timed.
 ESTIMATE_AFTER_SECONDS, ESTIMATE_AFTER_STEPS = 5.0, 20
 #: An encode shorter than this needs no estimate.
@@ -50,6 +53,7 @@ class StepRate(FitCallback):
     def __init__(self) -> None:
         self.timed_steps = 0
         self.seconds = 0.0
+        self.now = 0.0  # when the last step ended (time.perf_counter())
         self._since: float | None = None
         self._skipped = 0
 
@@ -59,7 +63,7 @@ class StepRate(FitCallback):
     def after_step(self, event: StepEvent) -> bool:
         if event.loss.device.type == "cuda":
             torch.cuda.synchronize(event.loss.device)
-        now = time.perf_counter()
+        self.now = now = time.perf_counter()
         if self._since is not None:
             self.timed_steps += 1
             self.seconds += now - self._since
@@ -110,15 +114,21 @@ class EncodeEstimate(StepRate):
         return False
 
 
-class Deadline(FitCallback):
-    """Ends a phase at ``at`` (``time.perf_counter()``), with a warning: the plan of a time budget is
-    kept even when the machine runs slower than it did when the plan was made."""
+class Deadline(StepRate):
+    """Ends a phase, with a warning, once the ``after_steps`` of fine-tuning that follow it would no longer
+    fit before ``end`` (``time.perf_counter()``) at this phase's own measured step rate: the time budget is
+    kept even when the machine runs slower than when the plan was made."""
 
-    def __init__(self, at: float) -> None:
-        self.at = at
+    def __init__(self, end: float, after_steps: int = 0) -> None:
+        super().__init__()
+        self.at = end
+        self.after_steps = after_steps
 
     def after_step(self, event: StepEvent) -> bool:
-        if event.last or time.perf_counter() < self.at:
+        super().after_step(event)
+        rate = self.per_second
+        after = self.after_steps * FINETUNE_MARGIN / rate if self.after_steps and rate else 0.0
+        if event.last or self.now + after < self.at:
             return False
         log.warning(
             "%s: stopped at step %d of %d to keep to --time (the machine runs slower than planned)",
@@ -131,12 +141,11 @@ class Deadline(FitCallback):
 
 @dataclass(frozen=True)
 class TimePlan:
-    """Training steps that fit a time budget, and the deadlines that hold it."""
+    """Training steps that fit a time budget, and when the work they plan must end."""
 
     steps: int
     steps_per_second: float
-    train_deadline: float  # time.perf_counter() by which training ends
-    finetune_deadline: float  # ... and the fine-tuning that follows it
+    end: float  # time.perf_counter() by which training and fine-tuning end
 
     def line(self) -> str:
         return f"{self.steps:,} steps planned at the measured {self.steps_per_second:.2f} steps/s"
@@ -172,13 +181,12 @@ def plan_for_time(
 ) -> TimePlan:
     """The training steps that fit what is left of ``budget`` seconds since ``started`` (perf_counter),
     with the fine-tuning after them (``finetune_fraction``) and ``RESERVE_SHARE`` kept for the rest;
-    ``steps`` given (a plan being continued), only its deadlines."""
-    end = started + budget * (1 - RESERVE_SHARE)
-    finetune = finetune_fraction(config)
+    ``steps`` given (a plan being continued), only its end."""
+    end = started + budget * (1 - WRAP_UP_SHARE)
     if steps is not None:
-        return TimePlan(steps, steps_per_second, end - finetune * steps / steps_per_second, end)
-    left = end - time.perf_counter()
-    steps = max(1, math.floor(left * steps_per_second / (1 + finetune)))
+        return TimePlan(steps, steps_per_second, end)
+    left = started + budget * (1 - RESERVE_SHARE) - time.perf_counter()
+    steps = max(1, math.floor(left * steps_per_second / (1 + finetune_fraction(config))))
     passes = steps / math.ceil(num_frames / config.batch_size)
     if passes < 1:
         log.warning(
@@ -187,5 +195,4 @@ def plan_for_time(
             steps,
             num_frames,
         )
-    train_end = end - finetune * steps / steps_per_second
-    return TimePlan(steps, steps_per_second, train_end, end)
+    return TimePlan(steps, steps_per_second, end)

@@ -375,11 +375,12 @@ class Encoder:
             nonlocal state
             if any(r.phase == phase.name for r in progress.done):
                 return
+            finetune_steps = config.phase_steps(num_frames, finetune_fraction(config)) if phase.name == "train" else 0
             timing: list[FitCallback] = []
             if plan is not None:
-                timing.append(Deadline(plan.train_deadline if phase.name == "train" else plan.finetune_deadline))
+                timing.append(Deadline(plan.end, finetune_steps))
             elif phase.name == "train" and state is None:
-                timing.append(EncodeEstimate(config.phase_steps(num_frames, finetune_fraction(config))))
+                timing.append(EncodeEstimate(finetune_steps))
             progress.done.append(fit(model, frames, phase, config, resume=state, callbacks=[*callbacks, *timing]))
             state = None
             if checkpointing:

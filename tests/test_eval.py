@@ -454,3 +454,45 @@ def test_two_runs_share_one_folder(tmp_path):
     second.add(row("x265", 31.0))
     first.add(row("x264", 30.5))  # re-measured by the first run: its own row wins
     assert {(r.codec, r.psnr_rgb) for r in ResultStore(tmp_path).sorted_rows()} == {("x264", 30.5), ("x265", 31.0)}
+
+
+_ANCHOR_RUN = """
+import hashlib, sys
+from fractions import Fraction
+from pathlib import Path
+import numpy as np
+from eval.codecs import make_codec
+frames = np.load(sys.argv[1])
+coded = make_codec(sys.argv[2]).run(frames, Fraction(25), 35, Path(sys.argv[3]))
+import av
+with av.open(sys.argv[3]) as container:  # the coded stream, not the container (Matroska's segment UID is random)
+    stream = b"".join(bytes(packet) for packet in container.demux(video=0))
+print(coded.bytes, hashlib.sha256(stream).hexdigest())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+@pytest.mark.parametrize("name", ["x264", "x265", "svtav1", "vp9"])
+def test_anchor_bytes_do_not_depend_on_the_cpus_allowed(tmp_path, name):
+    """The same frames give the same file in separate processes, on one CPU and on all of them: every
+    encoder's and every conversion's threads are pinned, not taken from the machine."""
+    import os
+    import subprocess
+    import sys
+
+    frames = tmp_path / "frames.npy"
+    np.save(frames, moving_pattern(10, 144, 176))
+    cpus = sorted(os.sched_getaffinity(0))
+
+    def run(allowed: list[int], out: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-c", _ANCHOR_RUN, str(frames), name, str(tmp_path / out)],
+            capture_output=True,
+            text=True,
+            check=True,
+            preexec_fn=lambda: os.sched_setaffinity(0, allowed),
+        ).stdout
+
+    one, every, again = run(cpus[:1], "one.mkv"), run(cpus, "all.mkv"), run(cpus, "again.mkv")
+    assert one == every == again

@@ -101,7 +101,22 @@ def test_time_budget_plans_steps_and_deadlines():
     )
     work = 600 * (1 - RESERVE_SHARE)
     assert plan.steps == pytest.approx(work * 2 / (1 + 0.1), abs=2)  # and QAT, a tenth of the steps
-    assert plan.train_deadline < plan.finetune_deadline
+    assert plan.end > __import__("time").perf_counter() + 0.95 * 600
+
+
+def test_a_deadline_keeps_time_for_the_fine_tuning_after_it(monkeypatch):
+    """At 1 step/s, with 10 fine-tuning steps to come (13 s at the margin), training stops 13 s before the end."""
+    import camcodec.effort as effort
+    from camcodec.train import Phase, StepEvent
+
+    now = iter(range(1000))
+    monkeypatch.setattr(effort.time, "perf_counter", lambda: float(next(now)))
+    deadline = effort.Deadline(end=30.0, after_steps=10)
+    phase = Phase("train", 100, 1e-2)
+    deadline.begin(phase, 0)
+    zero = __import__("torch").zeros(())
+    stopped = next(s for s in range(1, 100) if deadline.after_step(StepEvent(phase, s, zero, zero, None)))  # type: ignore[arg-type]
+    assert stopped == 18  # the clock reads 17 s after 18 steps: 17 + 13 >= 30
 
 
 @pytest.mark.slow

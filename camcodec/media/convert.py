@@ -36,6 +36,10 @@ MATRICES: dict[str, tuple[Colorspace, int]] = {
     "fcc": (Colorspace.FCC, 4),
 }
 
+#: swscale's threads for every conversion: one, so that a conversion is the same on any machine (its
+#: automatic threads split a picture in slices by the number of cores).
+SWS_THREADS = 1
+
 #: The matrix of untagged raw video (raw I420, Y4M, rawvideo): what the reader assumes for it and so what
 #: the writer writes it in, whatever the source's matrix was, so that a pipe ``decode -o - | encode -``
 #: keeps the colours (BT.709, the convention of raw 4:2:0 test sequences such as UVG).
@@ -95,7 +99,7 @@ def to_rgb_frame(frame: VideoFrame, color: ColorInfo, width: int, height: int) -
     """Convert (and resize) one frame to rgb24 with the given colour interpretation."""
     interp = interpolation_for((frame.width, frame.height), (width, height))
     if color.matrix == "rgb":
-        return frame.reformat(width=width, height=height, format="rgb24", interpolation=interp)
+        return frame.reformat(width=width, height=height, format="rgb24", interpolation=interp, threads=SWS_THREADS)
     return frame.reformat(
         width=width,
         height=height,
@@ -103,6 +107,7 @@ def to_rgb_frame(frame: VideoFrame, color: ColorInfo, width: int, height: int) -
         src_colorspace=MATRICES[color.matrix][0],
         src_color_range=ColorRange.JPEG if color.full_range else ColorRange.MPEG,
         interpolation=interp,
+        threads=SWS_THREADS,
     )
 
 
@@ -120,12 +125,13 @@ def from_rgb(rgb: np.ndarray, pix_fmt: str, matrix: str) -> VideoFrame:
     if pix_fmt == source:
         return frame
     if not is_yuv(pix_fmt):
-        return frame.reformat(format=pix_fmt)
+        return frame.reformat(format=pix_fmt, threads=SWS_THREADS)
     return frame.reformat(
         format=pix_fmt,
         dst_colorspace=MATRICES[matrix][0],
         dst_color_range=ColorRange.MPEG,
         interpolation=_TO_YUV_FLAGS,
+        threads=SWS_THREADS,
     )
 
 
