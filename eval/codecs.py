@@ -90,6 +90,10 @@ class Codec(Protocol):
 
     def stream_suffix(self) -> str: ...
 
+    def facts(self, threads: int | None) -> dict[str, Any]:
+        """What besides its settings decides this codec's result here (``eval.provenance``); ``threads``:
+        torch threads the point runs with (None: the process's)."""
+
     def run(self, frames: np.ndarray, fps: Fraction, value: Point, path: Path) -> Coded: ...
 
 
@@ -191,6 +195,9 @@ class ConventionalCodec:
 
     def stream_suffix(self) -> str:
         return ".mkv"
+
+    def facts(self, threads: int | None) -> dict[str, Any]:
+        return {"encoder": self.family.encoder}  # its threads are pinned (ONE_THREAD), its build is FFmpeg's
 
     def run(self, frames: np.ndarray, fps: Fraction, value: Point, path: Path) -> Coded:
         _num_frames, height, width = frames.shape[:3]
@@ -298,6 +305,12 @@ class CamcodecCodec:
 
     def stream_suffix(self) -> str:
         return ".cam"
+
+    def facts(self, threads: int | None) -> dict[str, Any]:
+        from camcodec.config import parse_options
+        from eval.provenance import camcodec_facts
+
+        return camcodec_facts(self.device, parse_options(self.options), threads)
 
     def run(self, frames: np.ndarray, fps: Fraction, value: Point, path: Path) -> Coded:
         import camcodec  # the codec under test; imported here so the harness's other parts load without it

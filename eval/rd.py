@@ -30,6 +30,7 @@ from camcodec.media import Clip
 from eval.codecs import CamcodecCodec, Codec, Point, make_codec
 from eval.datasets import Sequence, resolve_sources
 from eval.metrics import measure
+from eval.provenance import provenance
 from eval.report import write_reports
 from eval.results import ResultStore, Row
 
@@ -149,10 +150,14 @@ def run_rd(config: RDConfig) -> RDReport:
         store.check_sequence(sequence.name, _setup(sequence))
 
     jobs = [(sequence, codec, value) for sequence in sequences for codec, values in plan for value in values]
+    threads = _task_threads(config)
+    expected = {codec.name: provenance(codec.facts(threads)) for codec, _ in plan}
     pending = [
-        job
-        for job in jobs
-        if not store.done(job[0].name, job[1].name, job[1].point_label(job[2]), job[1].settings(job[2]))
+        (sequence, codec, value)
+        for sequence, codec, value in jobs
+        if not store.done(
+            sequence.name, codec.name, codec.point_label(value), codec.settings(value), expected[codec.name]
+        )
     ]
     skipped = len(jobs) - len(pending)
     if skipped:
@@ -209,7 +214,7 @@ def _run_pending(
             streams[sequence.name].mkdir(parents=True, exist_ok=True)
         else:
             streams[sequence.name] = Path(tempfile.mkdtemp(prefix=".streams-", dir=config.out))
-    threads = 1 if config.workers is not None or config.cluster is not None else None
+    threads = _task_threads(config)
     tasks = [
         PointTask(
             sequence,
@@ -268,6 +273,7 @@ def run_point(task: PointTask) -> tuple[Row, str]:
         encode_s=coded.encode_s,
         decode_s=coded.decode_s,
         settings=codec.settings(value),
+        provenance=provenance(codec.facts(task.threads)),
     )
     log.info(
         "%s %s %s: %.4f bpp, PSNR %.2f dB (YUV %.2f), MS-SSIM %.4f, encode %.2f s, decode %.2f s",
@@ -282,6 +288,11 @@ def run_point(task: PointTask) -> tuple[Row, str]:
         row.decode_s,
     )
     return row, str(clip.fps)
+
+
+def _task_threads(config: RDConfig) -> int | None:
+    """torch threads of each point: one on Dask workers, the process's own in a serial run."""
+    return 1 if config.workers is not None or config.cluster is not None else None
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,8 +1,10 @@
 """The results of a run: one row per sequence x codec x rate point, kept in ``results.json`` and ``results.csv``.
 
 The output folder is the record of an experiment and can be filled over several runs: a row is reused
-(the point skipped) when the same sequence, codec and rate point was measured with the same settings;
-a row whose settings differ (say, another ``--steps`` for camcodec) is measured again and replaced.
+(the point skipped) when the same sequence, codec and rate point was measured with the same settings and
+the same provenance (commit, libraries, machine, camcodec's precision, device, threads and seed:
+``eval.provenance``); any other row (say, another ``--steps`` for camcodec, or another commit) is measured
+again and replaced.
 A sequence must be read the same way in every run that writes to a folder (same source, frame limit and
 scale); otherwise the run is refused, so that one folder never mixes incomparable numbers.
 
@@ -35,7 +37,8 @@ log = logging.getLogger(__name__)
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
 LOCK = ".results.lock"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: rows carry their provenance
+READABLE_VERSIONS = (1, 2)
 #: The fields of a sequence's setup that must not change between runs into one folder.
 SETUP_KEYS = ("source", "max_frames", "scale")
 
@@ -59,6 +62,7 @@ class Row:
     encode_s: float
     decode_s: float
     settings: str  # everything that determines the coded result besides the frames
+    provenance: str = ""  # the code, libraries and machine that made it (``eval.provenance``; "": unknown)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -72,7 +76,7 @@ class Row:
     def from_json(cls, data: dict[str, Any]) -> Row:
         values = {}
         for f in fields(cls):
-            value = data[f.name]
+            value = data.get(f.name, "") if f.name == "provenance" else data[f.name]  # rows of version 1 lack it
             if f.name.startswith("psnr") and value is None:
                 value = math.inf
             values[f.name] = value
@@ -106,7 +110,7 @@ class ResultStore:
         """Take in the rows and sequences saved at ``path``; rows this store added itself win."""
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("version") != FORMAT_VERSION:
+            if data.get("version") not in READABLE_VERSIONS:
                 raise ValueError(f"format version {data.get('version')!r}, expected {FORMAT_VERSION}")
             for name, setup in dict(data["sequences"]).items():
                 self.sequences[name] = {**setup, **self.sequences.get(name, {})}
@@ -136,9 +140,10 @@ class ResultStore:
         """Add what reading the sequence revealed (frames, width, height)."""
         self.sequences.setdefault(name, {}).update(info)
 
-    def done(self, sequence: str, codec: str, point: str, settings: str) -> bool:
+    def done(self, sequence: str, codec: str, point: str, settings: str, provenance: str) -> bool:
+        """Whether the point is stored with these settings and this provenance: only then is it reused."""
         row = self.rows.get((sequence, codec, point))
-        return row is not None and row.settings == settings
+        return row is not None and row.settings == settings and row.provenance == provenance
 
     def add(self, row: Row) -> None:
         """Record a row (replacing one with the same key) and save both files."""

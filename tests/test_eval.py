@@ -456,6 +456,33 @@ def test_two_runs_share_one_folder(tmp_path):
     assert {(r.codec, r.psnr_rgb) for r in ResultStore(tmp_path).sorted_rows()} == {("x264", 30.5), ("x265", 31.0)}
 
 
+def test_a_row_of_another_commit_or_precision_is_measured_again(source, tmp_path, monkeypatch):
+    """Rows record what made them (commit, libraries, machine; for camcodec its precision, device, threads and
+    seed); a row is reused only when all of it matches."""
+    import eval.provenance as provenance_module
+    from camcodec.device import trains_in_bf16
+    from eval.provenance import camcodec_facts, provenance
+
+    config = RDConfig([str(source)], tmp_path / "rd", codecs=["x264"], points={"*": (36,)})
+    assert run_rd(config).measured == 1
+    assert run_rd(config).skipped == 1  # the same code on the same machine: reused
+
+    def stored() -> dict:
+        return json.loads(json.loads((tmp_path / "rd" / RESULTS_JSON).read_text())["rows"][0]["provenance"])
+
+    assert {"commit", "camcodec", "pyav", "ffmpeg", "cpu", "encoder"} <= set(stored())
+    monkeypatch.setattr(provenance_module, "git_commit", lambda: "another-commit")
+    assert run_rd(config).measured == 1  # another commit: measured again, and recorded
+    assert stored()["commit"] == "another-commit"
+
+    facts = camcodec_facts("cpu", {"precision": "fp32", "seed": 3}, threads=1)
+    assert (facts["device"], facts["precision"], facts["threads"], facts["seed"]) == ("cpu", "fp32", 1, 3)
+    auto = camcodec_facts("cpu", {}, threads=None)["precision"]  # what auto resolves to on this machine
+    assert auto == ("bf16" if trains_in_bf16("auto", torch.device("cpu")) else "fp32")
+    assert camcodec_facts("cpu", {"precision": "bf16"}, threads=1)["precision"] == "bf16"  # another precision,
+    assert provenance(camcodec_facts("cpu", {"precision": "bf16"}, 1)) != provenance(facts)  # another provenance
+
+
 _ANCHOR_RUN = """
 import hashlib, sys
 from fractions import Fraction
