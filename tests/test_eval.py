@@ -119,6 +119,35 @@ def test_bd_rate_of_twice_the_bits_is_plus_100_percent(method):
     assert bd_rate(double, PSNR, RATES, PSNR, method) == pytest.approx(-0.5, abs=1e-9)
 
 
+@pytest.mark.parametrize("method", ["pchip", "cubic"])
+def test_bd_rate_and_psnr_match_an_independent_implementation(method):
+    """The ``bjontegaard`` package (FAU Erlangen; scipy's interpolators) on four-point curves that cross."""
+    import bjontegaard
+
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        anchor_rates = np.sort(rng.uniform(0.01, 0.3, 4))
+        anchor_psnr = np.sort(rng.uniform(26, 38, 4))
+        test_rates = np.sort(anchor_rates * rng.uniform(0.6, 1.2, 4))
+        test_psnr = np.sort(anchor_psnr + rng.uniform(-0.5, 1.0, 4))
+        curves = (anchor_rates, anchor_psnr, test_rates, test_psnr)
+        expected = bjontegaard.bd_rate(*curves, method=method, min_overlap=0) / 100
+        assert bd_rate(*curves, method=method) == pytest.approx(expected)
+        gain = bjontegaard.bd_psnr(*curves, method=method, min_overlap=0)
+        assert bd_quality(*curves, method=method) == pytest.approx(gain)
+
+
+def test_psnr_and_ssim_agree_with_scikit_image():
+    """PSNR per frame as scikit-image computes it; MS-SSIM's first scale is SSIM, which it also has."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    frames = moving_pattern(4)
+    noisy = np.clip(frames.astype(int) + np.random.default_rng(0).integers(-9, 10, frames.shape), 0, 255)
+    noisy = noisy.astype(np.uint8)
+    expected = np.mean([peak_signal_noise_ratio(a, b, data_range=255) for a, b in zip(frames, noisy, strict=True)])
+    assert psnr_rgb(frames, noisy) == pytest.approx(expected)
+
+
 def test_bd_quality_of_a_constant_gain():
     assert bd_quality(RATES, PSNR, RATES, [q + 0.75 for q in PSNR]) == pytest.approx(0.75, abs=1e-9)
 
