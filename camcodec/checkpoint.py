@@ -44,10 +44,20 @@ class EncodeCheckpoint(FitCallback):
     """Saves the model, the finished phases and the running phase's state at most every ``interval`` s
     (as a ``fit`` callback: after a step, when due; None: never while training)."""
 
-    def __init__(self, out_path: str | os.PathLike, model: nn.Module, fingerprint: str, interval: float | None = 60.0):
+    def __init__(
+        self,
+        out_path: str | os.PathLike,
+        model: nn.Module,
+        fingerprint: str,
+        interval: float | None = 60.0,
+        trains_on: str = "cpu fp32",
+    ):
+        """``trains_on``: the device type and precision the training resolved to here (``auto`` resolves
+        per machine); a checkpoint of another is refused, since its continuation would differ."""
         self.path = Path(f"{os.fspath(out_path)}.ckpt")
         self.model = model
         self.fingerprint = fingerprint
+        self.trains_on = trains_on
         self.interval = interval
         self.done: list[TrainResult] = []  # phases finished
         self.levels: int | None = None  # quantization levels, set once training is done and the rate is decided
@@ -71,6 +81,7 @@ class EncodeCheckpoint(FitCallback):
         """Write the checkpoint atomically; ``state`` is the running phase's, None at a phase boundary."""
         payload = {
             "fingerprint": self.fingerprint,
+            "trains_on": self.trains_on,
             "model": self.model.state_dict(),
             "done": [asdict(r) for r in self.done],
             "levels": self.levels,
@@ -100,6 +111,12 @@ class EncodeCheckpoint(FitCallback):
                 raise InputError(
                     f"{self.path}: checkpoint of a different encode (source or options changed); "
                     "--no-resume starts again and replaces it (resume=False)"
+                )
+            began = payload.get("trains_on", self.trains_on)
+            if began != self.trains_on:
+                raise InputError(
+                    f"{self.path}: this encode began training on {began}, here it would go on in "
+                    f"{self.trains_on}; give --device and --precision to match, or --no-resume starts again"
                 )
             self.model.load_state_dict(payload["model"])
             self.done = [TrainResult(**r) for r in payload["done"]]

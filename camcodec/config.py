@@ -317,12 +317,20 @@ def resolve_config(preset: str = DEFAULT_PRESET, rate: str | None = None, **over
 
 
 def _parsed(name: str, value: Any) -> Any:
-    """A field's value, parsed by the field's own parser when it comes as text."""
+    """A field's value, parsed by the field's own parser when it comes as text, and a whole number given
+    to a float field as a float (``rate_weight=0`` is the command's ``--rate-weight 0``: the same encode,
+    the same checkpoint)."""
     parse = _FIELDS[name].metadata["parse"]
-    return parse(value) if parse is not None and isinstance(value, str) else value
+    if parse is not None and isinstance(value, str):
+        return parse(value)
+    if isinstance(value, int) and not isinstance(value, bool) and float in _HINT_TYPES[name]:
+        return float(value)
+    return value
 
 
 _FIELDS = {item.name: item for item in fields(EncodeConfig)}
+#: The types each field's hint allows (``float | None`` -> (float, NoneType)).
+_HINT_TYPES = {name: typing.get_args(hint) or (hint,) for name, hint in typing.get_type_hints(EncodeConfig).items()}
 #: Field names by their flag's name (``bpp`` -> ``target_bpp``), for the API's keyword arguments.
 FLAG_NAMES = {
     flag_of(name)[2:].replace("-", "_"): name

@@ -257,7 +257,11 @@ class Encoder:
             return bitstream.write_bytes(build(tensors))
 
         progress = EncodeCheckpoint(
-            out_path, model, fingerprint(clip.frames, asdict(config), model.config.to_dict()), self.checkpoint_interval
+            out_path,
+            model,
+            fingerprint(clip.frames, asdict(config), model.config.to_dict()),
+            self.checkpoint_interval,
+            trains_on=f"{device.type} {'bf16' if trains_in_bf16(config.precision, device) else 'fp32'}",
         )
         if config.rate_weight > 0:
             # Learned steps have no natural size of their own: without a target, they land the nominal rate.

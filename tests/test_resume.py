@@ -7,10 +7,12 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from fractions import Fraction
 
 import numpy as np
 import pytest
+import torch
 
 import camcodec
 from camcodec.api import load_source
@@ -109,6 +111,27 @@ def test_a_checkpoint_of_another_encode_is_refused_with_the_way_out(source, tmp_
     assert not out.exists()
     assert main(["encode", str(source), "-o", str(out), *short, "--no-resume"]) == 0  # starts again
     assert not (tmp_path / "clip.cam.ckpt").exists()
+
+
+def test_a_checkpoint_of_another_precision_is_refused(source, tmp_path, capsys):
+    """``auto`` resolves per machine (bfloat16 on AMX CPUs): a checkpoint that began in another precision or
+    on another device is refused in one line, never continued differently."""
+    from camcodec.checkpoint import EncodeCheckpoint, fingerprint
+    from camcodec.encoder import initial_model
+
+    out = tmp_path / "clip.cam"
+    config = tiny_config(40, prune=0.2, rate_weight=0)  # what the command below resolves: fp32 on the CPU
+    model = initial_model(config, 8, 48, 64, torch.device("cpu"))
+    identity = fingerprint(load_source(source).frames, asdict(config), model.config.to_dict())
+    EncodeCheckpoint(out, model, identity, trains_on="cuda bf16").save()
+    short = [o if o != "400" else "40" for o in OPTIONS]
+    assert main(["encode", str(source), "-o", str(out), *short]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.endswith(
+        "this encode began training on cuda bf16, here it would go on in cpu fp32; give --device and --precision "
+        "to match, or --no-resume starts again"
+    ), err
 
 
 def test_resume_without_a_checkpoint_just_starts(source, tmp_path):
