@@ -9,6 +9,7 @@ where it is defined (the two curves share a quality range).
 from __future__ import annotations
 
 import io
+import logging
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -18,7 +19,11 @@ from eval.bdrate import bd_quality, bd_rate
 from eval.metrics import msssim_db
 from eval.results import ResultStore, Row, write_atomic
 
+log = logging.getLogger(__name__)
+
 BDRATE_MD = "bdrate.md"
+#: Below this many rate points on a curve, its BD-rate interpolates across gaps: the table warns.
+MIN_POINTS = 4
 RD_PSNR_PNG = "rd_psnr.png"
 RD_MSSSIM_PNG = "rd_msssim.png"
 
@@ -62,6 +67,7 @@ class BDResult:
     rate: dict[str, float]  # heading of QUALITY_AXES -> BD-rate
     psnr_db: float  # BD-PSNR (RGB)
     sequences: int = 1  # how many sequences the mean covers
+    points: int = 0  # the fewest rate points either curve has (over the sequences of a mean)
 
 
 def _mean(values: Iterable[float]) -> float:
@@ -133,7 +139,7 @@ def bd_per_sequence(rows: list[Row], anchor: str, order: list[str] | None = None
                 if base
                 else math.nan
             )
-            results.append(BDResult(codec, rate, psnr))
+            results.append(BDResult(codec, rate, psnr, points=min(len(base), len(test))))
         out[sequence] = results
     return out
 
@@ -149,7 +155,7 @@ def bd_means(per_sequence: dict[str, list[BDResult]]) -> list[BDResult]:
         rate = {h: _mean(v for r in results if math.isfinite(v := r.rate[h])) for h, _ in QUALITY_AXES}
         psnr = _mean(v for r in results if math.isfinite(v := r.psnr_db))
         defined = sum(1 for r in results if math.isfinite(r.rate["PSNR-RGB"]))
-        out.append(BDResult(codec, rate, psnr, defined))
+        out.append(BDResult(codec, rate, psnr, defined, min(r.points for r in results)))
     return out
 
 
@@ -191,10 +197,10 @@ def bd_table(means: list[BDResult], total: int, labels: dict[str, str] | None = 
     labels = labels or {}
     body = [
         [labels.get(b.codec, b.codec), *(_pct(b.rate[h]) for h, _ in QUALITY_AXES), _db(b.psnr_db, 3)]
-        + [f"{b.sequences}/{total}"]
+        + [f"{b.sequences}/{total}", str(b.points)]
         for b in means
     ]
-    headings = ["codec"] + [f"BD-rate {h}" for h, _ in QUALITY_AXES] + ["BD-PSNR-RGB (dB)", "sequences"]
+    headings = ["codec"] + [f"BD-rate {h}" for h, _ in QUALITY_AXES] + ["BD-PSNR-RGB (dB)", "sequences", "points"]
     return _table(headings, body)
 
 
@@ -223,12 +229,21 @@ def render_markdown(
         "Bjontegaard delta rate: the mean difference in bits at equal quality over the quality range both "
         "curves cover (PCHIP interpolation of log-rate). Negative means fewer bits than the anchor. "
         "MS-SSIM is interpolated on a dB scale, -10 log10(1 - MS-SSIM). Each number is a mean over the "
-        "sequences where it is defined (last column: where the PSNR-RGB curves share a quality range); "
-        "BD-PSNR is the mean PSNR gain at equal rate, over the shared rate range.",
+        "sequences where it is defined ('sequences': where the PSNR-RGB curves share a quality range; "
+        "'points': the fewest rate points either curve has); BD-PSNR is the mean PSNR gain at equal rate, "
+        "over the shared rate range.",
         "",
         bd_table(means, len(sequences), labels) if means else "(no codec besides the anchor)",
         "",
     ]
+    few = [labels.get(b.codec, b.codec) for b in means if b.points < MIN_POINTS]
+    if few:
+        warning = (
+            f"fewer than {MIN_POINTS} rate points on a curve of {', '.join(few)} or the anchor (column 'points'): "
+            "between so few points the curve is a guess; measure at least 4 (--points)"
+        )
+        log.warning("%s", warning)
+        parts += [f"**Warning**: {warning}.", ""]
     if len(sequences) > 1 and means:
         parts += ["## BD-rate per sequence", ""]
         for name in sequences:

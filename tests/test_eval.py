@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -346,6 +347,10 @@ def test_bd_rate_between_two_presets_in_a_run(source, tmp_path):
     assert "BD-rate against x264 (preset medium)" in report.markdown
     assert "| x264 (preset veryfast) |" in report.markdown
     assert "n/a" not in report.markdown.split("## Rate points")[0]
+    assert "**Warning**: fewer than 4 rate points on a curve of x264 (preset veryfast)" in report.markdown
+    assert report.markdown.split("## Rate points")[0].count("| 1/1 | 3 |") == 1  # the column says 3 points
+    four = run_rd(replace(config, points={"*": (20, 24, 28, 36)}))
+    assert "| 1/1 | 4 |" in four.markdown and "Warning" not in four.markdown
 
 
 @pytest.mark.slow
