@@ -284,7 +284,11 @@ class CamcodecCodec:
 
     @property
     def label(self) -> str:
-        preset = f"camcodec ({self.preset or 'default preset'})"
+        """The name and every setting the curve was made with: preset, --steps, a variant's options."""
+        training = self.preset or "default preset"
+        if self.steps is not None:
+            training += f", {self.steps} steps"
+        preset = f"camcodec ({training})"
         return f"{self.name}: {preset} {' '.join(self.options)}" if self.options else preset
 
     def check_point(self, value: Point) -> None:

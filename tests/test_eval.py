@@ -378,7 +378,7 @@ def test_camcodec_point_and_a_variant(source, tmp_path):
     assert variant["settings"] == "camcodec preset=fast target_bpp=2 arch=cam-nerv cam=false steps=4"
     model = bs.describe((tmp_path / "rd" / "streams" / "pattern" / "v1-nocam_bpp=2.cam").read_bytes())
     assert model["segments"][0]["model_config"]["cam"] is False
-    assert "| v1-nocam: camcodec (fast) arch=cam-nerv cam=false |" in report.markdown
+    assert "| v1-nocam: camcodec (fast, 4 steps) arch=cam-nerv cam=false |" in report.markdown
 
 
 def test_camcodec_rate_rung_point_encodes_what_the_rung_gives_a_user(source, tmp_path):
