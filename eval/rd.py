@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from camcodec.engine import Engine, make_engine
 from camcodec.errors import InputError, OutputError
 from camcodec.media import Clip
-from eval.codecs import CamcodecCodec, Codec, Point, make_codec
+from eval.codecs import CamcodecCodec, Codec, ConventionalCodec, Point, make_codec
 from eval.datasets import Sequence, resolve_sources
 from eval.metrics import measure
 from eval.provenance import provenance
@@ -128,12 +128,14 @@ def run_rd(config: RDConfig) -> RDReport:
     """Run every pending point, then write results.csv/json, bdrate.md, rd_psnr.png and rd_msssim.png."""
     codecs = _codecs(config)
     names = [c.name for c in codecs]
+    store = ResultStore(config.out)  # what earlier runs left in the folder, if it exists
+    stored = {row.codec for row in store.rows.values()}
     if config.anchor:
         anchor = make_codec(config.anchor, variants=config.variants).name
-    else:
-        anchor = DEFAULT_ANCHOR if DEFAULT_ANCHOR in names else names[0]
-    if anchor not in names:
-        raise InputError(f"anchor {anchor!r} is not among the codecs run ({', '.join(names)})")
+    else:  # x265 whenever its rows are in the table, whichever codecs this run adds
+        anchor = DEFAULT_ANCHOR if DEFAULT_ANCHOR in {*names, *stored} else names[0]
+    if anchor not in names and anchor not in stored:
+        raise InputError(f"anchor {anchor!r} is neither among the codecs run ({', '.join(names)}) nor in {config.out}")
     unknown = set(config.points) - set(names) - {ALL_CONVENTIONAL, "camcodec"}
     if unknown:
         raise InputError(f"--points names codecs not run: {', '.join(sorted(unknown))}")
@@ -145,7 +147,6 @@ def run_rd(config: RDConfig) -> RDReport:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{folder}: cannot create the output folder ({exc.strerror or exc})") from None
-    store = ResultStore(folder)
     for sequence in sequences:
         store.check_sequence(sequence.name, _setup(sequence))
 
@@ -169,7 +170,7 @@ def run_rd(config: RDConfig) -> RDReport:
     finally:
         engine.close()
     store.save()
-    labels = {c.name: c.label for c in codecs}
+    labels = {**{name: _stored_label(name) for name in stored}, **{c.name: c.label for c in codecs}}
     markdown = write_reports(store, anchor, order=names, labels=labels)
     return RDReport(folder, len(pending), skipped, markdown)
 
@@ -288,6 +289,16 @@ def run_point(task: PointTask) -> tuple[Row, str]:
         row.decode_s,
     )
     return row, str(clip.fps)
+
+
+def _stored_label(name: str) -> str:
+    """The label of a codec whose rows an earlier run left: a conventional codec's name says all of its
+    settings; camcodec's training and a variant's options are not known here, so they keep their name."""
+    try:
+        codec = make_codec(name)
+    except InputError:
+        return name
+    return codec.label if isinstance(codec, ConventionalCodec) else name
 
 
 def _task_threads(config: RDConfig) -> int | None:

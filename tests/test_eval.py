@@ -339,6 +339,13 @@ def test_end_to_end_x264_writes_every_output_and_resumes(source, tmp_path, capsy
     assert "use another --out" in capsys.readouterr().err
 
 
+def test_the_anchor_stays_x265_while_its_rows_are_in_the_folder(source, tmp_path):
+    out = tmp_path / "rd"
+    run_rd(RDConfig([str(source)], out, codecs=["x264", "x265"], points={"*": (28, 36)}))
+    again = run_rd(RDConfig([str(source)], out, codecs=["x264"], points={"*": (28, 32, 36)}))  # x265 not run
+    assert "## BD-rate against x265 (preset medium)" in again.markdown
+
+
 def test_bd_rate_between_two_presets_in_a_run(source, tmp_path):
     config = RDConfig(
         [str(source)], tmp_path / "rd", codecs=["x264-veryfast", "x264"], anchor="x264", points={"*": (20, 28, 36)}
