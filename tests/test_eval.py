@@ -149,6 +149,14 @@ def test_psnr_and_ssim_agree_with_scikit_image():
     assert psnr_rgb(frames, noisy) == pytest.approx(expected)
 
 
+def test_psnr_of_a_1080p_frame_with_every_error_at_its_largest():
+    """Summed in integers frame by frame: 1920 x 1080 x 3 errors of 255 would overflow 32 bits."""
+    from camcodec.metrics import psnr_uint8
+
+    black = np.zeros((1, 1080, 1920, 3), np.uint8)
+    assert psnr_uint8(black, black + 255) == 0.0
+
+
 def test_bd_quality_of_a_constant_gain():
     assert bd_quality(RATES, PSNR, RATES, [q + 0.75 for q in PSNR]) == pytest.approx(0.75, abs=1e-9)
 
