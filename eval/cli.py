@@ -28,8 +28,8 @@ sources: video files, Y4M, raw I420 (.yuv with --size or WxH in the name), PNG f
 for the official UVG 1080p 8-bit files (Beauty_1920x1080_120fps_420_8bit_YUV.yuv, ...), or a set file
 (.json: {"sequences": [{"path": "a.mp4", "frames": 60, "scale": "320x180"}, ...]}, paths relative to it;
 a sequence's own frames, scale, size, fps or name win over the options; eval/sets/dev.json: the dev set).
-codecs: x264, x265 (preset medium; x264-veryslow etc. for another preset), svtav1 (preset 8; svtav1-N),
-vp9 (cpu-used 1; vp9-N), camcodec.
+codecs: x264, x265 (preset medium; x264-veryslow etc. for another preset), x265ldp (x265 without
+B-frames, as the NeRV-family papers use it), svtav1 (preset 8; svtav1-N), vp9 (cpu-used 1; vp9-N), camcodec.
 points: CRF values for conventional codecs; for camcodec target bits per pixel or rate-ladder rungs
 (xs, s, m, l, xl: what camcodec encode --rate gives a user); --points 22,27,32 sets every conventional
 codec, --points x265=27,32 one codec, --points camcodec=0.03,0.08 or camcodec=xs,s,m,l camcodec and its

@@ -13,6 +13,7 @@ bitstream filter. On small clips that text alone would be a sizable share of the
 decode identically without it.
 
 Names (``--codecs``): ``x264`` and ``x265`` (preset medium; ``x264-veryslow`` etc. for another preset),
+``x265ldp`` (x265 without B-frames, as the NeRV-family papers use it),
 ``svtav1`` (preset 8; ``svtav1-4`` for preset 4), ``vp9`` (libvpx-vp9 good quality, cpu-used 1;
 ``vp9-4`` for cpu-used 4) and ``camcodec`` (and its variants). Rate points are CRF values for the
 conventional codecs and target bits per pixel for camcodec.
@@ -117,6 +118,7 @@ class Family:
     default_points: tuple[float, ...]  # CRF values
     options: dict[str, str] = field(default_factory=dict)
     bsf: str | None = None  # bitstream filter applied to every packet before it is counted and stored
+    note: str = ""  # what sets it apart from its encoder's defaults, for labels
 
 
 # Threads are pinned for every encoder: left to FFmpeg and the encoders, their number follows the machine's
@@ -142,6 +144,17 @@ FAMILIES: dict[str, Family] = {
         _X26X_PRESETS,
         (22, 27, 32, 37),
         options={"x265-params": "log-level=error:info=0:frame-threads=1:pools=1"},
+    ),
+    # x265 without B-frames (bframes=0), the low-delay P configuration the NeRV-family papers compare
+    # against; the anchor stays x265 medium, which keeps them.
+    "x265ldp": Family(
+        "libx265",
+        "preset",
+        "medium",
+        _X26X_PRESETS,
+        (22, 27, 32, 37),
+        options={"x265-params": "log-level=error:info=0:frame-threads=1:pools=1:bframes=0"},
+        note="bframes=0",
     ),
     "svtav1": Family(
         "libsvtav1", "preset", "8", tuple(str(i) for i in range(14)), (27, 35, 43, 51), {"svtav1-params": "lp=1"}
@@ -175,7 +188,8 @@ class ConventionalCodec:
 
     @property
     def label(self) -> str:
-        return f"{self.family_name} ({self.family.speed_option} {self.speed})"
+        note = f", {self.family.note}" if self.family.note else ""
+        return f"{self.family_name} ({self.family.speed_option} {self.speed}{note})"
 
     @property
     def default_points(self) -> tuple[Point, ...]:
@@ -354,7 +368,10 @@ def parse_variant(text: str) -> tuple[str, tuple[str, ...]]:
     return name, tuple(options)
 
 
-CODEC_HELP = "x264, x265 (x264-veryslow, ...: another preset), svtav1 (svtav1-N), vp9 (vp9-N: cpu-used), camcodec"
+CODEC_HELP = (
+    "x264, x265 (x264-veryslow, ...: another preset), x265ldp (x265 with bframes=0), svtav1 (svtav1-N), "
+    "vp9 (vp9-N: cpu-used), camcodec"
+)
 
 
 def make_codec(

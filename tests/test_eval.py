@@ -347,6 +347,18 @@ def test_end_to_end_x264_writes_every_output_and_resumes(source, tmp_path, capsy
     assert "use another --out" in capsys.readouterr().err
 
 
+def test_x265ldp_codes_no_b_frames(tmp_path):
+    import av
+
+    codec = make_codec("x265ldp")
+    assert codec.label == "x265ldp (preset medium, bframes=0)"
+    codec.run(moving_pattern(10, 48, 64), Fraction(25), 30, tmp_path / "ldp.mkv")
+    with av.open(str(tmp_path / "ldp.mkv")) as container:
+        kinds = [int(frame.pict_type) for frame in container.decode(video=0)]
+    assert kinds[0] == int(av.video.frame.PictureType.I)
+    assert set(kinds[1:]) == {int(av.video.frame.PictureType.P)}
+
+
 def test_the_anchor_stays_x265_while_its_rows_are_in_the_folder(source, tmp_path):
     out = tmp_path / "rd"
     run_rd(RDConfig([str(source)], out, codecs=["x264", "x265"], points={"*": (28, 36)}))
