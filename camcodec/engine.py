@@ -85,9 +85,12 @@ class DaskEngine:
             from distributed import Client, LocalCluster
         except ImportError:
             raise InputError("--workers and --cluster need Dask: pip install 'camcodec[cluster]'") from None
-        dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES})
+        # Process-wide settings this engine changes are given back by close(): Dask's configuration, the
+        # level of its logger and the environment, so that an application embedding camcodec is left as it was.
+        self._config: Any = dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES})
         # Dask logs its start and stop at INFO; shown with camcodec -v, as camcodec's own INFO lines are.
         quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
+        self._dask_log_level = logging.getLogger("distributed").level
         logging.getLogger("distributed").setLevel(logging.WARNING if quiet else logging.INFO)
         self.cluster = None
         # Dask's nannies set OMP_NUM_THREADS=1 and MALLOC_TRIM_THRESHOLD_ in this process's environment to
@@ -133,6 +136,10 @@ class DaskEngine:
         if self.cluster is not None:
             self.cluster.close()
         self._restore_environ()
+        if self._config is not None:
+            self._config.__exit__(None, None, None)  # dask.config.set used as a context, left here
+            self._config = None
+            logging.getLogger("distributed").setLevel(self._dask_log_level)
 
     def _restore_environ(self) -> None:
         if os.environ != self._environ:

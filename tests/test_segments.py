@@ -76,14 +76,25 @@ def test_dask_in_process_gives_the_bytes_of_an_inline_run(source, tmp_path):
 
 def test_a_local_cluster_leaves_the_callers_environment_as_it_was():
     """Dask's nannies set OMP_NUM_THREADS=1 for their workers in this process's environment; a later
-    subprocess of the caller (an encode, x265) must not inherit it."""
+    subprocess of the caller (an encode, x265) must not inherit it. Dask's configuration and the level of
+    its logger are given back too."""
+    import logging
+
+    import dask
+    import distributed  # noqa: F401 (loads its configuration defaults)
+
     before = dict(os.environ)
-    engine = DaskEngine(1)
-    try:
+    level = logging.getLogger("distributed").level
+    with dask.config.set({"distributed.scheduler.allowed-failures": 7}):  # the application's own setting
+        engine = DaskEngine(1)
+        try:
+            assert dict(os.environ) == before
+            assert dask.config.get("distributed.scheduler.allowed-failures") == 3  # camcodec's, while it runs
+        finally:
+            engine.close()
         assert dict(os.environ) == before
-    finally:
-        engine.close()
-    assert dict(os.environ) == before
+        assert dask.config.get("distributed.scheduler.allowed-failures") == 7
+        assert logging.getLogger("distributed").level == level
 
 
 def test_finished_segments_are_reused_and_a_foreign_work_folder_refused(source, tmp_path, monkeypatch):
