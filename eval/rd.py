@@ -169,6 +169,7 @@ def run_rd(config: RDConfig) -> RDReport:
         _run_pending(pending, config, store, engine)
     finally:
         engine.close()
+        _read.cache_clear()  # the last sequence's frames, held for the points that followed it here
     store.save()
     labels = {**{name: _stored_label(name) for name in stored}, **{c.name: c.label for c in codecs}}
     markdown = write_reports(store, anchor, order=names, labels=labels)

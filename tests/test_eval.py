@@ -360,8 +360,11 @@ def test_x265ldp_codes_no_b_frames(tmp_path):
 
 
 def test_the_anchor_stays_x265_while_its_rows_are_in_the_folder(source, tmp_path):
+    from eval.rd import _read
+
     out = tmp_path / "rd"
     run_rd(RDConfig([str(source)], out, codecs=["x264", "x265"], points={"*": (28, 36)}))
+    assert _read.cache_info().currsize == 0  # a run keeps no sequence in memory after it
     again = run_rd(RDConfig([str(source)], out, codecs=["x264"], points={"*": (28, 32, 36)}))  # x265 not run
     assert "## BD-rate against x265 (preset medium)" in again.markdown
 
