@@ -172,7 +172,24 @@ def run_rd(config: RDConfig) -> RDReport:
         _read.cache_clear()  # the last sequence's frames, held for the points that followed it here
     store.save()
     labels = {**{name: _stored_label(name) for name in stored}, **{c.name: c.label for c in codecs}}
-    markdown = write_reports(store, anchor, order=names, labels=labels)
+    run = {codec.name: codec for codec in codecs}
+
+    def same_code(row: Row) -> bool:
+        """A row of a codec this run measures joins its curve only if this run would have made it: the same
+        settings at its rate point and the same provenance. Other rows stay in results.csv."""
+        codec = run.get(row.codec)
+        return codec is None or (row.settings == codec.settings(row.value) and row.provenance == expected[row.codec])
+
+    current = store.only(same_code)
+    left_out = len(store.rows) - len(current.rows)
+    if left_out:
+        log.warning(
+            "%d rows in %s were made with other settings or code than this run's; left out of bdrate.md and the "
+            "plots (they stay in results.csv)",
+            left_out,
+            folder,
+        )
+    markdown = write_reports(current, anchor, order=names, labels=labels)
     return RDReport(folder, len(pending), skipped, markdown)
 
 

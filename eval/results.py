@@ -17,6 +17,7 @@ the rows the others saved since.
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import fcntl
 import io
@@ -24,7 +25,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,12 @@ class ResultStore:
 
     def sorted_rows(self) -> list[Row]:
         return sorted(self.rows.values(), key=lambda r: (r.sequence, r.codec, r.bpp))
+
+    def only(self, keep: Callable[[Row], bool]) -> ResultStore:
+        """A copy holding the rows ``keep`` accepts, for reports (never saved: the folder keeps every row)."""
+        view = copy.copy(self)
+        view.rows = {key: row for key, row in self.rows.items() if keep(row)}
+        return view
 
     def save(self) -> None:
         """Write both files, first merging what other runs saved into the folder meanwhile."""

@@ -411,6 +411,19 @@ def test_camcodec_point_and_a_variant(source, tmp_path):
     assert "| v1-nocam: camcodec (fast, 4 steps) arch=cam-nerv cam=false |" in report.markdown
 
 
+@pytest.mark.slow
+def test_rows_of_other_settings_never_join_a_curve(source, tmp_path):
+    """A point measured with --steps 3 stays in results.csv, but a later run with --steps 4 draws its curve
+    from its own rows only."""
+    base = RDConfig([str(source)], tmp_path / "rd", codecs=["camcodec"], camcodec_preset="fast", device="cpu")
+    run_rd(replace(base, points={"camcodec": (2.0,)}, steps=3))
+    report = run_rd(replace(base, points={"camcodec": (1.0,)}, steps=4))
+    rows = json.loads((tmp_path / "rd" / RESULTS_JSON).read_text())["rows"]
+    assert sorted(r["point"] for r in rows) == ["bpp=1", "bpp=2"]
+    table = report.markdown.split("## Rate points")[1]
+    assert "| bpp=1 |" in table and "bpp=2" not in table
+
+
 def test_camcodec_rate_rung_point_encodes_what_the_rung_gives_a_user(source, tmp_path):
     """``--points camcodec=xs``: the ladder's rung as ``camcodec encode --rate xs`` sets it."""
     config = RDConfig(
