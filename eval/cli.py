@@ -8,7 +8,6 @@ calls ``setup_args(parser)`` and ``run(args)``; ``python -m eval`` goes through 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from collections.abc import Sequence
@@ -121,6 +120,14 @@ def setup_rd_args(parser: argparse.ArgumentParser) -> None:
         "e.g. v1:arch=cam-nerv or nocam:cam=false",
     )
     parser.add_argument("--steps", type=positive_int, help="camcodec training steps (overrides the preset)")
+    parser.add_argument(
+        "--seeds",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="run camcodec and each variant with seeds 0..N-1 (codecs NAME, NAME@seed1, ...); bdrate.md gives "
+        "the spread of their BD-rates (default 1)",
+    )
     parser.add_argument("--device", default="auto", help=f"camcodec's device: {DEVICE_NAMES} (default auto)")
     parser.add_argument("--keep-streams", action="store_true", help="keep the encoded files in DIR/streams/")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -147,8 +154,6 @@ def setup_args(parser: argparse.ArgumentParser) -> None:
 def run_rd_command(args: argparse.Namespace) -> int:
     from eval.rd import RDConfig, run_rd
 
-    # SVT-AV1 prints its configuration to stderr unless told otherwise; keep errors only.
-    os.environ.setdefault("SVT_LOG", "1")
     config = RDConfig(
         sources=list(args.sources),
         out=args.out,
@@ -162,6 +167,7 @@ def run_rd_command(args: argparse.Namespace) -> int:
         camcodec_preset=args.camcodec_preset,
         variants=dict(args.variant),
         steps=args.steps,
+        seeds=args.seeds,
         device=args.device,
         keep_streams=args.keep_streams,
         progress=not args.quiet,

@@ -26,7 +26,7 @@ import math
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, cast
@@ -355,6 +355,23 @@ class CamcodecCodec:
         if decoded.shape != frames.shape:
             raise OutputError(f"{path}: decoded {decoded.shape}, expected {frames.shape}")
         return Coded(path.stat().st_size, encode_s, decode_s, decoded)
+
+
+#: A camcodec codec run with another seed is named ``NAME@seedK`` (``eval rd --seeds``); seed 0 keeps NAME.
+SEED_MARK = "@seed"
+
+
+def seed_base(name: str) -> str:
+    """The codec a seed run belongs to: ``camcodec@seed2`` -> ``camcodec``."""
+    return name.split(SEED_MARK, 1)[0]
+
+
+def with_seeds(codec: CamcodecCodec, seeds: int) -> list[CamcodecCodec]:
+    """``codec`` (seed 0, as it is) and the same codec with seeds 1 .. ``seeds`` - 1, each under its own name."""
+    return [codec] + [
+        replace(codec, name=f"{codec.name}{SEED_MARK}{seed}", options=(*codec.options, f"seed={seed}"))
+        for seed in range(1, seeds)
+    ]
 
 
 def parse_variant(text: str) -> tuple[str, tuple[str, ...]]:

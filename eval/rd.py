@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from camcodec.engine import Engine, make_engine
 from camcodec.errors import InputError, OutputError
 from camcodec.media import Clip
-from eval.codecs import CamcodecCodec, Codec, ConventionalCodec, Point, make_codec
+from eval.codecs import CamcodecCodec, Codec, ConventionalCodec, Point, make_codec, seed_base, with_seeds
 from eval.datasets import Sequence, resolve_sources
 from eval.metrics import measure
 from eval.provenance import provenance
@@ -58,6 +58,7 @@ class RDConfig:
     camcodec_preset: str | None = None
     variants: dict[str, tuple[str, ...]] = field(default_factory=dict)  # camcodec under other options
     steps: int | None = None
+    seeds: int = 1  # camcodec and each variant with seeds 0 .. seeds - 1 (``with_seeds``)
     device: str = "auto"
     keep_streams: bool = False
     progress: bool = False
@@ -76,6 +77,8 @@ class RDReport:
 
 
 def _codecs(config: RDConfig) -> list[Codec]:
+    if isinstance(config.seeds, bool) or not isinstance(config.seeds, int) or config.seeds < 1:
+        raise InputError(f"--seeds must be a whole number >= 1, got {config.seeds!r}")
     codecs: list[Codec] = []
     names = list(config.codecs) + [name for name in config.variants if name not in config.codecs]
     for name in names:
@@ -89,15 +92,15 @@ def _codecs(config: RDConfig) -> list[Codec]:
         )
         if any(c.name == codec.name for c in codecs):
             raise InputError(f"codec {codec.name!r} is listed twice")
-        codecs.append(codec)
+        codecs.extend(with_seeds(codec, config.seeds) if isinstance(codec, CamcodecCodec) else [codec])
     if not codecs:
         raise InputError("no codecs given")
     return codecs
 
 
 def _points(codec: Codec, points: dict[str, tuple[Point, ...]]) -> tuple[Point, ...]:
-    if codec.name in points:
-        values = points[codec.name]
+    if seed_base(codec.name) in points:
+        values = points[seed_base(codec.name)]  # a seed run takes its codec's points
     elif isinstance(codec, CamcodecCodec) and "camcodec" in points:
         values = points["camcodec"]  # a variant takes camcodec's points unless it has its own
     elif not isinstance(codec, CamcodecCodec) and ALL_CONVENTIONAL in points:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import io
 import logging
 import math
+import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from eval.bdrate import bd_quality, bd_rate
+from eval.codecs import seed_base
 from eval.metrics import msssim_db
 from eval.results import ResultStore, Row, write_atomic
 
@@ -204,6 +206,29 @@ def bd_table(means: list[BDResult], total: int, labels: dict[str, str] | None = 
     return _table(headings, body)
 
 
+def seeds_table(means: list[BDResult], labels: dict[str, str] | None = None) -> str:
+    """Per codec run with several seeds: the mean, standard deviation and range of its BD-rate (PSNR-RGB)
+    over the seeds; "" when no codec was."""
+    labels = labels or {}
+    groups: dict[str, list[float]] = {}
+    for result in means:
+        if math.isfinite(value := result.rate["PSNR-RGB"]):
+            groups.setdefault(seed_base(result.codec), []).append(value)
+    body = [
+        [
+            labels.get(codec, codec),
+            str(len(values)),
+            _pct(statistics.fmean(values)),
+            f"{100 * statistics.stdev(values):.1f} points",
+            f"{_pct(min(values))} .. {_pct(max(values))}",
+        ]
+        for codec, values in groups.items()
+        if len(values) > 1
+    ]
+    headings = ["codec", "seeds", "BD-rate PSNR-RGB, mean", "standard deviation", "range"]
+    return _table(headings, body) if body else ""
+
+
 def render_markdown(
     store: ResultStore, anchor: str, order: list[str] | None = None, labels: dict[str, str] | None = None
 ) -> str:
@@ -244,6 +269,18 @@ def render_markdown(
         )
         log.warning("%s", warning)
         parts += [f"**Warning**: {warning}.", ""]
+    spread = seeds_table(means, labels)
+    if spread:
+        parts += [
+            "## Spread over seeds",
+            "",
+            "The same codec trained with other seeds (`eval rd --seeds N`): its BD-rate (PSNR-RGB, mean over "
+            "sequences) against the anchor, over the seeds. A difference between codecs smaller than this "
+            "spread is not a result.",
+            "",
+            spread,
+            "",
+        ]
     if len(sequences) > 1 and means:
         parts += ["## BD-rate per sequence", ""]
         for name in sequences:

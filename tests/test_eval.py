@@ -424,6 +424,30 @@ def test_rows_of_other_settings_never_join_a_curve(source, tmp_path):
     assert "| bpp=1 |" in table and "bpp=2" not in table
 
 
+@pytest.mark.slow
+def test_seeds_run_as_codecs_of_their_own_and_report_their_spread(source, tmp_path, capsys):
+    config = RDConfig(
+        [str(source)],
+        tmp_path / "rd",
+        codecs=["camcodec"],
+        points={"camcodec": (1.0, 2.0)},
+        camcodec_preset="fast",
+        steps=20,
+        seeds=3,
+        device="cpu",
+    )
+    report = run_rd(config)
+    rows = json.loads((tmp_path / "rd" / RESULTS_JSON).read_text())["rows"]
+    assert sorted({r["codec"] for r in rows}) == ["camcodec", "camcodec@seed1", "camcodec@seed2"]
+    seeds = {r["codec"]: json.loads(r["provenance"])["seed"] for r in rows}
+    assert seeds == {"camcodec": 0, "camcodec@seed1": 1, "camcodec@seed2": 2}
+    assert "seed=2" in next(r["settings"] for r in rows if r["codec"] == "camcodec@seed2")
+    spread = report.markdown.split("## Spread over seeds")[1].split("##")[0]
+    assert "| camcodec (fast, 20 steps) | 2 |" in spread  # seeds 1 and 2 against seed 0, the anchor
+    assert cli.main(["rd", str(source), "--out", str(tmp_path / "x"), "--seeds", "0"]) == 2
+    assert "--seeds" in capsys.readouterr().err
+
+
 def test_camcodec_rate_rung_point_encodes_what_the_rung_gives_a_user(source, tmp_path):
     """``--points camcodec=xs``: the ladder's rung as ``camcodec encode --rate xs`` sets it."""
     config = RDConfig(
