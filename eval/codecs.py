@@ -127,6 +127,9 @@ class Family:
 # ``threads`` is FFmpeg's own option (libx264 and libvpx take it); x265 and SVT-AV1 take their own.
 ONE_THREAD = {"threads": "1"}
 
+X265_PARAMS = "log-level=error:info=0:frame-threads=1:pools=1"
+X265 = Family("libx265", "preset", "medium", _X26X_PRESETS, (22, 27, 32, 37), {"x265-params": X265_PARAMS})
+
 FAMILIES: dict[str, Family] = {
     "x264": Family(
         "libx264",
@@ -137,25 +140,10 @@ FAMILIES: dict[str, Family] = {
         options=ONE_THREAD,
         bsf="filter_units=remove_types=6",  # drop SEI NAL units: x264 writes its settings as text there
     ),
-    "x265": Family(
-        "libx265",
-        "preset",
-        "medium",
-        _X26X_PRESETS,
-        (22, 27, 32, 37),
-        options={"x265-params": "log-level=error:info=0:frame-threads=1:pools=1"},
-    ),
+    "x265": X265,
     # x265 without B-frames (bframes=0), the low-delay P configuration the NeRV-family papers compare
     # against; the anchor stays x265 medium, which keeps them.
-    "x265ldp": Family(
-        "libx265",
-        "preset",
-        "medium",
-        _X26X_PRESETS,
-        (22, 27, 32, 37),
-        options={"x265-params": "log-level=error:info=0:frame-threads=1:pools=1:bframes=0"},
-        note="bframes=0",
-    ),
+    "x265ldp": replace(X265, options={"x265-params": f"{X265_PARAMS}:bframes=0"}, note="bframes=0"),
     "svtav1": Family(
         "libsvtav1", "preset", "8", tuple(str(i) for i in range(14)), (27, 35, 43, 51), {"svtav1-params": "lp=1"}
     ),

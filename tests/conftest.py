@@ -42,6 +42,18 @@ def clip() -> np.ndarray:
     return moving_pattern()
 
 
+@pytest.fixture(scope="module")
+def pattern_mkv(tmp_path_factory) -> Path:
+    """The standard tiny clip as a lossless .mkv at 25 fps, written once per test module."""
+    from fractions import Fraction
+
+    from camcodec.media import write_video
+
+    path = tmp_path_factory.mktemp("pattern") / "source.mkv"
+    write_video(path, moving_pattern(), Fraction(25))
+    return path
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """Folder of real clips; the test is skipped where it is absent."""

@@ -29,10 +29,8 @@ def _camcodec(*args: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def source(tmp_path_factory):
-    path = tmp_path_factory.mktemp("habits") / "source.mkv"
-    write_video(path, moving_pattern(), Fraction(25))
-    return path
+def source(pattern_mkv):
+    return pattern_mkv
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict
-from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -17,7 +16,6 @@ import torch
 import camcodec
 from camcodec.api import load_source
 from camcodec.cli import main
-from camcodec.media import write_video
 from conftest import tiny_argv, tiny_config
 
 pytestmark = pytest.mark.slow  # every test here trains an encode
@@ -26,12 +24,8 @@ OPTIONS = tiny_argv(400, prune=0.2, rate_weight=0)
 
 
 @pytest.fixture(scope="module")
-def source(tmp_path_factory):
-    from camcodec.media.pattern import moving_pattern
-
-    path = tmp_path_factory.mktemp("resume") / "source.mkv"
-    write_video(path, moving_pattern(), Fraction(25))
-    return path
+def source(pattern_mkv):
+    return pattern_mkv
 
 
 @pytest.fixture(scope="module")
