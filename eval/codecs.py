@@ -26,6 +26,7 @@ import math
 import os
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -205,12 +206,7 @@ class ConventionalCodec:
 
     def run(self, frames: np.ndarray, fps: Fraction, value: Point, path: Path) -> Coded:
         _num_frames, height, width = frames.shape[:3]
-        if width % 2 or height % 2:
-            raise InputError(
-                f"{self.name}: 4:2:0 needs an even frame size, got {width}x{height}; use --scale to pick one"
-            )
-        with atomic_path(path, path.suffix) as temp:
-            coded_bytes, encode_s = self._encode(frames, fps, value, temp)
+        coded_bytes, encode_s = self.encode_stream(iter(frames), (width, height), fps, value, path)
         start = time.perf_counter()
         decoded = read_video(path).frames
         decode_s = time.perf_counter() - start
@@ -218,7 +214,22 @@ class ConventionalCodec:
             raise OutputError(f"{path}: decoded {decoded.shape}, expected {frames.shape}")
         return Coded(coded_bytes, encode_s, decode_s, decoded)
 
-    def _encode(self, frames: np.ndarray, fps: Fraction, value: Point, path: Path) -> tuple[int, float]:
+    def encode_stream(
+        self, frames: Iterator[np.ndarray], size: tuple[int, int], fps: Fraction, value: Point, path: Path
+    ) -> tuple[int, float]:
+        """Encode uint8 RGB frames of ``size`` (W, H), as they come, into ``path`` (atomically): a frame in
+        memory at a time besides the encoder's own. (coded bytes, seconds spent in the encoder)."""
+        width, height = size
+        if width % 2 or height % 2:
+            raise InputError(
+                f"{self.name}: 4:2:0 needs an even frame size, got {width}x{height}; use --scale to pick one"
+            )
+        with atomic_path(path, path.suffix) as temp:
+            return self._encode(frames, size, fps, value, temp)
+
+    def _encode(
+        self, frames: Iterator[np.ndarray], size: tuple[int, int], fps: Fraction, value: Point, path: Path
+    ) -> tuple[int, float]:
         """Encode to ``path``; (coded bytes, seconds spent in the encoder)."""
         encoder = self.family.encoder
         container = av.open(os.fspath(path), mode="w", format="matroska")
@@ -227,7 +238,7 @@ class ConventionalCodec:
                 stream = cast(VideoStream, container.add_stream(encoder, rate=fps))
             except (av.FFmpegError, ValueError) as exc:
                 raise InputError(f"{self.name}: no encoder {encoder} in this PyAV build ({exc})") from None
-            stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+            stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
             stream.codec_context.options = self.options(value)
             stream.codec_context.colorspace = MATRICES[MATRIX][1]
             stream.codec_context.color_range = AVCOL_RANGE_MPEG

@@ -26,15 +26,17 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from camcodec.cli.args import fps_arg, positive_int, size_arg
 from camcodec.errors import InputError
-from camcodec.media import Clip, read_video
+from camcodec.media import Clip, iter_video, probe_video, read_video
 from camcodec.media.reader import RAW_EXTENSIONS
 
 log = logging.getLogger(__name__)
@@ -96,6 +98,13 @@ class Sequence:
         """The sequence's frames as uint8 RGB, after the frame limit and the scale."""
         log.info("reading %s (%s)", self.name, self.path)
         return read_video(self.path, max_frames=self.max_frames, size=self.size, fps=self.fps, scale=self.scale)
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """The frames ``read`` gives, one at a time (a frame's memory, not the sequence's)."""
+        return iter_video(self.path, max_frames=self.max_frames, size=self.size, fps=self.fps, scale=self.scale)
+
+    def frame_rate(self) -> Fraction:
+        return Fraction(probe_video(self.path, size=self.size, fps=self.fps)["fps"])
 
 
 def parse_uvg_name(filename: str) -> tuple[str, tuple[int, int], Fraction, int, str] | None:

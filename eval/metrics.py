@@ -131,6 +131,35 @@ def measure(reference: np.ndarray, decoded: np.ndarray) -> Quality:
     return Quality(psnr_rgb(reference, decoded), psnr_yuv(reference, decoded), ms_ssim(reference, decoded))
 
 
+class QualityMeter:
+    """The three scores of a video given a few frames at a time (``add``), for videos too long to hold
+    whole; ``result`` is what ``measure`` gives for the whole video, computed the same way."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self._sums = [0.0, 0.0, 0.0]
+
+    def add(self, reference: np.ndarray, decoded: np.ndarray) -> None:
+        _check_pair(reference, decoded)
+        count = len(reference)
+        try:
+            scores = (
+                psnr_uint8(reference, decoded),
+                _psnr_yuv_chunk(reference, decoded),
+                _msssim_chunk(reference, decoded),
+            )
+        except ValueError as exc:  # frames too small for MS-SSIM's five scales
+            raise InputError(str(exc)) from None
+        for index, score in enumerate(scores):
+            self._sums[index] += score * count
+        self.frames += count
+
+    def result(self) -> Quality:
+        if not self.frames:
+            raise InputError("no frames were measured")
+        return Quality(*(total / self.frames for total in self._sums))
+
+
 def msssim_db(value: float) -> float:
     """MS-SSIM on a decibel scale, ``-10 log10(1 - value)``: the axis BD-rate interpolates MS-SSIM on."""
     with np.errstate(divide="ignore"):

@@ -13,23 +13,27 @@ each other's files.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import os
 import re
 import shutil
 import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from camcodec.engine import Engine, make_engine
 from camcodec.errors import InputError, OutputError
-from camcodec.media import Clip
+from camcodec.media import Clip, iter_video
 from eval.codecs import CamcodecCodec, Codec, ConventionalCodec, Point, make_codec, seed_base, with_seeds
 from eval.datasets import Sequence, resolve_sources
-from eval.metrics import measure
+from eval.metrics import CHUNK_FRAMES, Quality, QualityMeter, measure
 from eval.provenance import provenance
 from eval.report import write_reports
 from eval.results import ResultStore, Row
@@ -268,17 +272,26 @@ def _run_pending(
 
 
 def run_point(task: PointTask) -> tuple[Row, str]:
-    """Encode, decode and measure one point (run on a worker); (its row, the sequence's frame rate)."""
+    """Encode, decode and measure one point (run on a worker); (its row, the sequence's frame rate).
+
+    A conventional codec gets the sequence a frame at a time and is measured a few frames at a time, so
+    that its memory does not grow with the sequence (UVG's 600 frames of 1080p are 3.7 GB an array);
+    camcodec trains on all the frames at once and gets them whole."""
     if task.threads is not None:
         import torch
 
         torch.set_num_threads(task.threads)
-    clip = _read(task.sequence)
-    frames = clip.frames
-    num_frames, height, width = frames.shape[:3]
     codec, value = task.codec, task.value
-    coded = codec.run(frames, clip.fps, value, Path(task.stream))
-    quality = measure(frames, coded.decoded)
+    if isinstance(codec, ConventionalCodec):
+        fps = task.sequence.frame_rate()
+        measured = _stream_point(task.sequence, codec, value, fps, Path(task.stream))
+    else:
+        clip = _read(task.sequence)
+        fps = clip.fps
+        coded = codec.run(clip.frames, fps, value, Path(task.stream))
+        quality = measure(clip.frames, coded.decoded)
+        measured = Measured(clip.frames.shape[:3], coded.bytes, coded.encode_s, coded.decode_s, quality)
+    (num_frames, height, width), quality = measured.shape, measured.quality
     row = Row(
         sequence=task.sequence.name,
         codec=codec.name,
@@ -287,13 +300,13 @@ def run_point(task: PointTask) -> tuple[Row, str]:
         frames=num_frames,
         width=width,
         height=height,
-        bytes=coded.bytes,
-        bpp=8 * coded.bytes / (width * height * num_frames),
+        bytes=measured.bytes,
+        bpp=8 * measured.bytes / (width * height * num_frames),
         psnr_rgb=quality.psnr_rgb,
         psnr_yuv=quality.psnr_yuv,
         ms_ssim=quality.ms_ssim,
-        encode_s=coded.encode_s,
-        decode_s=coded.decode_s,
+        encode_s=measured.encode_s,
+        decode_s=measured.decode_s,
         settings=codec.settings(value),
         provenance=provenance(codec.facts(task.threads)),
     )
@@ -309,7 +322,44 @@ def run_point(task: PointTask) -> tuple[Row, str]:
         row.encode_s,
         row.decode_s,
     )
-    return row, str(clip.fps)
+    return row, str(fps)
+
+
+@dataclass
+class Measured:
+    """A point's shape (frames, height, width), coded bytes, times and quality."""
+
+    shape: tuple[int, ...]
+    bytes: int
+    encode_s: float
+    decode_s: float
+    quality: Quality
+
+
+def _stream_point(sequence: Sequence, codec: ConventionalCodec, value: Point, fps: Fraction, path: Path) -> Measured:
+    """Encode the sequence as its frames come, then decode the stream beside a second read of the sequence,
+    measuring ``CHUNK_FRAMES`` frames at a time."""
+    frames = sequence.frames()
+    first = next(frames)
+    height, width = first.shape[:2]
+    coded_bytes, encode_s = codec.encode_stream(itertools.chain([first], frames), (width, height), fps, value, path)
+    meter, decode_s = QualityMeter(), 0.0
+    decoded = iter_video(path)
+    for reference in _chunks(sequence.frames()):
+        start = time.perf_counter()
+        chunk = list(itertools.islice(decoded, len(reference)))
+        decode_s += time.perf_counter() - start
+        if len(chunk) != len(reference):
+            raise OutputError(f"{path}: decoded {meter.frames + len(chunk)} frames of {sequence.name}'s more")
+        meter.add(np.stack(reference), np.stack(chunk))
+    if next(decoded, None) is not None:
+        raise OutputError(f"{path}: decoded more frames than {sequence.name} has ({meter.frames})")
+    return Measured((meter.frames, height, width), coded_bytes, encode_s, decode_s, meter.result())
+
+
+def _chunks(frames: Iterator[np.ndarray]) -> Iterator[list[np.ndarray]]:
+    while chunk := list(itertools.islice(frames, CHUNK_FRAMES)):
+        yield chunk
 
 
 def _stored_label(name: str) -> str:

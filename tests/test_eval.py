@@ -16,7 +16,7 @@ from pytorch_msssim import ms_ssim as reference_ms_ssim
 
 import bitstream as bs
 from camcodec.errors import InputError
-from camcodec.media import write_video
+from camcodec.media import read_video, write_video
 from camcodec.media.pattern import moving_pattern
 from eval import cli
 from eval.bdrate import bd_quality, bd_rate
@@ -345,6 +345,21 @@ def test_end_to_end_x264_writes_every_output_and_resumes(source, tmp_path, capsy
     # Another frame limit into the same folder is refused: one line, exit code 2.
     assert cli.main(argv + ["--frames", "4"]) == 2
     assert "use another --out" in capsys.readouterr().err
+
+
+def test_a_conventional_point_is_measured_a_few_frames_at_a_time_as_if_whole(tmp_path):
+    """The harness streams a conventional codec's sequence (memory for a few frames, not the clip): its row
+    is the one that encoding and measuring the whole array gives."""
+    from eval.rd import PointTask, run_point
+
+    write_video(tmp_path / "eleven.y4m", moving_pattern(11), 25)  # not a whole number of CHUNK_FRAMES
+    (sequence,) = resolve_sources([str(tmp_path / "eleven.y4m")])
+    codec = make_codec("x264")
+    row, fps = run_point(PointTask(sequence, codec, 30, str(tmp_path / "streamed.mkv"), None))
+    whole = measure(sequence.read().frames, read_video(tmp_path / "streamed.mkv").frames)  # the same file, whole
+    assert (row.frames, row.width, row.height, fps) == (11, 64, 48, "25")
+    assert (row.psnr_rgb, row.psnr_yuv, row.ms_ssim) == (whole.psnr_rgb, whole.psnr_yuv, whole.ms_ssim)
+    assert row.bpp == 8 * row.bytes / (64 * 48 * 11) and row.decode_s > 0
 
 
 def test_x265ldp_codes_no_b_frames(tmp_path):

@@ -23,7 +23,16 @@ line that starts with the path.
 """
 
 from camcodec.media.clip import Clip
-from camcodec.media.reader import probe_video, read_video
+from camcodec.media.reader import iter_video, probe_video, read_video
 from camcodec.media.writer import OUTPUT_KINDS, VideoWriter, check_output_path, write_video
 
-__all__ = ["OUTPUT_KINDS", "Clip", "VideoWriter", "check_output_path", "probe_video", "read_video", "write_video"]
+__all__ = [
+    "OUTPUT_KINDS",
+    "Clip",
+    "VideoWriter",
+    "check_output_path",
+    "iter_video",
+    "probe_video",
+    "read_video",
+    "write_video",
+]

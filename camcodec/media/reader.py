@@ -16,11 +16,12 @@ Every failure is an ``InputError`` whose one-line message starts with the path.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -35,6 +36,7 @@ from camcodec.media._common import AV_ERRORS, as_fraction, one_line
 from camcodec.media.clip import Clip
 from camcodec.media.convert import (
     UNTAGGED_RAW_MATRIX,
+    ColorInfo,
     color_of_frame,
     frame_from_planes,
     plane_array,
@@ -390,6 +392,27 @@ class _FrameBuffer:
         return head.copy() if len(self.data) > self.count + self.count // 4 + 8 else head
 
 
+def _checked_open(
+    source: str | os.PathLike[str] | BinaryIO,
+    max_frames: int | None,
+    start: int,
+    size: str | tuple[int, int] | None,
+    fps: str | float | Fraction | None,
+    scale: str | tuple[int, int] | None,
+) -> tuple[_Source, str, tuple[int, int] | None]:
+    """The options checked and the source opened: (source, label, output size or None)."""
+    label = _label(source)
+    if max_frames is not None and not _is_count(max_frames, 1):
+        raise InputError(f"{label}: max_frames must be a whole number >= 1, got {max_frames!r}")
+    if not _is_count(start, 0):
+        raise InputError(f"{label}: start must be a whole number >= 0, got {start!r}")
+    out_size = None if scale is None else _as_size(scale, "scale", label)
+    if out_size is not None and max(out_size) > MAX_SCALE_SIDE:
+        raise InputError(f"{label}: scale {out_size[0]}x{out_size[1]} is larger than {MAX_SCALE_SIDE} on a side")
+    src, label = _open_source(source, size, fps)
+    return src, label, out_size
+
+
 def read_video(
     source: str | os.PathLike[str] | BinaryIO,
     *,
@@ -406,22 +429,41 @@ def read_video(
     and PNG sources (default 25), ignored for files that carry their own; ``scale=(W, H)`` (or ``"WxH"``): resize
     every frame with swscale (area averaging to shrink, bicubic to grow).
     """
-    label = _label(source)
-    if max_frames is not None and not _is_count(max_frames, 1):
-        raise InputError(f"{label}: max_frames must be a whole number >= 1, got {max_frames!r}")
-    if not _is_count(start, 0):
-        raise InputError(f"{label}: start must be a whole number >= 0, got {start!r}")
-    out_size = None if scale is None else _as_size(scale, "scale", label)
-    if out_size is not None and max(out_size) > MAX_SCALE_SIDE:
-        raise InputError(f"{label}: scale {out_size[0]}x{out_size[1]} is larger than {MAX_SCALE_SIDE} on a side")
-    src, label = _open_source(source, size, fps)
+    src, label, out_size = _checked_open(source, max_frames, start, size, fps, scale)
     try:
         return _read(src, label, max_frames, int(start), out_size)
     finally:
         src.close()
 
 
-def _read(src: _Source, label: str, max_frames: int | None, start: int, out_size: tuple[int, int] | None) -> Clip:
+def iter_video(
+    source: str | os.PathLike[str],
+    *,
+    max_frames: int | None = None,
+    start: int = 0,
+    size: str | tuple[int, int] | None = None,
+    fps: str | float | Fraction | None = None,
+    scale: str | tuple[int, int] | None = None,
+) -> Iterator[np.ndarray]:
+    """The frames ``read_video`` would give, one uint8 (H, W, 3) array at a time: memory for a frame, not
+    for the clip (a 600-frame 1080p sequence is 3.7 GB as one array)."""
+    src, label, out_size = _checked_open(source, max_frames, start, size, fps, scale)
+    try:
+        first, color, frames = _first_frame(src, label, int(start))
+        width, height = out_size or (first.width, first.height)
+        for count, frame in enumerate(itertools.chain([first], frames), 1):
+            yield plane_array(_to_rgb(frame, color, width, height, label), 0, 3 * width).reshape(height, width, 3)
+            if max_frames is not None and count >= max_frames:
+                break
+        frames.close()
+    finally:
+        src.close()
+
+
+def _first_frame(
+    src: _Source, label: str, start: int
+) -> tuple[VideoFrame, ColorInfo, Generator[VideoFrame, None, None]]:
+    """(the first frame kept, its colour rule, the frames after it); a source without it is an InputError."""
     frames = src.frames(start)
     first = next(frames, None)
     if first is None:
@@ -430,7 +472,18 @@ def _read(src: _Source, label: str, max_frames: int | None, start: int, out_size
                 raise InputError(f"{label}: is empty (0 bytes): no decodable video frames")
             raise InputError(f"{label}: no decodable video frames")
         raise InputError(f"{label}: start={start} is beyond the end of the video ({src.frames_seen} frames)")
-    color = color_of_frame(first, src.untagged_matrix)
+    return first, color_of_frame(first, src.untagged_matrix), frames
+
+
+def _to_rgb(frame: VideoFrame, color: ColorInfo, width: int, height: int, label: str) -> VideoFrame:
+    try:
+        return to_rgb_frame(frame, color, width, height)
+    except AV_ERRORS as exc:
+        raise InputError(f"{label}: cannot convert pixel format {frame.format.name} to RGB ({one_line(exc)})") from None
+
+
+def _read(src: _Source, label: str, max_frames: int | None, start: int, out_size: tuple[int, int] | None) -> Clip:
+    first, color, frames = _first_frame(src, label, start)
     width, height = out_size or (first.width, first.height)
 
     expected = None if src.num_frames is None else max(src.num_frames - start, 1)
@@ -443,13 +496,7 @@ def _read(src: _Source, label: str, max_frames: int | None, start: int, out_size
 
     frame: VideoFrame | None = first
     while frame is not None:
-        try:
-            rgb = to_rgb_frame(frame, color, width, height)
-        except AV_ERRORS as exc:
-            raise InputError(
-                f"{label}: cannot convert pixel format {frame.format.name} to RGB ({one_line(exc)})"
-            ) from None
-        buffer.append(plane_array(rgb, 0, 3 * width))
+        buffer.append(plane_array(_to_rgb(frame, color, width, height, label), 0, 3 * width))
         if max_frames is not None and buffer.count >= max_frames:
             break
         frame = next(frames, None)
