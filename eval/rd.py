@@ -33,7 +33,7 @@ from camcodec.errors import InputError, OutputError
 from camcodec.media import Clip, iter_video
 from eval.codecs import CamcodecCodec, Codec, ConventionalCodec, Point, make_codec, seed_base, with_seeds
 from eval.datasets import Sequence, resolve_sources
-from eval.metrics import CHUNK_FRAMES, Quality, QualityMeter, measure
+from eval.metrics import Quality, QualityMeter, measure
 from eval.provenance import provenance
 from eval.report import write_reports
 from eval.results import ResultStore, Row
@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 DEFAULT_CODECS = ("camcodec", "x264", "x265")
 DEFAULT_ANCHOR = "x265"
 ALL_CONVENTIONAL = "*"  # key of ``points`` for every codec but camcodec
+#: Frames measured at once when a sequence is streamed: the metrics' float64 and MS-SSIM temporaries of
+#: 8 frames of 1080p took ~3 GB (eval rd --codecs x265 on 120 frames of 1080p peaked at 4.1 GB with 8).
+STREAM_CHUNK_FRAMES = 2
 
 
 @dataclass
@@ -338,14 +341,14 @@ class Measured:
 
 def _stream_point(sequence: Sequence, codec: ConventionalCodec, value: Point, fps: Fraction, path: Path) -> Measured:
     """Encode the sequence as its frames come, then decode the stream beside a second read of the sequence,
-    measuring ``CHUNK_FRAMES`` frames at a time."""
+    measuring ``STREAM_CHUNK_FRAMES`` frames at a time."""
     frames = sequence.frames()
     first = next(frames)
     height, width = first.shape[:2]
     coded_bytes, encode_s = codec.encode_stream(itertools.chain([first], frames), (width, height), fps, value, path)
     meter, decode_s = QualityMeter(), 0.0
     decoded = iter_video(path)
-    for reference in _chunks(sequence.frames()):
+    for reference in _chunks(sequence.frames(), STREAM_CHUNK_FRAMES):
         start = time.perf_counter()
         chunk = list(itertools.islice(decoded, len(reference)))
         decode_s += time.perf_counter() - start
@@ -357,8 +360,8 @@ def _stream_point(sequence: Sequence, codec: ConventionalCodec, value: Point, fp
     return Measured((meter.frames, height, width), coded_bytes, encode_s, decode_s, meter.result())
 
 
-def _chunks(frames: Iterator[np.ndarray]) -> Iterator[list[np.ndarray]]:
-    while chunk := list(itertools.islice(frames, CHUNK_FRAMES)):
+def _chunks(frames: Iterator[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+    while chunk := list(itertools.islice(frames, size)):
         yield chunk
 
 
