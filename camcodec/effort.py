@@ -50,7 +50,11 @@ HOURS = 3600.0
 class StepRate(FitCallback):
     """Training steps per second of a phase, timed from its ``SKIPPED_STEPS``-th step on."""
 
-    def __init__(self) -> None:
+    def __init__(self, synchronize: bool = False) -> None:
+        """``synchronize``: wait for a GPU's queued work after each step, so that a short timing (the
+        calibration) counts the work and not just its launch; a whole phase's timing does not need it, and
+        a wait per training step would cost its speed."""
+        self.synchronize = synchronize
         self.timed_steps = 0
         self.seconds = 0.0
         self.now = 0.0  # when the last step ended (time.perf_counter())
@@ -61,7 +65,7 @@ class StepRate(FitCallback):
         self._since, self._skipped = None, 0
 
     def after_step(self, event: StepEvent) -> bool:
-        if event.loss.device.type == "cuda":
+        if self.synchronize and event.loss.device.type == "cuda":
             torch.cuda.synchronize(event.loss.device)
         self.now = now = time.perf_counter()
         if self._since is not None:
@@ -97,9 +101,11 @@ class EncodeEstimate(StepRate):
         self.said = False
 
     def after_step(self, event: StepEvent) -> bool:
+        if self.said:  # said once: nothing more to time
+            return False
         super().after_step(event)
         rate = self.per_second
-        if self.said or rate is None:
+        if rate is None:
             return False
         if self.seconds < ESTIMATE_AFTER_SECONDS and self.timed_steps < ESTIMATE_AFTER_STEPS:
             return False
@@ -157,7 +163,7 @@ def measure_step_rate(
     """Steps per second of the encode's training on this machine, timed on a copy of the network (the
     encode itself is left untouched, so that it stays the same whatever the plan)."""
     trial_model, trial_rate = copy.deepcopy((model, rate))
-    clock = StepRate()
+    clock = StepRate(synchronize=True)
     limit = min(CALIBRATION_SECONDS, CALIBRATION_SHARE * budget)
 
     class _Enough(FitCallback):
