@@ -1,9 +1,12 @@
-"""The codecs the harness compares, each at several rate points, all fed the same uint8 RGB frames.
+"""The codecs the harness compares, each at several rate points, all fed the same sequence.
 
-Conventional codecs (through PyAV): the RGB frames are converted to 8-bit 4:2:0 (``yuv420p``) with BT.709
-in limited range (``camcodec.media.convert.from_rgb``, the writer's conversion), encoded at a constant
-rate factor into a Matroska file tagged BT.709, and read back with ``camcodec.media.read_video``, the same
-reader that produced the reference frames, so the inverse matrix is the same one.
+Conventional codecs (through PyAV) are given the source's own 8-bit 4:2:0 planes when it has them at the
+size measured (a YUV 4:2:0 source not resized: UVG, Y4M, raw I420, most video files), tagged with the
+source's matrix and range, as the papers encode UVG; otherwise the RGB frames are converted to 8-bit
+4:2:0 (``yuv420p``) with BT.709 in limited range (``camcodec.media.convert.from_rgb``, the writer's
+conversion). Either way the stream is encoded at a constant rate factor into a Matroska file tagged with
+that colour and read back with ``camcodec.media.iter_source_frames``, the same reader that produced the
+reference frames, so the inverse matrix is the same one. camcodec is given the RGB frames.
 
 Rate: ``bytes`` is the coded video, the sum of the encoded packets plus the codec's global headers
 (extradata), without the Matroska container around them. The text that x264 and x265 write into the
@@ -21,6 +24,7 @@ conventional codecs and target bits per pixel for camcodec.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -39,12 +43,20 @@ from av.video.stream import VideoStream
 
 from bitstream.files import atomic_path
 from camcodec.errors import InputError, OutputError
-from camcodec.media import read_video
-from camcodec.media.convert import AVCOL_RANGE_MPEG, MATRICES, from_rgb
+from camcodec.media import SourceFrame, read_video
+from camcodec.media.convert import (
+    AVCOL_RANGE_JPEG,
+    AVCOL_RANGE_MPEG,
+    MATRICES,
+    ColorInfo,
+    frame_from_planes,
+    from_rgb,
+)
 
 log = logging.getLogger(__name__)
 
-MATRIX = "bt709"
+#: The colour a conventional codec's input is converted to when the source has no 4:2:0 planes of its own.
+RGB_SOURCE_COLOR = ColorInfo("bt709", full_range=False)
 _X26X_PRESETS = (
     "ultrafast",
     "superfast",
@@ -128,6 +140,23 @@ class Family:
 # ``threads`` is FFmpeg's own option (libx264 and libvpx take it); x265 and SVT-AV1 take their own.
 ONE_THREAD = {"threads": "1"}
 
+
+def _has_avx2() -> bool:
+    """Whether this CPU reports AVX2 (Linux x86; elsewhere not known, so False)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            return any(line.startswith("flags") and "avx2" in line.split() for line in info)
+    except OSError:
+        return False
+
+
+# x264's AVX-512 code reads memory it never wrote: its output follows whatever the allocator left there
+# (10 frames of 176x144 at crf 36 took 4,669, 5,210 or 3,202 bytes under glibc's MALLOC_PERTURB_=0, 1 and
+# 170; the same frames in one process gave 703 or 710 bytes depending on what ran before). Held to AVX2 it
+# gives the same bytes every time, the bytes its SSE4 code gives too, so that machines with and without
+# AVX-512 agree; a CPU without AVX2 keeps x264's own choice.
+X264_OPTIONS = {**ONE_THREAD, "x264-params": "asm=avx2"} if _has_avx2() else ONE_THREAD
+
 X265_PARAMS = "log-level=error:info=0:frame-threads=1:pools=1"
 X265 = Family("libx265", "preset", "medium", _X26X_PRESETS, (22, 27, 32, 37), {"x265-params": X265_PARAMS})
 
@@ -138,7 +167,7 @@ FAMILIES: dict[str, Family] = {
         "medium",
         _X26X_PRESETS,
         (22, 27, 32, 37),
-        options=ONE_THREAD,
+        options=X264_OPTIONS,
         bsf="filter_units=remove_types=6",  # drop SEI NAL units: x264 writes its settings as text there
     ),
     "x265": X265,
@@ -196,7 +225,7 @@ class ConventionalCodec:
 
     def settings(self, value: Point) -> str:
         opts = " ".join(f"{k}={v}" for k, v in sorted(self.options(value).items()))
-        return f"{self.family.encoder} yuv420p {MATRIX} {opts}"
+        return f"{self.family.encoder} yuv420p {opts}"
 
     def stream_suffix(self) -> str:
         return ".mkv"
@@ -206,7 +235,8 @@ class ConventionalCodec:
 
     def run(self, frames: np.ndarray, fps: Fraction, value: Point, path: Path) -> Coded:
         _num_frames, height, width = frames.shape[:3]
-        coded_bytes, encode_s = self.encode_stream(iter(frames), (width, height), fps, value, path)
+        source = (SourceFrame(rgb, None, RGB_SOURCE_COLOR) for rgb in frames)
+        coded_bytes, encode_s = self.encode_stream(source, (width, height), fps, value, path)
         start = time.perf_counter()
         decoded = read_video(path).frames
         decode_s = time.perf_counter() - start
@@ -215,22 +245,39 @@ class ConventionalCodec:
         return Coded(coded_bytes, encode_s, decode_s, decoded)
 
     def encode_stream(
-        self, frames: Iterator[np.ndarray], size: tuple[int, int], fps: Fraction, value: Point, path: Path
+        self, frames: Iterator[SourceFrame], size: tuple[int, int], fps: Fraction, value: Point, path: Path
     ) -> tuple[int, float]:
-        """Encode uint8 RGB frames of ``size`` (W, H), as they come, into ``path`` (atomically): a frame in
-        memory at a time besides the encoder's own. (coded bytes, seconds spent in the encoder)."""
+        """Encode the frames of ``size`` (W, H), as they come, into ``path`` (atomically): a frame in memory at
+        a time besides the encoder's own. Frames with their own 4:2:0 planes go in as they are (all frames
+        are taken the way the first is), others from RGB in ``RGB_SOURCE_COLOR``. (coded bytes, seconds
+        spent in the encoder)."""
         width, height = size
         if width % 2 or height % 2:
             raise InputError(
                 f"{self.name}: 4:2:0 needs an even frame size, got {width}x{height}; use --scale to pick one"
             )
+        first = next(frames)
+        native = first.yuv420 is not None
+        color = first.color if native else RGB_SOURCE_COLOR
+
+        def to_yuv(frame: SourceFrame) -> av.VideoFrame:
+            if native:
+                return frame_from_planes(list(frame.yuv420 or ()), "yuv420p", width, height)
+            return from_rgb(frame.rgb, "yuv420p", color.matrix, color.full_range)
+
         with atomic_path(path, path.suffix) as temp:
-            return self._encode(frames, size, fps, value, temp)
+            return self._encode(map(to_yuv, itertools.chain([first], frames)), size, fps, value, color, temp)
 
     def _encode(
-        self, frames: Iterator[np.ndarray], size: tuple[int, int], fps: Fraction, value: Point, path: Path
+        self,
+        frames: Iterator[av.VideoFrame],
+        size: tuple[int, int],
+        fps: Fraction,
+        value: Point,
+        color: ColorInfo,
+        path: Path,
     ) -> tuple[int, float]:
-        """Encode to ``path``; (coded bytes, seconds spent in the encoder)."""
+        """Encode yuv420p frames in ``color`` to ``path``; (coded bytes, seconds spent in the encoder)."""
         encoder = self.family.encoder
         container = av.open(os.fspath(path), mode="w", format="matroska")
         try:
@@ -240,8 +287,8 @@ class ConventionalCodec:
                 raise InputError(f"{self.name}: no encoder {encoder} in this PyAV build ({exc})") from None
             stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
             stream.codec_context.options = self.options(value)
-            stream.codec_context.colorspace = MATRICES[MATRIX][1]
-            stream.codec_context.color_range = AVCOL_RANGE_MPEG
+            stream.codec_context.colorspace = MATRICES[color.matrix][1]
+            stream.codec_context.color_range = AVCOL_RANGE_JPEG if color.full_range else AVCOL_RANGE_MPEG
             bsf = BitStreamFilterContext(self.family.bsf, in_stream=stream) if self.family.bsf else None
             total = 0
             seconds = 0.0
@@ -255,8 +302,7 @@ class ConventionalCodec:
                     total += packet.size
                     container.mux(packet)
 
-            for index, rgb in enumerate(frames):
-                frame = from_rgb(rgb, "yuv420p", MATRIX)
+            for index, frame in enumerate(frames):
                 frame.pts = index
                 start = time.perf_counter()
                 packets = stream.encode(frame)

@@ -32,11 +32,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from camcodec.cli.args import fps_arg, positive_int, size_arg
 from camcodec.errors import InputError
-from camcodec.media import Clip, iter_video, probe_video, read_video
+from camcodec.media import Clip, SourceFrame, iter_source_frames, probe_video, read_video
 from camcodec.media.reader import RAW_EXTENSIONS
 
 log = logging.getLogger(__name__)
@@ -99,9 +97,10 @@ class Sequence:
         log.info("reading %s (%s)", self.name, self.path)
         return read_video(self.path, max_frames=self.max_frames, size=self.size, fps=self.fps, scale=self.scale)
 
-    def frames(self) -> Iterator[np.ndarray]:
-        """The frames ``read`` gives, one at a time (a frame's memory, not the sequence's)."""
-        return iter_video(self.path, max_frames=self.max_frames, size=self.size, fps=self.fps, scale=self.scale)
+    def source_frames(self) -> Iterator[SourceFrame]:
+        """The frames ``read`` gives, one at a time (a frame's memory, not the sequence's), with the
+        source's own 4:2:0 planes where it has them at this size."""
+        return iter_source_frames(self.path, max_frames=self.max_frames, size=self.size, fps=self.fps, scale=self.scale)
 
     def frame_rate(self) -> Fraction:
         return Fraction(probe_video(self.path, size=self.size, fps=self.fps)["fps"])

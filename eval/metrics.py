@@ -2,30 +2,38 @@
 
 * ``psnr_rgb``: mean over frames of the per-frame PSNR of the 8-bit RGB frames (the NeRV-family
   convention); it is ``camcodec.metrics.psnr_uint8``, applied a few frames at a time to bound memory.
-* ``psnr_yuv``: both videos converted to 8-bit YUV 4:2:0 with BT.709 (limited range, chroma averaged over
-  2 x 2 blocks, values rounded), then per frame ``(6 PSNR_Y + PSNR_U + PSNR_V) / 8``, mean over frames.
+* ``psnr_yuv``: per frame ``(6 PSNR_Y + PSNR_U + PSNR_V) / 8`` on 8-bit 4:2:0 planes, mean over frames.
+  The planes are the videos' own where they have them: a YUV 4:2:0 source read at its own size, a
+  conventional codec's decoded stream. Planes a video lacks (RGB sources, resized sequences, camcodec's
+  RGB output) are made from its RGB frames by ``camcodec.media.convert.from_rgb``, the conversion the
+  conventional codecs are given, in the matrix and range of the reference's planes (BT.709 limited range
+  when the reference has none of its own).
 * ``ms_ssim``: ``camcodec.metrics.msssim`` (pytorch_msssim, 5 scales, window shrunk for small frames)
   per frame, mean over frames.
 
-All three take uint8 arrays of shape (T, H, W, 3) with the same shape. Identical frames give an infinite
-PSNR (as ``psnr_uint8`` does); ``measure`` returns the three numbers at once.
+The RGB arguments are uint8 arrays of shape (T, H, W, 3) with the same shape; planes are ``Planes``, three
+uint8 stacks (T, H, W), (T, h, w), (T, h, w). Identical frames give an infinite PSNR (as ``psnr_uint8``
+does); ``measure`` returns the three numbers at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from camcodec.errors import InputError
+from camcodec.media import SourceFrame
+from camcodec.media.convert import ColorInfo, from_rgb, plane_array
 from camcodec.metrics import msssim, psnr_uint8
+from eval.codecs import RGB_SOURCE_COLOR
 
-#: BT.709 luma coefficients (Kr, Kb); Kg = 1 - Kr - Kb.
-BT709 = (0.2126, 0.0722)
 #: Frames converted or compared at once; bounds memory on 1080p sequences.
 CHUNK_FRAMES = 8
+
+Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,12 @@ def _check_pair(reference: np.ndarray, decoded: np.ndarray) -> None:
         raise InputError(f"reference and decoded frames differ in shape: {reference.shape} vs {decoded.shape}")
 
 
+def _check_planes(reference: Planes, decoded: Planes) -> None:
+    shapes = [plane.shape for plane in reference], [plane.shape for plane in decoded]
+    if shapes[0] != shapes[1] or any(plane.dtype != np.uint8 for plane in (*reference, *decoded)):
+        raise InputError(f"reference and decoded planes differ: {shapes[0]} vs {shapes[1]} (uint8 needed)")
+
+
 def _chunked_mean(
     reference: np.ndarray, decoded: np.ndarray, per_chunk: Callable[[np.ndarray, np.ndarray], float]
 ) -> float:
@@ -62,49 +76,46 @@ def psnr_rgb(reference: np.ndarray, decoded: np.ndarray) -> float:
     return _chunked_mean(reference, decoded, psnr_uint8)
 
 
-def rgb_to_yuv420(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """uint8 RGB (T, H, W, 3) -> 8-bit BT.709 limited-range planes Y (T, H, W), U and V (T, ceil(H/2), ceil(W/2)).
+def yuv420_planes(frames: np.ndarray, color: ColorInfo = RGB_SOURCE_COLOR) -> Planes:
+    """uint8 RGB (T, H, W, 3) -> 8-bit 4:2:0 planes in ``color``'s matrix and range, by ``from_rgb``."""
+    converted = [from_rgb(frame, "yuv420p", color.matrix, color.full_range) for frame in frames]
+    return _stack([tuple(plane_array(frame, index) for index in range(3)) for frame in converted])  # type: ignore[misc]
 
-    Chroma is computed at full resolution and averaged over 2 x 2 blocks (an odd last row or column is
-    repeated); all planes are rounded to the nearest integer and clipped to 0..255.
-    """
-    kr, kb = BT709
-    rgb = frames.astype(np.float64) / 255.0
-    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    luma = kr * red + (1.0 - kr - kb) * green + kb * blue
-    cb = (blue - luma) / (2.0 * (1.0 - kb))
-    cr = (red - luma) / (2.0 * (1.0 - kr))
 
-    def half(plane: np.ndarray) -> np.ndarray:
-        height, width = plane.shape[1:]
-        padded = np.pad(plane, ((0, 0), (0, height % 2), (0, width % 2)), mode="edge")
-        return 0.25 * (padded[:, 0::2, 0::2] + padded[:, 1::2, 0::2] + padded[:, 0::2, 1::2] + padded[:, 1::2, 1::2])
+def _stack(planes: Sequence[Planes]) -> Planes:
+    return np.stack([p[0] for p in planes]), np.stack([p[1] for p in planes]), np.stack([p[2] for p in planes])
 
-    def to_uint8(plane: np.ndarray) -> np.ndarray:
-        return np.clip(np.rint(plane), 0, 255).astype(np.uint8)
 
-    return to_uint8(16.0 + 219.0 * luma), to_uint8(128.0 + 224.0 * half(cb)), to_uint8(128.0 + 224.0 * half(cr))
+def planes_of(frames: Sequence[SourceFrame], color: ColorInfo) -> Planes:
+    """The frames' own 4:2:0 planes, or planes made from their RGB in ``color`` when they have none."""
+    if all(frame.yuv420 is not None for frame in frames):
+        return _stack([frame.yuv420 for frame in frames])  # type: ignore[misc]  # checked above
+    return yuv420_planes(np.stack([frame.rgb for frame in frames]), color)
 
 
 def _plane_psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-frame PSNR (dB) of two stacks of 8-bit planes (T, h, w)."""
-    diff = a.astype(np.float64) - b.astype(np.float64)
-    mse = (diff * diff).reshape(len(a), -1).mean(axis=1)
+    """Per-frame PSNR (dB) of two stacks of 8-bit planes (T, h, w), from integer sums of squared errors."""
+    diff = a.astype(np.int32) - b.astype(np.int32)
+    sse = np.einsum("tij,tij->t", diff, diff, dtype=np.int64)
     with np.errstate(divide="ignore"):
-        return 10.0 * np.log10(255.0**2 / mse)
+        return 10.0 * np.log10(255.0**2 * a[0].size / sse)
 
 
-def _psnr_yuv_chunk(reference: np.ndarray, decoded: np.ndarray) -> float:
-    y_ref, u_ref, v_ref = rgb_to_yuv420(reference)
-    y_dec, u_dec, v_dec = rgb_to_yuv420(decoded)
-    per_frame = (6.0 * _plane_psnr(y_ref, y_dec) + _plane_psnr(u_ref, u_dec) + _plane_psnr(v_ref, v_dec)) / 8.0
-    return float(per_frame.mean())
+def _psnr_yuv_planes(reference: Planes, decoded: Planes) -> float:
+    _check_planes(reference, decoded)
+    y, u, v = (_plane_psnr(ref, dec) for ref, dec in zip(reference, decoded, strict=True))
+    return float(((6.0 * y + u + v) / 8.0).mean())
 
 
-def psnr_yuv(reference: np.ndarray, decoded: np.ndarray) -> float:
-    """Mean over frames of the per-frame PSNR-YUV (6:1:1 weights, 8-bit BT.709 4:2:0 planes), in dB."""
+def psnr_yuv(
+    reference: np.ndarray, decoded: np.ndarray, reference_yuv: Planes | None = None, decoded_yuv: Planes | None = None
+) -> float:
+    """Mean over frames of the per-frame PSNR-YUV (6:1:1 weights, 8-bit 4:2:0 planes), in dB; planes not
+    given are made from the RGB frames (BT.709, limited range)."""
     _check_pair(reference, decoded)
-    return _chunked_mean(reference, decoded, _psnr_yuv_chunk)
+    reference_yuv = reference_yuv if reference_yuv is not None else yuv420_planes(reference)
+    decoded_yuv = decoded_yuv if decoded_yuv is not None else yuv420_planes(decoded)
+    return _psnr_yuv_planes(reference_yuv, decoded_yuv)
 
 
 def _to_tensor(frames: np.ndarray) -> torch.Tensor:
@@ -126,9 +137,15 @@ def ms_ssim(reference: np.ndarray, decoded: np.ndarray) -> float:
         raise InputError(str(exc)) from None
 
 
-def measure(reference: np.ndarray, decoded: np.ndarray) -> Quality:
-    """RGB PSNR, PSNR-YUV and MS-SSIM of ``decoded`` against ``reference``."""
-    return Quality(psnr_rgb(reference, decoded), psnr_yuv(reference, decoded), ms_ssim(reference, decoded))
+def measure(
+    reference: np.ndarray, decoded: np.ndarray, reference_yuv: Planes | None = None, decoded_yuv: Planes | None = None
+) -> Quality:
+    """RGB PSNR, PSNR-YUV and MS-SSIM of ``decoded`` against ``reference`` (planes as in ``psnr_yuv``)."""
+    return Quality(
+        psnr_rgb(reference, decoded),
+        psnr_yuv(reference, decoded, reference_yuv, decoded_yuv),
+        ms_ssim(reference, decoded),
+    )
 
 
 class QualityMeter:
@@ -139,20 +156,23 @@ class QualityMeter:
         self.frames = 0
         self._sums = [0.0, 0.0, 0.0]
 
-    def add(self, reference: np.ndarray, decoded: np.ndarray) -> None:
-        _check_pair(reference, decoded)
-        count = len(reference)
+    def add(self, reference: Sequence[SourceFrame], decoded: Sequence[SourceFrame]) -> None:
+        """Score a chunk of frames; PSNR-YUV on each side's own planes, or planes made in the reference's
+        colour (``planes_of``)."""
+        reference_rgb, decoded_rgb = np.stack([f.rgb for f in reference]), np.stack([f.rgb for f in decoded])
+        _check_pair(reference_rgb, decoded_rgb)
+        color = reference[0].color if reference[0].yuv420 is not None else RGB_SOURCE_COLOR
         try:
             scores = (
-                psnr_uint8(reference, decoded),
-                _psnr_yuv_chunk(reference, decoded),
-                _msssim_chunk(reference, decoded),
+                psnr_uint8(reference_rgb, decoded_rgb),
+                _psnr_yuv_planes(planes_of(reference, color), planes_of(decoded, color)),
+                _msssim_chunk(reference_rgb, decoded_rgb),
             )
         except ValueError as exc:  # frames too small for MS-SSIM's five scales
             raise InputError(str(exc)) from None
         for index, score in enumerate(scores):
-            self._sums[index] += score * count
-        self.frames += count
+            self._sums[index] += score * len(reference)
+        self.frames += len(reference)
 
     def result(self) -> Quality:
         if not self.frames:

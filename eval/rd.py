@@ -25,15 +25,23 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from camcodec.engine import Engine, make_engine
 from camcodec.errors import InputError, OutputError
-from camcodec.media import Clip, iter_video
-from eval.codecs import CamcodecCodec, Codec, ConventionalCodec, Point, make_codec, seed_base, with_seeds
+from camcodec.media import Clip, SourceFrame, iter_source_frames
+from eval.codecs import (
+    RGB_SOURCE_COLOR,
+    CamcodecCodec,
+    Codec,
+    ConventionalCodec,
+    Point,
+    make_codec,
+    seed_base,
+    with_seeds,
+)
 from eval.datasets import Sequence, resolve_sources
-from eval.metrics import Quality, QualityMeter, measure
+from eval.metrics import Quality, QualityMeter
 from eval.provenance import provenance
 from eval.report import write_reports
 from eval.results import ResultStore, Row
@@ -292,8 +300,9 @@ def run_point(task: PointTask) -> tuple[Row, str]:
         clip = _read(task.sequence)
         fps = clip.fps
         coded = codec.run(clip.frames, fps, value, Path(task.stream))
-        quality = measure(clip.frames, coded.decoded)
-        measured = Measured(clip.frames.shape[:3], coded.bytes, coded.encode_s, coded.decode_s, quality)
+        decoded = (SourceFrame(rgb, None, RGB_SOURCE_COLOR) for rgb in coded.decoded)
+        meter = _measure(task.sequence, decoded, Path(task.stream))
+        measured = Measured(clip.frames.shape[:3], coded.bytes, coded.encode_s, coded.decode_s, meter.result())
     (num_frames, height, width), quality = measured.shape, measured.quality
     row = Row(
         sequence=task.sequence.name,
@@ -342,25 +351,45 @@ class Measured:
 def _stream_point(sequence: Sequence, codec: ConventionalCodec, value: Point, fps: Fraction, path: Path) -> Measured:
     """Encode the sequence as its frames come, then decode the stream beside a second read of the sequence,
     measuring ``STREAM_CHUNK_FRAMES`` frames at a time."""
-    frames = sequence.frames()
+    frames = sequence.source_frames()
     first = next(frames)
-    height, width = first.shape[:2]
+    height, width = first.rgb.shape[:2]
     coded_bytes, encode_s = codec.encode_stream(itertools.chain([first], frames), (width, height), fps, value, path)
-    meter, decode_s = QualityMeter(), 0.0
-    decoded = iter_video(path)
-    for reference in _chunks(sequence.frames(), STREAM_CHUNK_FRAMES):
-        start = time.perf_counter()
+    clock = _Clock()
+    meter = _measure(sequence, clock.timed(iter_source_frames(path)), path)
+    return Measured((meter.frames, height, width), coded_bytes, encode_s, clock.seconds, meter.result())
+
+
+def _measure(sequence: Sequence, decoded: Iterator[SourceFrame], path: Path) -> QualityMeter:
+    """Score ``decoded`` against a fresh read of the sequence, ``STREAM_CHUNK_FRAMES`` frames at a time."""
+    meter = QualityMeter()
+    for reference in _chunks(sequence.source_frames(), STREAM_CHUNK_FRAMES):
         chunk = list(itertools.islice(decoded, len(reference)))
-        decode_s += time.perf_counter() - start
         if len(chunk) != len(reference):
             raise OutputError(f"{path}: decoded {meter.frames + len(chunk)} frames of {sequence.name}'s more")
-        meter.add(np.stack(reference), np.stack(chunk))
+        meter.add(reference, chunk)
     if next(decoded, None) is not None:
         raise OutputError(f"{path}: decoded more frames than {sequence.name} has ({meter.frames})")
-    return Measured((meter.frames, height, width), coded_bytes, encode_s, decode_s, meter.result())
+    return meter
 
 
-def _chunks(frames: Iterator[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+class _Clock:
+    """Seconds spent inside an iterator's ``next`` (the decoder's time of a streamed decode)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def timed(self, items: Iterator[SourceFrame]) -> Iterator[SourceFrame]:
+        while True:
+            start = time.perf_counter()
+            item = next(items, None)
+            self.seconds += time.perf_counter() - start
+            if item is None:
+                return
+            yield item
+
+
+def _chunks(frames: Iterator[SourceFrame], size: int) -> Iterator[list[SourceFrame]]:
     while chunk := list(itertools.islice(frames, size)):
         yield chunk
 

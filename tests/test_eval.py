@@ -16,13 +16,13 @@ from pytorch_msssim import ms_ssim as reference_ms_ssim
 
 import bitstream as bs
 from camcodec.errors import InputError
-from camcodec.media import read_video, write_video
+from camcodec.media import iter_source_frames, read_video, write_video
 from camcodec.media.pattern import moving_pattern
 from eval import cli
 from eval.bdrate import bd_quality, bd_rate
 from eval.codecs import make_codec
 from eval.datasets import file_sequence, parse_uvg_name, resolve_sources, uvg_sequences
-from eval.metrics import measure, ms_ssim, psnr_rgb, psnr_yuv, rgb_to_yuv420
+from eval.metrics import measure, ms_ssim, psnr_rgb, psnr_yuv, yuv420_planes
 from eval.rd import RDConfig, run_rd
 from eval.results import RESULTS_CSV, RESULTS_JSON
 
@@ -44,31 +44,31 @@ def test_psnr_rgb_is_the_mean_of_per_frame_psnr():
     assert psnr_rgb(ref, dec) == pytest.approx((psnr_db(25) + psnr_db(100)) / 2, abs=1e-9)
 
 
-def test_rgb_to_yuv420_bt709_by_hand():
-    gray = np.full((1, 2, 2, 3), 128, np.uint8)
+def test_yuv420_planes_bt709_by_hand():
+    gray = np.full((1, 48, 64, 3), 128, np.uint8)
     # Y = 16 + 219 * 128/255 = 125.93 -> 126; Cb = Cr = 128
-    y, u, v = rgb_to_yuv420(gray)
-    assert (y == 126).all() and u.item() == 128 and v.item() == 128
+    y, u, v = yuv420_planes(gray)
+    assert (y == 126).all() and (u == 128).all() and (v == 128).all()
     reddish = gray.copy()
     reddish[..., 0] = 138
     # E_Y = 0.2126 * 138/255 + 0.7874 * 128/255 = 0.51030 -> Y = 127.76 -> 128
     # Cb = 128 + 224 * (0.50196 - 0.51030) / 1.8556 = 126.99 -> 127
     # Cr = 128 + 224 * (0.54118 - 0.51030) / 1.5748 = 132.39 -> 132
-    y, u, v = rgb_to_yuv420(reddish)
-    assert (y == 128).all() and u.item() == 127 and v.item() == 132
+    y, u, v = yuv420_planes(reddish)
+    assert (y == 128).all() and (u == 127).all() and (v == 132).all()
 
 
-def test_rgb_to_yuv420_averages_chroma_over_2x2_blocks():
-    frame = np.zeros((1, 2, 2, 3), np.uint8)
-    frame[0, :, 0] = (0, 0, 255)  # left column blue, right column black
-    y, u, v = rgb_to_yuv420(frame)
+def test_yuv420_planes_average_chroma_over_2x2_blocks():
+    frame = np.zeros((1, 48, 64, 3), np.uint8)
+    frame[0, :, 0::2] = (0, 0, 255)  # columns alternately blue and black
+    y, u, v = yuv420_planes(frame)
     # blue: Y = 16 + 219 * 0.0722 = 31.8 -> 32, Cb = 240, Cr = 128 - 224 * 0.0722 / 1.5748 = 117.73
-    assert y[0].tolist() == [[32, 16], [32, 16]]
-    assert u.item() == 184  # (240 + 240 + 128 + 128) / 4
-    assert v.item() == 123  # (117.73 * 2 + 128 * 2) / 4 = 122.87
-    odd = np.zeros((2, 3, 5, 3), np.uint8)
-    y, u, v = rgb_to_yuv420(odd)
-    assert y.shape == (2, 3, 5) and u.shape == v.shape == (2, 2, 3)
+    assert y[0, :2, :4].tolist() == [[32, 16, 32, 16], [32, 16, 32, 16]]
+    assert (u == 184).all()  # (240 + 240 + 128 + 128) / 4
+    assert (v == 123).all()  # (117.73 * 2 + 128 * 2) / 4 = 122.87
+    odd = np.zeros((2, 35, 37, 3), np.uint8)
+    y, u, v = yuv420_planes(odd)
+    assert y.shape == (2, 35, 37) and u.shape == v.shape == (2, 18, 19)
 
 
 def test_psnr_yuv_weights_6_1_1():
@@ -77,6 +77,14 @@ def test_psnr_yuv_weights_6_1_1():
     dec[..., 0] = 138  # Y differs by 2, U by 1, V by 4 (see the test above)
     expected = (6 * psnr_db(4) + psnr_db(1) + psnr_db(16)) / 8
     assert psnr_yuv(ref, dec) == pytest.approx(expected, abs=1e-9)
+    planes = [
+        np.full((1, 48, 64), 100, np.uint8),
+        np.full((1, 24, 32), 100, np.uint8),
+        np.full((1, 24, 32), 100, np.uint8),
+    ]
+    shifted = [planes[0] + 1, planes[1] + 2, planes[2] + 3]  # planes given: used as they are
+    expected = (6 * psnr_db(1) + psnr_db(4) + psnr_db(9)) / 8
+    assert psnr_yuv(ref, ref, tuple(planes), tuple(shifted)) == pytest.approx(expected, abs=1e-9)
 
 
 def test_ms_ssim_is_the_mean_of_per_frame_values():
@@ -356,10 +364,37 @@ def test_a_conventional_point_is_measured_a_few_frames_at_a_time_as_if_whole(tmp
     (sequence,) = resolve_sources([str(tmp_path / "eleven.y4m")])
     codec = make_codec("x264")
     row, fps = run_point(PointTask(sequence, codec, 30, str(tmp_path / "streamed.mkv"), None))
-    whole = measure(sequence.read().frames, read_video(tmp_path / "streamed.mkv").frames)  # the same file, whole
+    source, stream = list(sequence.source_frames()), list(iter_source_frames(tmp_path / "streamed.mkv"))
+
+    def planes(frames):
+        return tuple(np.stack([frame.yuv420[index] for frame in frames]) for index in range(3))
+
+    # the same file, whole: PSNR-YUV on the Y4M's own planes and the stream's
+    whole = measure(
+        sequence.read().frames, read_video(tmp_path / "streamed.mkv").frames, planes(source), planes(stream)
+    )
     assert (row.frames, row.width, row.height, fps) == (11, 64, 48, "25")
     assert (row.psnr_rgb, row.psnr_yuv, row.ms_ssim) == pytest.approx((whole.psnr_rgb, whole.psnr_yuv, whole.ms_ssim))
     assert row.bpp == 8 * row.bytes / (64 * 48 * 11) and row.decode_s > 0
+
+
+def test_a_yuv_source_reaches_a_conventional_codec_and_psnr_yuv_as_its_own_planes(tmp_path):
+    """A YUV 4:2:0 source is encoded from its planes, not from RGB made of them, and PSNR-YUV compares them
+    with the stream's: lossless x264 (crf 0) gives an infinite PSNR-YUV on chroma noise that a round trip
+    through RGB would change. Resized, the same source goes through RGB and is measured that way."""
+    from eval.rd import PointTask, run_point
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "noise_96x72.yuv"
+    path.write_bytes(rng.integers(16, 236, 3 * 96 * 72 * 3 // 2, dtype=np.uint8).tobytes())  # three frames
+    (sequence,) = resolve_sources([str(path)])
+    row, _ = run_point(PointTask(sequence, make_codec("x264"), 0, str(tmp_path / "own.mkv"), None))
+    assert row.psnr_yuv == row.psnr_rgb == np.inf
+    (resized,) = resolve_sources([str(path)], scale=(64, 48))
+    row, _ = run_point(PointTask(resized, make_codec("x264"), 0, str(tmp_path / "rgb.mkv"), None))
+    # x264 was given BT.709 planes made from the RGB frames, and PSNR-YUV is measured against those planes;
+    # its RGB, through 4:2:0 and back, is not the reference's
+    assert row.psnr_yuv == np.inf and row.psnr_rgb < 60
 
 
 def test_x265ldp_codes_no_b_frames(tmp_path):
@@ -618,8 +653,10 @@ print(coded.bytes, hashlib.sha256(stream).hexdigest())
 @pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"), reason="needs CPU affinity (Linux)")
 @pytest.mark.parametrize("name", ["x264", "x265", "svtav1", "vp9"])
 def test_anchor_bytes_do_not_depend_on_the_cpus_allowed(tmp_path, name):
-    """The same frames give the same file in separate processes, on one CPU and on all of them: every
-    encoder's and every conversion's threads are pinned, not taken from the machine."""
+    """The same frames give the same file in separate processes, on one CPU and on all of them, whatever the
+    memory allocator hands out: every encoder's and every conversion's threads are pinned, not taken from the
+    machine, and no encoder reads memory it did not write (glibc's MALLOC_PERTURB_ fills fresh allocations
+    with a byte of its choosing; x264's AVX-512 code changed its output with it)."""
     import os
     import subprocess
     import sys
@@ -628,14 +665,16 @@ def test_anchor_bytes_do_not_depend_on_the_cpus_allowed(tmp_path, name):
     np.save(frames, moving_pattern(10, 144, 176))
     cpus = sorted(os.sched_getaffinity(0))
 
-    def run(allowed: list[int], out: str) -> str:
+    def run(allowed: list[int], out: str, perturb: str = "") -> str:
         return subprocess.run(
             [sys.executable, "-c", _ANCHOR_RUN, str(frames), name, str(tmp_path / out)],
             capture_output=True,
             text=True,
             check=True,
             preexec_fn=lambda: os.sched_setaffinity(0, allowed),
+            env={**os.environ, "MALLOC_PERTURB_": perturb},
         ).stdout
 
-    one, every, again = run(cpus[:1], "one.mkv"), run(cpus, "all.mkv"), run(cpus, "again.mkv")
-    assert one == every == again
+    one, every = run(cpus[:1], "one.mkv"), run(cpus, "all.mkv")
+    perturbed = [run(cpus, f"perturbed{value}.mkv", value) for value in ("1", "170")]
+    assert one == every == perturbed[0] == perturbed[1]

@@ -2,7 +2,8 @@
 
 Reading (``read_video``, ``probe_video``): files PyAV/FFmpeg demuxes (mp4, mkv, webm, avi, Y4M 8/10-bit
 4:2:0/4:2:2/4:4:4, ...), headerless I420 (``.yuv``/``.i420``/``.raw`` with ``size=(W, H)``) and folders
-of PNG frames, all to a ``Clip`` of uint8 RGB frames (T, H, W, 3).
+of PNG frames, all to a ``Clip`` of uint8 RGB frames (T, H, W, 3); ``iter_video`` gives the same frames one
+at a time, ``iter_source_frames`` with the source's own 4:2:0 planes where it has them.
 
 Writing (``VideoWriter``, ``write_video``): by extension, see ``OUTPUT_KINDS``; atomic (temporary file
 beside the target, ``os.replace`` on success).
@@ -23,14 +24,16 @@ line that starts with the path.
 """
 
 from camcodec.media.clip import Clip
-from camcodec.media.reader import iter_video, probe_video, read_video
+from camcodec.media.reader import SourceFrame, iter_source_frames, iter_video, probe_video, read_video
 from camcodec.media.writer import OUTPUT_KINDS, VideoWriter, check_output_path, write_video
 
 __all__ = [
     "OUTPUT_KINDS",
     "Clip",
+    "SourceFrame",
     "VideoWriter",
     "check_output_path",
+    "iter_source_frames",
     "iter_video",
     "probe_video",
     "read_video",

@@ -117,9 +117,9 @@ def to_rgb_frame(frame: VideoFrame, color: ColorInfo, width: int, height: int) -
 _TO_YUV_FLAGS = Interpolation.AREA | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INP
 
 
-def from_rgb(rgb: np.ndarray, pix_fmt: str, matrix: str) -> VideoFrame:
-    """One uint8 (H, W, 3) RGB array, or uint16 in 0..65535, -> a frame in ``pix_fmt`` (limited range for
-    YUV formats)."""
+def from_rgb(rgb: np.ndarray, pix_fmt: str, matrix: str, full_range: bool = False) -> VideoFrame:
+    """One uint8 (H, W, 3) RGB array, or uint16 in 0..65535, -> a frame in ``pix_fmt`` (YUV formats in
+    limited range unless ``full_range``)."""
     source = "rgb48le" if rgb.dtype == np.uint16 else "rgb24"
     frame = VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format=source)
     if pix_fmt == source:
@@ -129,7 +129,7 @@ def from_rgb(rgb: np.ndarray, pix_fmt: str, matrix: str) -> VideoFrame:
     return frame.reformat(
         format=pix_fmt,
         dst_colorspace=MATRICES[matrix][0],
-        dst_color_range=ColorRange.MPEG,
+        dst_color_range=ColorRange.JPEG if full_range else ColorRange.MPEG,
         interpolation=_TO_YUV_FLAGS,
         threads=SWS_THREADS,
     )

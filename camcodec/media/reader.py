@@ -22,6 +22,7 @@ import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -451,12 +452,48 @@ def iter_video(
 ) -> Iterator[np.ndarray]:
     """The frames ``read_video`` would give, one uint8 (H, W, 3) array at a time: memory for a frame, not
     for the clip (a 600-frame 1080p sequence is 3.7 GB as one array)."""
+    frames = iter_source_frames(
+        source, planes=False, max_frames=max_frames, start=start, size=size, fps=fps, scale=scale
+    )
+    return (frame.rgb for frame in frames)
+
+
+#: Pixel formats whose planes are 8-bit 4:2:0 (``SourceFrame.yuv420``); the ``j`` one is full range.
+YUV420_FORMATS = ("yuv420p", "yuvj420p")
+
+
+@dataclass(frozen=True)
+class SourceFrame:
+    """One frame as ``iter_video`` gives it (``rgb``), with the source's own 8-bit 4:2:0 planes (Y, U, V)
+    when it has them at the size read (``None`` for other formats, or when ``scale`` resized it) and the
+    colour rule that made ``rgb`` from them."""
+
+    rgb: np.ndarray
+    yuv420: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+    color: ColorInfo
+
+
+def iter_source_frames(
+    source: str | os.PathLike[str],
+    *,
+    planes: bool = True,
+    max_frames: int | None = None,
+    start: int = 0,
+    size: str | tuple[int, int] | None = None,
+    fps: str | float | Fraction | None = None,
+    scale: str | tuple[int, int] | None = None,
+) -> Iterator[SourceFrame]:
+    """``iter_video``'s frames with the source's own 4:2:0 planes (copies; ``planes=False`` skips them):
+    what a YUV-native measurement (PSNR-YUV) and a YUV encoder take, without a round trip through RGB."""
     src, label, out_size = _checked_open(source, max_frames, start, size, fps, scale)
     try:
         first, color, frames = _first_frame(src, label, int(start))
         width, height = out_size or (first.width, first.height)
+        native = planes and first.format.name in YUV420_FORMATS and (width, height) == (first.width, first.height)
         for count, frame in enumerate(itertools.chain([first], frames), 1):
-            yield plane_array(_to_rgb(frame, color, width, height, label), 0, 3 * width).reshape(height, width, 3)
+            rgb = plane_array(_to_rgb(frame, color, width, height, label), 0, 3 * width).reshape(height, width, 3)
+            yuv = tuple(plane_array(frame, index).copy() for index in range(3)) if native else None
+            yield SourceFrame(rgb, yuv, color)  # type: ignore[arg-type]  # three planes
             if max_frames is not None and count >= max_frames:
                 break
         frames.close()
