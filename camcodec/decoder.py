@@ -15,7 +15,7 @@ import torch
 
 import bitstream
 from camcodec.camfile import read_source
-from camcodec.device import keep_freed_cpu_memory, resolve_device
+from camcodec.device import freed_cpu_memory_kept, resolve_device
 from camcodec.errors import BitstreamError, HeaderError
 from camcodec.model import ArchConfig, VideoModel, build_model, config_from_dict, frame_times, parameter_count
 from camcodec.quantize import load_quantized
@@ -135,8 +135,6 @@ class Decoder:
     def __init__(self, source: str | os.PathLike | bytes, device: str = "auto"):
         self.container = load_container(source)
         self.device = resolve_device(device)
-        if self.device.type == "cpu":
-            keep_freed_cpu_memory()
         self.info = self.container.info
         self._models = [build_segment_model(s, self.info, self.device) for s in self.container.segments]
         self._cache: tuple[GroupKey, np.ndarray] | None = None  # the last rendered group
@@ -168,8 +166,9 @@ class Decoder:
         """uint8 frames (N, H, W, 3) for the given indices (any order, repeats allowed)."""
         indices = self._check_indices(indices)
         out = np.empty((len(indices), self.height, self.width, 3), dtype=np.uint8)
-        for i, index in enumerate(indices):
-            out[i] = self._frame(index)
+        with freed_cpu_memory_kept(self.device):
+            for i, index in enumerate(indices):
+                out[i] = self._frame(index)
         return out
 
     def iter_frames(self, indices: FrameSelection = None, *, high_precision: bool = False) -> Iterator[np.ndarray]:
@@ -188,7 +187,10 @@ class Decoder:
                 runs.append((key, [position]))
         if not runs:
             return
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="camcodec-render") as pool:
+        with (
+            freed_cpu_memory_kept(self.device),
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="camcodec-render") as pool,
+        ):
             pending = pool.submit(self._render_group, runs[0][0], high_precision)
             for number, (_, positions) in enumerate(runs):
                 frames = pending.result()

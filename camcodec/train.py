@@ -15,7 +15,7 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from camcodec.config import EncodeConfig
-from camcodec.device import keep_freed_cpu_memory, trains_in_bf16
+from camcodec.device import freed_cpu_memory_kept, trains_in_bf16
 from camcodec.metrics import msssim
 from camcodec.model import VideoModel, frame_times
 from camcodec.rate import LearnedSteps
@@ -199,10 +199,20 @@ def fit(
     observe every step and may end the phase early (progress bars, checkpoints, the benchmark's clocks);
     ``resume`` continues from a saved state, and then gives the same weights as an uninterrupted run.
     """
+    with freed_cpu_memory_kept(frames.device):
+        return _fit(model, frames, phase, config, resume, callbacks)
+
+
+def _fit(
+    model: VideoModel,
+    frames: torch.Tensor,
+    phase: Phase,
+    config: EncodeConfig,
+    resume: FitState | None,
+    callbacks: Sequence[FitCallback],
+) -> TrainResult:
     num_frames = frames.shape[0]
     device = frames.device
-    if device.type == "cpu":
-        keep_freed_cpu_memory()
     batch = min(config.batch_size, num_frames)
     bf16 = trains_in_bf16(config.precision, device)
     groups = parameter_groups(model, config.grid_lr)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ast
+import os
 import platform
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from camcodec.device import keep_freed_cpu_memory
 from camcodec.kernels import SMALL_CONV_PIXELS, conv_same, norm_modulate_gelu, pixel_shuffle
 from camcodec.model import grid_weights
 
@@ -86,7 +89,45 @@ def test_grid_weights_rows_interpolate_two_neighbours():
     assert (weights > 0).sum(1).max() <= 2
 
 
-def test_keep_freed_cpu_memory_applies_on_glibc_only():
-    on_glibc = platform.libc_ver()[0] == "glibc"
-    assert keep_freed_cpu_memory() is on_glibc
-    assert keep_freed_cpu_memory() is on_glibc  # a second call changes nothing
+_ALLOCATOR_PROBE = """
+import ctypes, torch
+from camcodec.device import freed_cpu_memory_kept
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype, libc.malloc.restype = MallInfo2, ctypes.c_void_p
+
+def mapped():  # whether glibc serves 16 MiB with an mmap of its own rather than from the heap
+    before = libc.mallinfo2().hblks
+    block = libc.malloc(16 << 20)
+    answer = libc.mallinfo2().hblks > before
+    libc.free(ctypes.c_void_p(block))
+    return answer
+
+cpu = torch.device("cpu")
+seen = []
+with freed_cpu_memory_kept(cpu) as applied:
+    seen += [applied, mapped()]
+    with freed_cpu_memory_kept(cpu):  # nested (or another thread's): the first to end changes nothing
+        pass
+    seen.append(mapped())
+seen.append(mapped())
+with freed_cpu_memory_kept(torch.device("meta")) as applied:
+    seen.append(applied)
+print(seen)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc")
+def test_freed_cpu_memory_is_kept_inside_the_block_only():
+    """Training and decoding keep freed memory for reuse (no fresh mmap per tensor); when the last block
+    ends, glibc's thresholds are the process's again (here its defaults: a fresh process without
+    MALLOC_MMAP_THRESHOLD_), so an application embedding camcodec keeps its own. Not a CPU: nothing."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    result = subprocess.run([sys.executable, "-c", _ALLOCATOR_PROBE], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    applied, inside, nested, after, not_cpu = ast.literal_eval(result.stdout)
+    assert applied and not inside and not nested and after and not not_cpu
