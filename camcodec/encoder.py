@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
 import time
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -99,8 +101,24 @@ class EncodeStats:
 
 @dataclass
 class EncodeResult:
+    """An encode's figures, and the file it wrote (its bytes) with the device its quality was measured on."""
+
     stats: EncodeStats
-    reconstruction: np.ndarray  # uint8 (T, H, W, 3): the frames the written file decodes to on this device
+    coded: bytes
+    device: str
+
+    @functools.cached_property
+    def reconstruction(self) -> np.ndarray:
+        """uint8 (T, H, W, 3): the frames the written file decodes to on the encoder's device, decoded when
+        first asked for (the encoder itself measured them a group at a time, without holding them)."""
+        return Decoder(self.coded, device=self.device).render(range(self.stats.frames))
+
+
+def check_file(path: str | os.PathLike, clip: Clip, device: str) -> tuple[bytes, float]:
+    """(the file's bytes, the RGB PSNR of the frames it decodes to on ``device`` against the clip's), decoded
+    a group at a time: the check holds a few frames, not a second copy of the clip."""
+    coded = Path(path).read_bytes()
+    return coded, psnr_uint8(clip.frames, Decoder(coded, device=device).iter_frames())
 
 
 def clip_from_array(frames: np.ndarray, fps: Fraction = Fraction(25)) -> Clip:
@@ -295,7 +313,7 @@ class Encoder:
         levels = max(int(np.abs(t.symbols).max()) for t in tensors)
 
         # Measure what the written file decodes to, so the reported quality is the file's, not the model's.
-        reconstruction = Decoder(out_path, device=str(device)).render(range(num_frames))
+        coded, psnr = check_file(out_path, clip, str(device))
         stats = EncodeStats(
             path=os.fspath(out_path),
             frames=num_frames,
@@ -304,7 +322,7 @@ class Encoder:
             parameters=count_parameters(model),
             file_bytes=file_bytes,
             bpp=8 * file_bytes / pixels,
-            psnr=psnr_uint8(clip.frames, reconstruction),
+            psnr=psnr,
             bits=bits_for_levels(levels),
             levels=levels,
             prune=progress.ratio,
@@ -324,7 +342,7 @@ class Encoder:
                 _how_to_land(clip, stats.bpp / config.target_bpp),
             )
         log.info("encoded %s", stats.summary())
-        return EncodeResult(stats, reconstruction)
+        return EncodeResult(stats, coded, str(device))
 
     @staticmethod
     def _plan(

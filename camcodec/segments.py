@@ -30,13 +30,11 @@ import bitstream
 from bitstream import files
 from camcodec.checkpoint import fingerprint
 from camcodec.config import EncodeConfig
-from camcodec.decoder import Decoder
 from camcodec.device import resolve_device
-from camcodec.encoder import Encoder, EncodeResult, EncodeStats, checked_output
+from camcodec.encoder import Encoder, EncodeResult, EncodeStats, check_file, checked_output
 from camcodec.engine import DaskEngine, Engine
 from camcodec.errors import InputError
 from camcodec.media import Clip, read_video
-from camcodec.metrics import psnr_uint8
 from camcodec.quantize import bits_for_levels
 
 log = logging.getLogger(__name__)
@@ -188,7 +186,7 @@ def encode_in_segments(
     file_bytes = bitstream.write_file(out_path, container)
     # Measured here on the driver's device (on a cluster the workers' device may not be this machine's).
     decoding_device = "auto" if _remote(engine) else config.device
-    reconstruction = Decoder(out_path, device=decoding_device).render(range(clip.num_frames))
+    coded, psnr = check_file(out_path, clip, decoding_device)
     segment_stats = [results[task.path] for task in tasks]
     levels = max(s["levels"] for s in segment_stats)
     stats = EncodeStats(
@@ -199,7 +197,7 @@ def encode_in_segments(
         parameters=sum(s["parameters"] for s in segment_stats),
         file_bytes=file_bytes,
         bpp=8 * file_bytes / (clip.width * clip.height * clip.num_frames),
-        psnr=psnr_uint8(clip.frames, reconstruction),
+        psnr=psnr,
         bits=bits_for_levels(levels),
         levels=levels,
         prune=max(s["prune"] for s in segment_stats),
@@ -212,7 +210,7 @@ def encode_in_segments(
     )
     _release(work, tasks)
     log.info("encoded %s", stats.summary())
-    return EncodeResult(stats, reconstruction)
+    return EncodeResult(stats, coded, decoding_device)
 
 
 def join_segments(info: bitstream.VideoInfo, parts: list[tuple[range, str]]) -> bitstream.Container:

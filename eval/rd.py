@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import TypeVar
 
 from tqdm.auto import tqdm
 
@@ -47,6 +48,7 @@ from eval.report import write_reports
 from eval.results import ResultStore, Row
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_CODECS = ("camcodec", "x264", "x265")
 DEFAULT_ANCHOR = "x265"
@@ -287,7 +289,7 @@ def run_point(task: PointTask) -> tuple[Row, str]:
 
     A conventional codec gets the sequence a frame at a time and is measured a few frames at a time, so
     that its memory does not grow with the sequence (UVG's 600 frames of 1080p are 3.7 GB an array);
-    camcodec trains on all the frames at once and gets them whole."""
+    camcodec trains on all the frames at once and gets them whole; its file is measured as it decodes."""
     if task.threads is not None:
         import torch
 
@@ -297,12 +299,16 @@ def run_point(task: PointTask) -> tuple[Row, str]:
         fps = task.sequence.frame_rate()
         measured = _stream_point(task.sequence, codec, value, fps, Path(task.stream))
     else:
+        assert isinstance(codec, CamcodecCodec)
         clip = _read(task.sequence)
         fps = clip.fps
-        coded = codec.run(clip.frames, fps, value, Path(task.stream))
-        decoded = (SourceFrame(rgb, None, RGB_SOURCE_COLOR) for rgb in coded.decoded)
-        meter = _measure(task.sequence, decoded, Path(task.stream))
-        measured = Measured(clip.frames.shape[:3], coded.bytes, coded.encode_s, coded.decode_s, meter.result())
+        coded_bytes, encode_s = codec.encode_file(clip.frames, value, Path(task.stream))
+        clock = _Clock()
+        decoded = clock.timed(codec.decoded_frames(Path(task.stream)))
+        meter = _measure(
+            task.sequence, (SourceFrame(rgb, None, RGB_SOURCE_COLOR) for rgb in decoded), Path(task.stream)
+        )
+        measured = Measured(clip.frames.shape[:3], coded_bytes, encode_s, clock.seconds, meter.result())
     (num_frames, height, width), quality = measured.shape, measured.quality
     row = Row(
         sequence=task.sequence.name,
@@ -379,13 +385,15 @@ class _Clock:
     def __init__(self) -> None:
         self.seconds = 0.0
 
-    def timed(self, items: Iterator[SourceFrame]) -> Iterator[SourceFrame]:
+    def timed(self, items: Iterator[T]) -> Iterator[T]:
         while True:
             start = time.perf_counter()
-            item = next(items, None)
-            self.seconds += time.perf_counter() - start
-            if item is None:
+            try:
+                item = next(items)
+            except StopIteration:
                 return
+            finally:
+                self.seconds += time.perf_counter() - start
             yield item
 
 

@@ -30,8 +30,9 @@ def test_decode_equals_what_encoder_reported(encoded):
     path, result, frames = encoded
     decoded = camcodec.decode(path, device="cpu")
     assert decoded.dtype == np.uint8 and decoded.shape == frames.shape
-    assert np.array_equal(decoded, result.reconstruction)
-    assert result.stats.psnr == pytest.approx(psnr_uint8(frames, decoded))
+    assert np.array_equal(decoded, result.reconstruction)  # decoded from the bytes it wrote, when asked for
+    assert result.coded == path.read_bytes()
+    assert result.stats.psnr == psnr_uint8(frames, decoded)  # the check, a group at a time, is the same number
 
 
 def test_bpp_is_the_real_file_size(encoded):
@@ -62,7 +63,7 @@ def test_streamed_frames_render_ahead_and_equal_random_access(tmp_path, monkeypa
 
     frames = moving_pattern(num_frames=20, height=32, width=48)  # three render groups of 8, 8 and 4
     path = tmp_path / "clip.cam"
-    result = Encoder(tiny_config(20)).encode(clip_from_array(frames), path)
+    expected = Encoder(tiny_config(20)).encode(clip_from_array(frames), path).reconstruction
     decoder = camcodec.Decoder(path, device="cpu")
     threads = []
     render_group = camcodec.Decoder._render_group
@@ -71,10 +72,10 @@ def test_streamed_frames_render_ahead_and_equal_random_access(tmp_path, monkeypa
         "_render_group",
         lambda self, key, *more: threads.append(threading.current_thread().name) or render_group(self, key, *more),
     )
-    assert np.array_equal(np.stack(list(decoder.iter_frames())), result.reconstruction)
+    assert np.array_equal(np.stack(list(decoder.iter_frames())), expected)
     assert len(threads) == 3 and all(name.startswith("camcodec-render") for name in threads)
     selection = [19, 3, 4, 12, 0, 0, 17]
-    assert np.array_equal(np.stack(list(decoder.iter_frames(selection))), result.reconstruction[selection])
+    assert np.array_equal(np.stack(list(decoder.iter_frames(selection))), expected[selection])
     assert list(decoder.iter_frames([])) == []
 
 
@@ -105,8 +106,9 @@ def test_bf16_training_changes_the_network_not_the_files_contract(encoded, tmp_p
     path, fp32_result, frames = encoded
     result = Encoder(tiny_config(200, precision="bf16")).encode(clip_from_array(frames), tmp_path / "bf16.cam")
     decoded = camcodec.decode(tmp_path / "bf16.cam", device="cpu")
-    assert np.array_equal(decoded, result.reconstruction)
-    assert result.stats.psnr == pytest.approx(psnr_uint8(frames, decoded))
+    assert np.array_equal(decoded, result.reconstruction)  # decoded from the bytes it wrote, when asked for
+    assert result.coded == path.read_bytes()
+    assert result.stats.psnr == psnr_uint8(frames, decoded)  # the check, a group at a time, is the same number
     assert (tmp_path / "bf16.cam").read_bytes() != path.read_bytes()
     assert abs(result.stats.psnr - fp32_result.stats.psnr) < 1.0
 
