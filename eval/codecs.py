@@ -43,7 +43,7 @@ from av.video.stream import VideoStream
 
 from bitstream.files import atomic_path
 from camcodec.errors import InputError, OutputError
-from camcodec.media import SourceFrame, read_video
+from camcodec.media import SourceFrame
 from camcodec.media.convert import (
     AVCOL_RANGE_JPEG,
     AVCOL_RANGE_MPEG,
@@ -69,16 +69,6 @@ _X26X_PRESETS = (
     "veryslow",
     "placebo",
 )
-
-
-@dataclass(frozen=True)
-class Coded:
-    """One rate point of one codec on one sequence: the coded size, times, and the decoded frames."""
-
-    bytes: int
-    encode_s: float
-    decode_s: float
-    decoded: np.ndarray  # uint8 (T, H, W, 3)
 
 
 class Codec(Protocol):
@@ -107,8 +97,6 @@ class Codec(Protocol):
     def facts(self, threads: int | None) -> dict[str, Any]:
         """What besides its settings decides this codec's result here (``eval.provenance``); ``threads``:
         torch threads the point runs with (None: the process's)."""
-
-    def run(self, frames: np.ndarray, fps: Fraction, value: Point, path: Path) -> Coded: ...
 
 
 #: A rate point: a number (CRF, target bpp) or, for camcodec, the name of a rate-ladder rung.
@@ -232,17 +220,6 @@ class ConventionalCodec:
 
     def facts(self, threads: int | None) -> dict[str, Any]:
         return {"encoder": self.family.encoder}  # its threads are pinned (ONE_THREAD), its build is FFmpeg's
-
-    def run(self, frames: np.ndarray, fps: Fraction, value: Point, path: Path) -> Coded:
-        _num_frames, height, width = frames.shape[:3]
-        source = (SourceFrame(rgb, None, RGB_SOURCE_COLOR) for rgb in frames)
-        coded_bytes, encode_s = self.encode_stream(source, (width, height), fps, value, path)
-        start = time.perf_counter()
-        decoded = read_video(path).frames
-        decode_s = time.perf_counter() - start
-        if decoded.shape != frames.shape:
-            raise OutputError(f"{path}: decoded {decoded.shape}, expected {frames.shape}")
-        return Coded(coded_bytes, encode_s, decode_s, decoded)
 
     def encode_stream(
         self, frames: Iterator[SourceFrame], size: tuple[int, int], fps: Fraction, value: Point, path: Path
@@ -402,15 +379,6 @@ class CamcodecCodec:
         from camcodec import Decoder
 
         return Decoder(path, device=self.device).iter_frames()
-
-    def run(self, frames: np.ndarray, fps: Fraction, value: Point, path: Path) -> Coded:
-        coded_bytes, encode_s = self.encode_file(frames, value, path)
-        start = time.perf_counter()
-        decoded = np.stack(list(self.decoded_frames(path)))
-        decode_s = time.perf_counter() - start
-        if decoded.shape != frames.shape:
-            raise OutputError(f"{path}: decoded {decoded.shape}, expected {frames.shape}")
-        return Coded(coded_bytes, encode_s, decode_s, decoded)
 
 
 #: A camcodec codec run with another seed is named ``NAME@seedK`` (``eval rd --seeds``); seed 0 keeps NAME.

@@ -16,17 +16,22 @@ from pytorch_msssim import ms_ssim as reference_ms_ssim
 
 import bitstream as bs
 from camcodec.errors import InputError
-from camcodec.media import iter_source_frames, read_video, write_video
+from camcodec.media import SourceFrame, iter_source_frames, read_video, write_video
 from camcodec.media.pattern import moving_pattern
 from eval import cli
 from eval.bdrate import bd_quality, bd_rate
-from eval.codecs import make_codec
+from eval.codecs import RGB_SOURCE_COLOR, make_codec
 from eval.datasets import file_sequence, parse_uvg_name, resolve_sources, uvg_sequences
 from eval.metrics import measure, ms_ssim, psnr_rgb, psnr_yuv, yuv420_planes
 from eval.rd import RDConfig, run_rd
 from eval.results import RESULTS_CSV, RESULTS_JSON
 
 OUTPUTS = ("results.csv", "results.json", "bdrate.md", "rd_psnr.png", "rd_msssim.png")
+
+
+def source_frames(frames: np.ndarray):
+    """RGB frames as a conventional codec's input (no planes of their own)."""
+    return (SourceFrame(frame, None, RGB_SOURCE_COLOR) for frame in frames)
 
 
 def psnr_db(mse: float) -> float:
@@ -402,7 +407,7 @@ def test_x265ldp_codes_no_b_frames(tmp_path):
 
     codec = make_codec("x265ldp")
     assert codec.label == "x265ldp (preset medium, bframes=0)"
-    codec.run(moving_pattern(10, 48, 64), Fraction(25), 30, tmp_path / "ldp.mkv")
+    codec.encode_stream(source_frames(moving_pattern(10, 48, 64)), (64, 48), Fraction(25), 30, tmp_path / "ldp.mkv")
     with av.open(str(tmp_path / "ldp.mkv")) as container:
         kinds = [int(frame.pict_type) for frame in container.decode(video=0)]
     assert kinds[0] == int(av.video.frame.PictureType.I)
@@ -639,13 +644,15 @@ import hashlib, sys
 from fractions import Fraction
 from pathlib import Path
 import numpy as np
-from eval.codecs import make_codec
+from camcodec.media import SourceFrame
+from eval.codecs import RGB_SOURCE_COLOR, make_codec
 frames = np.load(sys.argv[1])
-coded = make_codec(sys.argv[2]).run(frames, Fraction(25), 35, Path(sys.argv[3]))
+rgb = (SourceFrame(frame, None, RGB_SOURCE_COLOR) for frame in frames)
+coded_bytes, _ = make_codec(sys.argv[2]).encode_stream(rgb, (176, 144), Fraction(25), 35, Path(sys.argv[3]))
 import av
 with av.open(sys.argv[3]) as container:  # the coded stream, not the container (Matroska's segment UID is random)
     stream = b"".join(bytes(packet) for packet in container.demux(video=0))
-print(coded.bytes, hashlib.sha256(stream).hexdigest())
+print(coded_bytes, hashlib.sha256(stream).hexdigest())
 """
 
 
