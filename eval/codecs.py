@@ -52,6 +52,7 @@ from camcodec.media.convert import (
     frame_from_planes,
     from_rgb,
 )
+from camcodec.media.writer import X264_SAME_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -127,23 +128,8 @@ class Family:
 # 10 frames of 176x144 at crf 35 took 2,860 bytes on 2 CPUs and 2,508 on one; VP9 3,238 and 3,375).
 # ``threads`` is FFmpeg's own option (libx264 and libvpx take it); x265 and SVT-AV1 take their own.
 ONE_THREAD = {"threads": "1"}
-
-
-def _has_avx2() -> bool:
-    """Whether this CPU reports AVX2 (Linux x86; elsewhere not known, so False)."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
-            return any(line.startswith("flags") and "avx2" in line.split() for line in info)
-    except OSError:
-        return False
-
-
-# x264's AVX-512 code reads memory it never wrote: its output follows whatever the allocator left there
-# (10 frames of 176x144 at crf 36 took 4,669, 5,210 or 3,202 bytes under glibc's MALLOC_PERTURB_=0, 1 and
-# 170; the same frames in one process gave 703 or 710 bytes depending on what ran before). Held to AVX2 it
-# gives the same bytes every time, the bytes its SSE4 code gives too, so that machines with and without
-# AVX-512 agree; a CPU without AVX2 keeps x264's own choice.
-X264_OPTIONS = {**ONE_THREAD, "x264-params": "asm=avx2"} if _has_avx2() else ONE_THREAD
+# x264 also held to its AVX2 code, whose bytes depend on the input alone (camcodec.media.writer).
+X264_OPTIONS = {**ONE_THREAD, **X264_SAME_BYTES}
 
 X265_PARAMS = "log-level=error:info=0:frame-threads=1:pools=1"
 X265 = Family("libx265", "preset", "medium", _X26X_PRESETS, (22, 27, 32, 37), {"x265-params": X265_PARAMS})

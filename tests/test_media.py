@@ -487,3 +487,29 @@ def test_writer_bad_frames(tmp_path, clip):
 def test_clip_properties(clip):
     c = Clip(clip, Fraction(25), "rgb24", "rgb", "x")
     assert (c.num_frames, c.height, c.width) == (8, 48, 64)
+
+
+_WRITE_MP4 = """
+import sys
+import av
+from camcodec.media import write_video
+from camcodec.media.pattern import moving_pattern
+write_video(sys.argv[1], moving_pattern(10, 144, 176), 25)
+with av.open(sys.argv[1]) as container:
+    print(b"".join(bytes(packet) for packet in container.demux(video=0)).hex())
+"""
+
+
+@pytest.mark.slow
+def test_an_mp4_output_does_not_depend_on_what_the_allocator_hands_out(tmp_path):
+    """libx264 held to code that reads only memory it wrote: the same frames give the same stream whatever
+    glibc's MALLOC_PERTURB_ fills fresh allocations with (x264's AVX-512 code changed its output with it)."""
+    import subprocess
+    import sys
+
+    def stream(perturb: str) -> str:
+        env = {**os.environ, "MALLOC_PERTURB_": perturb}
+        args = [sys.executable, "-c", _WRITE_MP4, str(tmp_path / f"p{perturb}.mp4")]
+        return subprocess.run(args, capture_output=True, text=True, check=True, env=env).stdout
+
+    assert stream("") == stream("1") == stream("170")
