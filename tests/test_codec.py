@@ -106,9 +106,8 @@ def test_bf16_training_changes_the_network_not_the_files_contract(encoded, tmp_p
     path, fp32_result, frames = encoded
     result = Encoder(tiny_config(200, precision="bf16")).encode(clip_from_array(frames), tmp_path / "bf16.cam")
     decoded = camcodec.decode(tmp_path / "bf16.cam", device="cpu")
-    assert np.array_equal(decoded, result.reconstruction)  # decoded from the bytes it wrote, when asked for
-    assert result.coded == path.read_bytes()
-    assert result.stats.psnr == psnr_uint8(frames, decoded)  # the check, a group at a time, is the same number
+    assert np.array_equal(decoded, result.reconstruction)
+    assert result.stats.psnr == psnr_uint8(frames, decoded)
     assert (tmp_path / "bf16.cam").read_bytes() != path.read_bytes()
     assert abs(result.stats.psnr - fp32_result.stats.psnr) < 1.0
 
