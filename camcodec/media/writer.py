@@ -64,10 +64,11 @@ def _has_avx2() -> bool:
 
 
 #: libx264 options that make its bytes depend on its input alone. x264's AVX-512 code reads memory it never
-#: wrote, so its output followed whatever the allocator left there (10 frames of 176x144 at crf 36 took
-#: 4,669, 5,210 or 3,202 bytes under glibc's MALLOC_PERTURB_=0, 1 and 170; the same frames in one process
-#: 703 or 710 bytes depending on what ran before). Held to AVX2 it gives the same bytes every time, those of
-#: its SSE4 code too, so that machines with and without AVX-512 agree; a CPU without AVX2 keeps x264's choice.
+#: wrote, so its output followed whatever the allocator left there (10 frames of a 176x144 test pattern at
+#: crf 36 took 3,130, 3,301 or 3,202 bytes with glibc's MALLOC_PERTURB_ unset, 1 and 170; 8 frames of 64x48
+#: in one process 703 or 710 bytes depending on what ran before). Held to AVX2 it gives the same bytes every
+#: time, those of its SSE4 code too, so that machines with and without AVX-512 agree; a CPU without AVX2
+#: keeps x264's choice.
 X264_SAME_BYTES = {"x264-params": "asm=avx2"} if _has_avx2() else {}
 
 _DEFAULT_OPTIONS: dict[str, dict[str, str]] = {
