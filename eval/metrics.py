@@ -79,7 +79,7 @@ def psnr_rgb(reference: np.ndarray, decoded: np.ndarray) -> float:
 def yuv420_planes(frames: np.ndarray, color: ColorInfo = RGB_SOURCE_COLOR) -> Planes:
     """uint8 RGB (T, H, W, 3) -> 8-bit 4:2:0 planes in ``color``'s matrix and range, by ``from_rgb``."""
     converted = [from_rgb(frame, "yuv420p", color.matrix, color.full_range) for frame in frames]
-    return _stack([tuple(plane_array(frame, index) for index in range(3)) for frame in converted])  # type: ignore[misc]
+    return _stack([(plane_array(f, 0), plane_array(f, 1), plane_array(f, 2)) for f in converted])
 
 
 def _stack(planes: Sequence[Planes]) -> Planes:
@@ -88,8 +88,9 @@ def _stack(planes: Sequence[Planes]) -> Planes:
 
 def planes_of(frames: Sequence[SourceFrame], color: ColorInfo) -> Planes:
     """The frames' own 4:2:0 planes, or planes made from their RGB in ``color`` when they have none."""
-    if all(frame.yuv420 is not None for frame in frames):
-        return _stack([frame.yuv420 for frame in frames])  # type: ignore[misc]  # checked above
+    own = [frame.yuv420 for frame in frames if frame.yuv420 is not None]
+    if len(own) == len(frames):
+        return _stack(own)
     return yuv420_planes(np.stack([frame.rgb for frame in frames]), color)
 
 

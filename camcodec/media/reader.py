@@ -492,13 +492,17 @@ def iter_source_frames(
         native = planes and first.format.name in YUV420_FORMATS and (width, height) == (first.width, first.height)
         for count, frame in enumerate(itertools.chain([first], frames), 1):
             rgb = plane_array(_to_rgb(frame, color, width, height, label), 0, 3 * width).reshape(height, width, 3)
-            yuv = tuple(plane_array(frame, index).copy() for index in range(3)) if native else None
-            yield SourceFrame(rgb, yuv, color)  # type: ignore[arg-type]  # three planes
+            yield SourceFrame(rgb, _own_planes(frame) if native else None, color)
             if max_frames is not None and count >= max_frames:
                 break
         frames.close()
     finally:
         src.close()
+
+
+def _own_planes(frame: VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Copies of a planar YUV frame's three planes (the decoder reuses its buffers)."""
+    return plane_array(frame, 0).copy(), plane_array(frame, 1).copy(), plane_array(frame, 2).copy()
 
 
 def _first_frame(
