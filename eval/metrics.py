@@ -27,7 +27,7 @@ import torch
 from camcodec.errors import InputError
 from camcodec.media import SourceFrame
 from camcodec.media.convert import ColorInfo, from_rgb, plane_array
-from camcodec.metrics import msssim, psnr_uint8
+from camcodec.metrics import msssim, psnr_per_frame, psnr_uint8
 from eval.codecs import RGB_SOURCE_COLOR
 
 #: Frames converted or compared at once; bounds memory on 1080p sequences.
@@ -94,17 +94,9 @@ def planes_of(frames: Sequence[SourceFrame], color: ColorInfo) -> Planes:
     return yuv420_planes(np.stack([frame.rgb for frame in frames]), color)
 
 
-def _plane_psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-frame PSNR (dB) of two stacks of 8-bit planes (T, h, w), from integer sums of squared errors."""
-    diff = a.astype(np.int32) - b.astype(np.int32)
-    sse = np.einsum("tij,tij->t", diff, diff, dtype=np.int64)
-    with np.errstate(divide="ignore"):
-        return 10.0 * np.log10(255.0**2 * a[0].size / sse)
-
-
 def _psnr_yuv_planes(reference: Planes, decoded: Planes) -> float:
     _check_planes(reference, decoded)
-    y, u, v = (_plane_psnr(ref, dec) for ref, dec in zip(reference, decoded, strict=True))
+    y, u, v = (psnr_per_frame(ref, dec) for ref, dec in zip(reference, decoded, strict=True))
     return float(((6.0 * y + u + v) / 8.0).mean())
 
 
