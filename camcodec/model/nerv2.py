@@ -9,6 +9,11 @@ time t -> stem -> C0 x h0 x w0 -> K upsampling blocks -> head -> RGB, where
 * each block is a k x k convolution (``kernels[k]``) that upsamples by ``strides[k]`` either through
   PixelShuffle (``upsample="shuffle"``: conv to C x s^2, then shuffle) or bilinearly (``"bilinear"``:
   resize, then conv), then instance norm + CAM (``cam``) and GELU;
+* latent grids (``latent_blocks``) add detail where the blocks are fine: level l is a
+  (``latent_channels[l]`` x ``latent_times[l]`` x h x w) grid at block ``latent_blocks[l]``'s output
+  resolution divided by ``latent_down[l]``, linearly interpolated at t, upsampled bilinearly to the
+  block's output and added to it through a 1 x 1 projection. They start at zero: training begins as
+  the plain network, and the grids take what the blocks miss;
 * the head is a ``head_kernel`` convolution to RGB and a sigmoid.
 
 Every tensor keeps its output channels on axis 0 (grids are stored channel-first) for the quantizer.
@@ -37,6 +42,7 @@ from camcodec.model.common import (
 )
 
 STEMS = ("mlp", "grid")
+LATENT_FIELDS = ("latent_blocks", "latent_times", "latent_channels", "latent_down")
 UPSAMPLES = ("shuffle", "bilinear")
 
 
@@ -61,6 +67,10 @@ class Nerv2Config(ArchConfig):
     cam: bool = True
     cam_points: int = 32  # time points of each CAM grid (capped at the frame count)
     render_group: int = 8
+    latent_blocks: tuple[int, ...] = ()  # latent level l is added to block latent_blocks[l]'s output
+    latent_times: tuple[int, ...] = ()  # its time points (capped at the frame count)
+    latent_channels: tuple[int, ...] = ()  # its channels
+    latent_down: tuple[int, ...] = ()  # its spatial resolution: the block's output divided by this
 
     @property
     def base_size(self) -> tuple[int, int]:
@@ -72,6 +82,31 @@ class Nerv2Config(ArchConfig):
 
     def level_points(self) -> tuple[int, ...]:
         return tuple(max(2, min(t, self.num_frames)) for t in self.grid_times)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Without latent levels, the config as files written before they existed hold it (their
+        absence means none, in every version)."""
+        data = super().to_dict()
+        if not self.latent_blocks:
+            for key in LATENT_FIELDS:
+                del data[key]
+        return data
+
+    def block_size(self, block: int) -> tuple[int, int]:
+        """(h, w) of block ``block``'s output."""
+        h0, w0 = self.base_size
+        scale = math.prod(self.strides[: block + 1])
+        return h0 * scale, w0 * scale
+
+    def latent_shapes(self) -> list[tuple[int, int, int, int]]:
+        """(channels, time points, h, w) of each latent level."""
+        shapes = []
+        for block, times, channels, down in zip(
+            self.latent_blocks, self.latent_times, self.latent_channels, self.latent_down, strict=True
+        ):
+            h, w = self.block_size(block)
+            shapes.append((channels, max(2, min(times, self.num_frames)), math.ceil(h / down), math.ceil(w / down)))
+        return shapes
 
     def validate(self) -> None:
         super().validate()
@@ -97,7 +132,30 @@ class Nerv2Config(ArchConfig):
             (self.upsample in UPSAMPLES, "upsample"),
             (isinstance(self.cam, bool), "cam"),
             (is_int(self.cam_points) and 2 <= self.cam_points <= 4096, "cam_points"),
+            (
+                len(self.latent_blocks) <= 8
+                and all(is_int(b) and 0 <= b < blocks for b in self.latent_blocks)
+                and len(set(self.latent_blocks)) == len(self.latent_blocks),
+                "latent_blocks",
+            ),
+            (
+                len(self.latent_times) == len(self.latent_blocks)
+                and all(is_int(t) and 2 <= t <= 100_000 for t in self.latent_times),
+                "latent_times",
+            ),
+            (
+                len(self.latent_channels) == len(self.latent_blocks)
+                and all(is_int(c) and 1 <= c <= 64 for c in self.latent_channels),
+                "latent_channels",
+            ),
+            (
+                len(self.latent_down) == len(self.latent_blocks)
+                and all(is_int(d) and 1 <= d <= 64 for d in self.latent_down),
+                "latent_down",
+            ),
         )
+        if sum(math.prod(shape) for shape in self.latent_shapes()) > 2**28:
+            raise ValueError("model config: latent grids too large")
         h0, w0 = self.base_size
         stem_values = self.channels[0] * h0 * w0 * max([self.stem_hidden, *self.level_points()])
         if stem_values > 2**28:
@@ -131,6 +189,29 @@ class Block(nn.Module):
         return pixel_shuffle(x, self.stride) if self.upsample == "shuffle" else x
 
 
+def interpolate_in_time(grid: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """A (C, T, h, w) grid linearly interpolated at times t (B,): (B, C, h, w), one product for the batch."""
+    c, points, h, w = grid.shape
+    mixed = grid_weights(t, points) @ grid.transpose(0, 1).reshape(points, c * h * w)
+    return mixed.view(-1, c, h, w)
+
+
+class LatentLevel(nn.Module):
+    """One latent grid added to a block's output: interpolated at t, upsampled, projected to its channels."""
+
+    def __init__(self, shape: tuple[int, int, int, int], size: tuple[int, int], channels: int):
+        super().__init__()
+        self.size = size
+        self.grid = nn.Parameter(torch.zeros(shape))
+        self.project = nn.Conv2d(shape[0], channels, 1, bias=False)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        z = interpolate_in_time(self.grid, t)
+        if z.shape[-2:] != self.size:
+            z = F.interpolate(z, size=self.size, mode="bilinear", align_corners=False)
+        return x + self.project(z.to(x.dtype))
+
+
 class GridStem(nn.Module):
     """Multi-resolution temporal latent grids: level l is (C0 / L, T_l, h0, w0), interpolated linearly in t."""
 
@@ -143,12 +224,7 @@ class GridStem(nn.Module):
         )
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        levels = []
-        for grid in self.grids:
-            c, points, h, w = grid.shape
-            mixed = grid_weights(t, points) @ grid.transpose(0, 1).reshape(points, c * h * w)
-            levels.append(mixed.view(-1, c, h, w))
-        return torch.cat(levels, dim=1)
+        return torch.cat([interpolate_in_time(grid, t) for grid in self.grids], dim=1)
 
 
 class MlpStem(nn.Module):
@@ -189,22 +265,35 @@ class Nerv2(VideoModel):
                 config.channels[:-1], config.channels[1:], config.strides, config.kernels, strict=True
             )
         )
+        self.latents = nn.ModuleDict(
+            {
+                str(block): LatentLevel(shape, config.block_size(block), config.channels[block + 1])
+                for block, shape in zip(config.latent_blocks, config.latent_shapes(), strict=True)
+            }
+        )
         self.head = nn.Conv2d(config.channels[-1], 3, config.head_kernel, padding=config.head_kernel // 2)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         x = self.stem(t)
         weights = grid_weights(t, cfg.cam_grid_points)
-        for block in self.blocks:
+        for index, block in enumerate(self.blocks):
             x = block(x, weights)
+            if str(index) in self.latents:
+                x = self.latents[str(index)](x, t)
         # The head's three output channels make oneDNN reorder a contiguous input at a high cost; a
         # channels-last copy is cheaper.
         x = torch.sigmoid(self.head(x.contiguous(memory_format=torch.channels_last)))
         return x[:, :, : cfg.height, : cfg.width].contiguous()
 
     def latent_grids(self) -> list[str]:
-        """The stem's grids: feature values, not weights, that train at a higher learning rate."""
-        return [name for name, _ in self.named_parameters() if name.startswith("stem.grids.")]
+        """The stem's grids and the latent levels' grids: feature values, not weights, that train at a
+        higher learning rate."""
+        return [
+            name
+            for name, _ in self.named_parameters()
+            if name.startswith("stem.grids.") or (name.startswith("latents.") and name.endswith(".grid"))
+        ]
 
 
 # Sizing: the default shape of the network, scaled in width to a parameter budget.
@@ -227,7 +316,8 @@ def choose_strides(width: int, height: int, base_side: float = BASE_SIDE) -> tup
 def sized(width: int, height: int, num_frames: int, budget: float, **fields: Any) -> Nerv2Config:
     """The widest network of the default shape (``fields`` override any config field) within ``budget``
     parameters. Widths shrink by ``WIDTH_REDUCE`` per block; a grid stem's C0 is a multiple of its levels.
-    Sizing counts CAM's grids whether or not ``cam`` is on, so that ``cam=False`` keeps the same widths.
+    Sizing counts CAM's grids whether or not ``cam`` is on, so that ``cam=False`` keeps the same widths,
+    and leaves the latent levels' grids out: they come on top of the network the budget sizes.
     With ``channels`` given, the budget is not used."""
     fields = {**DEFAULTS, **fields}
     if fields["stem"] == "grid":  # two levels: a point every 16 frames and every 4
@@ -247,5 +337,7 @@ def sized(width: int, height: int, num_frames: int, budget: float, **fields: Any
     low, high = 1.0, 4096.0
     for _ in range(40):
         mid = (low + high) / 2
-        low, high = (mid, high) if parameters_of(Nerv2, build(mid)) <= budget else (low, mid)
+        config = build(mid)
+        weights = parameters_of(Nerv2, config) - sum(math.prod(shape) for shape in config.latent_shapes())
+        low, high = (mid, high) if weights <= budget else (low, mid)
     return replace(build(low), cam=cam)
