@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import bitstream
 import camcodec
 from camcodec.encoder import Encoder, clip_from_array
 from camcodec.metrics import psnr_uint8
@@ -97,6 +98,16 @@ def test_plain_nerv_has_same_widths_and_decodes(tmp_path, clip):
     assert plain_config.channels == cam_config.channels and not plain_config.cam
     result = Encoder(config).encode(clip_from_array(clip), tmp_path / "plain.cam")
     assert np.array_equal(camcodec.decode(tmp_path / "plain.cam", device="cpu"), result.reconstruction)
+
+
+def test_latent_levels_are_coded_and_decode_to_what_the_encoder_measured(tmp_path, clip):
+    latents = (("latent_blocks", (1,)), ("latent_times", (4,)), ("latent_channels", (2,)), ("latent_down", (2,)))
+    result = Encoder(tiny_config(40, model_params=latents)).encode(clip_from_array(clip), tmp_path / "latent.cam")
+    described = bitstream.describe((tmp_path / "latent.cam").read_bytes())
+    tensors = {t["name"]: t for t in described["segments"][0]["tensors"]}
+    assert tensors["latents.1.grid"]["shape"] == [2, 4, 24, 32]
+    assert np.array_equal(camcodec.decode(tmp_path / "latent.cam", device="cpu"), result.reconstruction)
+    assert result.stats.psnr == psnr_uint8(clip, result.reconstruction)
 
 
 @pytest.mark.slow

@@ -234,7 +234,41 @@ def test_nerv2_config_round_trips_and_rejects_bad_fields():
             config_from_dict({**config.to_dict(), **bad})
 
 
+LATENTS = {"latent_blocks": (0, 1), "latent_times": (2, 4), "latent_channels": (1, 2), "latent_down": (1, 2)}
+
+
+def test_nerv2_latent_levels_start_as_the_plain_network_and_add_detail_in_time():
+    plain_config = nerv2.sized(64, 48, 8, 5000)
+    config = nerv2.sized(64, 48, 8, 5000, **LATENTS)
+    assert config.channels == plain_config.channels  # sizing leaves the latents out of the budget
+    model, plain = build_model(config, seed=0), build_model(plain_config, seed=0)
+    assert config.latent_shapes() == [(1, 2, 24, 32), (2, 4, 24, 32)]  # block 0: 24 x 32; block 1: 48 x 64 / 2
+    assert model.latent_grids() == ["latents.0.grid", "latents.1.grid"]
+    plain.load_state_dict({n: p for n, p in model.state_dict().items() if not n.startswith("latents.")})
+    times = frame_times(torch.arange(8), 8)
+    with torch.no_grad():
+        assert torch.equal(model(times), plain(times))  # zero grids add nothing
+        model.latents["1"].grid[:, 1].normal_()  # time point 1 of 4 sits at frame 7 / 3
+        moved = (model(times) - plain(times)).abs().flatten(1).amax(dim=1)
+    assert moved[0] == 0 and moved[7] == 0 and moved[2] > 0 and moved[3] > 0
+
+
+def test_nerv2_latent_fields_are_checked_and_absent_from_plain_files():
+    assert not any(key.startswith("latent_") for key in nerv2.sized(64, 48, 8, 5000).to_dict())
+    config = nerv2.sized(64, 48, 8, 5000, **LATENTS)
+    assert config_from_dict(config.to_dict()) == config
+    for bad in (
+        {"latent_blocks": [2, 1]},  # no block 2 (two blocks at 64 x 48)
+        {"latent_blocks": [1, 1]},
+        {"latent_times": [2]},
+        {"latent_channels": [1, 0]},
+        {"latent_down": [1, 128]},
+    ):
+        with pytest.raises(ValueError):
+            config_from_dict({**config.to_dict(), **bad})
+
+
 def test_every_architecture_declares_each_tensors_channel_axis():
-    for config in (small_config(), nerv2.sized(64, 48, 8, 5000)):
+    for config in (small_config(), nerv2.sized(64, 48, 8, 5000), nerv2.sized(64, 48, 8, 5000, **LATENTS)):
         model = build_model(config)
         assert set(model.channel_axes()) == {name for name, _ in model.named_parameters()}
