@@ -9,11 +9,12 @@ time t -> stem -> C0 x h0 x w0 -> K upsampling blocks -> head -> RGB, where
 * each block is a k x k convolution (``kernels[k]``) that upsamples by ``strides[k]`` either through
   PixelShuffle (``upsample="shuffle"``: conv to C x s^2, then shuffle) or bilinearly (``"bilinear"``:
   resize, then conv), then instance norm + CAM (``cam``) and GELU;
-* latent grids (``latent_blocks``) add detail where the blocks are fine: level l is a
-  (``latent_channels[l]`` x ``latent_times[l]`` x h x w) grid at block ``latent_blocks[l]``'s output
-  resolution divided by ``latent_down[l]``, linearly interpolated at t, upsampled bilinearly to the
-  block's output and added to it through a 1 x 1 projection. They start at zero: training begins as
-  the plain network, and the grids take what the blocks miss;
+* latent grids (``latent_blocks``) modulate a block's output over space and time, CAM's modulation
+  extended from t to (t, y, x): level l is a (``latent_channels[l]`` x ``latent_times[l]`` x h x w) grid
+  at block ``latent_blocks[l]``'s output resolution divided by ``latent_down[l]``, linearly interpolated
+  at t and upsampled bilinearly to the block's output, where a 1 x 1 projection turns it into a scale and
+  an offset per channel and pixel: ``x + x * gamma + beta``. They start at zero: training begins as the
+  plain network;
 * the head is a ``head_kernel`` convolution to RGB and a sigmoid.
 
 Every tensor keeps its output channels on axis 0 (grids are stored channel-first) for the quantizer.
@@ -67,7 +68,7 @@ class Nerv2Config(ArchConfig):
     cam: bool = True
     cam_points: int = 32  # time points of each CAM grid (capped at the frame count)
     render_group: int = 8
-    latent_blocks: tuple[int, ...] = ()  # latent level l is added to block latent_blocks[l]'s output
+    latent_blocks: tuple[int, ...] = ()  # latent level l modulates block latent_blocks[l]'s output
     latent_times: tuple[int, ...] = ()  # its time points (capped at the frame count)
     latent_channels: tuple[int, ...] = ()  # its channels
     latent_down: tuple[int, ...] = ()  # its spatial resolution: the block's output divided by this
@@ -197,19 +198,21 @@ def interpolate_in_time(grid: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 class LatentLevel(nn.Module):
-    """One latent grid added to a block's output: interpolated at t, upsampled, projected to its channels."""
+    """One latent grid modulating a block's output: interpolated at t, upsampled, projected to a scale and
+    an offset of each of the block's channels at each pixel."""
 
     def __init__(self, shape: tuple[int, int, int, int], size: tuple[int, int], channels: int):
         super().__init__()
         self.size = size
         self.grid = nn.Parameter(torch.zeros(shape))
-        self.project = nn.Conv2d(shape[0], channels, 1, bias=False)
+        self.project = nn.Conv2d(shape[0], 2 * channels, 1, bias=False)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         z = interpolate_in_time(self.grid, t)
         if z.shape[-2:] != self.size:
             z = F.interpolate(z, size=self.size, mode="bilinear", align_corners=False)
-        return x + self.project(z.to(x.dtype))
+        gamma, beta = self.project(z.to(x.dtype)).chunk(2, dim=1)
+        return x + x * gamma + beta
 
 
 class GridStem(nn.Module):
