@@ -197,22 +197,32 @@ def interpolate_in_time(grid: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return mixed.view(-1, c, h, w)
 
 
+def linear_upsampling(points: int, size: int) -> torch.Tensor:
+    """(size, points): the weights of linear interpolation from ``points`` samples to ``size``, as
+    ``F.interpolate(..., align_corners=False)`` and bilinear upsampling along one axis compute them."""
+    return F.interpolate(torch.eye(points).unsqueeze(0), size=size, mode="linear", align_corners=False)[0].t()
+
+
 class LatentLevel(nn.Module):
     """One latent grid modulating a block's output: interpolated at t, upsampled, projected to a scale and
     an offset of each of the block's channels at each pixel."""
 
     def __init__(self, shape: tuple[int, int, int, int], size: tuple[int, int], channels: int):
         super().__init__()
-        self.size = size
         self.grid = nn.Parameter(torch.zeros(shape))
         self.project = nn.Conv2d(shape[0], 2 * channels, 1, bias=False)
+        # Bilinear upsampling to the block's size as two matrix products (rows, then columns): on the CPU
+        # several times faster than F.interpolate both ways. Not saved: the config rebuilds them.
+        self.register_buffer("rows", linear_upsampling(shape[2], size[0]), persistent=False)
+        self.register_buffer("columns", linear_upsampling(shape[3], size[1]).t(), persistent=False)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        z = interpolate_in_time(self.grid, t)
-        if z.shape[-2:] != self.size:
-            z = F.interpolate(z, size=self.size, mode="bilinear", align_corners=False)
-        gamma, beta = self.project(z.to(x.dtype)).chunk(2, dim=1)
-        return x + x * gamma + beta
+        # Projection and bilinear upsampling are both linear, so the projection runs at the grid's
+        # resolution (a 1 x 1 convolution at the block's would cost more than the block's own).
+        film = self.rows @ self.project(interpolate_in_time(self.grid, t)) @ self.columns
+        b, c = x.shape[:2]
+        film = film.to(x.dtype).view(b, 2, c, *x.shape[2:])
+        return x * (film[:, 0] + 1) + film[:, 1]
 
 
 class GridStem(nn.Module):
