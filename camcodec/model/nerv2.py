@@ -43,7 +43,8 @@ from camcodec.model.common import (
 )
 
 STEMS = ("mlp", "grid")
-LATENT_FIELDS = ("latent_blocks", "latent_times", "latent_channels", "latent_down")
+LATENT_RANGES = {"latent_times": (2, 100_000), "latent_channels": (1, 64), "latent_down": (1, 64)}
+LATENT_FIELDS = ("latent_blocks", *LATENT_RANGES)
 UPSAMPLES = ("shuffle", "bilinear")
 
 
@@ -139,20 +140,13 @@ class Nerv2Config(ArchConfig):
                 and len(set(self.latent_blocks)) == len(self.latent_blocks),
                 "latent_blocks",
             ),
-            (
-                len(self.latent_times) == len(self.latent_blocks)
-                and all(is_int(t) and 2 <= t <= 100_000 for t in self.latent_times),
-                "latent_times",
-            ),
-            (
-                len(self.latent_channels) == len(self.latent_blocks)
-                and all(is_int(c) and 1 <= c <= 64 for c in self.latent_channels),
-                "latent_channels",
-            ),
-            (
-                len(self.latent_down) == len(self.latent_blocks)
-                and all(is_int(d) and 1 <= d <= 64 for d in self.latent_down),
-                "latent_down",
+            *(
+                (
+                    len(values := getattr(self, name)) == len(self.latent_blocks)
+                    and all(is_int(v) and low <= v <= high for v in values),
+                    name,
+                )
+                for name, (low, high) in LATENT_RANGES.items()
             ),
         )
         if sum(math.prod(shape) for shape in self.latent_shapes()) > 2**28:
