@@ -18,7 +18,6 @@ from bitstream.errors import (
 from bitstream.fileformat import (
     check_video_info,
     describe,
-    format_description,
     read_bytes,
     read_file,
     read_path,
@@ -46,7 +45,6 @@ __all__ = [
     "VideoInfo",
     "check_video_info",
     "describe",
-    "format_description",
     "read_bytes",
     "read_file",
     "read_path",

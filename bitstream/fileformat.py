@@ -572,35 +572,6 @@ def describe(data: bytes) -> dict[str, Any]:
     }
 
 
-def format_description(description: dict[str, Any]) -> str:
-    """A short human-readable rendering of :func:`describe`'s dict (for ``camcodec info``)."""
-    v = description["video"]
-    payloads = sum(seg["payload_bytes"] for seg in description["segments"])
-    lines = [
-        f"camcodec file, format version {description['format_version']}, {description['file_bytes']} bytes"
-        f" ({description['bpp']:.5f} bpp): payloads {100 * payloads / description['file_bytes']:.1f} %,"
-        f" headers and tables {100 * (1 - payloads / description['file_bytes']):.1f} %",
-        f"video: {v['width']}x{v['height']}, {v['num_frames']} frames at {v['fps_num']}/{v['fps_den']} fps,"
-        f" {v['pix_fmt']}, {v['color_matrix']}",
-        "sections: " + ", ".join(f"{s['tag']}@{s['offset']}+{s['length']}" for s in description["sections"]),
-    ]
-    for seg in description["segments"]:
-        end = seg["first_frame"] + seg["num_frames"]
-        lines.append(
-            f"segment {seg['index']}: frames {seg['first_frame']}..{end - 1}, {len(seg['tensors'])} tensors,"
-            f" {seg['elements']} elements, tables {seg['table_bytes']} B, payloads {seg['payload_bytes']} B"
-        )
-        lines.append("  model_config: " + json.dumps(seg["model_config"], sort_keys=True, separators=(",", ":")))
-        for t in seg["tensors"]:
-            bits = f"{t['bits']:2d} bits" if t["kind"] == "quantized" else t["kind"]
-            shape = "x".join(str(d) for d in t["shape"])
-            lines.append(
-                f"  {t['name']:<32} {shape:>16} {bits:>8}  coder {t['coder']:<5}  table {t['table_bytes']:5d} B"
-                f"  payload {t['payload_bytes']:7d} B  {100 * t['share']:5.1f} % of the file"
-            )
-    return "\n".join(lines)
-
-
 # --- files ----------------------------------------------------------------------------------------
 
 

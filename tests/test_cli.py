@@ -77,9 +77,14 @@ def test_info_shows_header_and_tensors(encoded, capsys):
     assert main(["info", str(cam), "--json"]) == 0
     description = json.loads(capsys.readouterr().out)
     assert "64" in json.dumps(description) and "stem.layers.0.weight" in json.dumps(description)
-    assert description["segments"][0]["model_config"]["arch"] == "cam-nerv2"
+    segment = description["segments"][0]
+    assert segment["model_config"]["arch"] == "cam-nerv2"
+    assert {t["role"] for t in segment["tensors"]} == {"weight"}  # no latent levels by default
+    assert segment["roles"]["weight"]["elements"] == segment["elements"]
+    assert segment["roles"]["latent"] == {"tensors": 0, "elements": 0, "bytes": 0}
     assert main(["info", str(cam)]) == 0
-    assert "stem.layers.0.weight" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "stem.layers.0.weight" in text and "latents     0 tensors" in text
 
 
 @pytest.mark.parametrize(

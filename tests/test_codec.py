@@ -11,6 +11,7 @@ import torch
 
 import bitstream
 import camcodec
+from camcodec.cli.info_cmd import with_roles
 from camcodec.encoder import Encoder, clip_from_array
 from camcodec.metrics import psnr_uint8
 from conftest import tiny_config
@@ -106,6 +107,13 @@ def test_latent_levels_are_coded_and_decode_to_what_the_encoder_measured(tmp_pat
     described = bitstream.describe((tmp_path / "latent.cam").read_bytes())
     tensors = {t["name"]: t for t in described["segments"][0]["tensors"]}
     assert tensors["latents.1.grid"]["shape"] == [2, 4, 24, 32]
+    roles = with_roles(described)["segments"][0]
+    assert {t["name"] for t in roles["tensors"] if t["role"] == "latent"} == {"latents.1.grid"}
+    assert roles["roles"]["latent"]["elements"] == 2 * 4 * 24 * 32
+    assert (
+        roles["roles"]["latent"]["bytes"]
+        == tensors["latents.1.grid"]["payload_bytes"] + tensors["latents.1.grid"]["table_bytes"]
+    )
     assert np.array_equal(camcodec.decode(tmp_path / "latent.cam", device="cpu"), result.reconstruction)
     assert result.stats.psnr == psnr_uint8(clip, result.reconstruction)
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from bitstream.layout import MAX_DIMENSION as MAX_SIDE
 from bitstream.layout import MAX_FRAMES
+from camcodec.roles import is_latent
 
 
 def frame_times(indices: torch.Tensor, num_frames: int) -> torch.Tensor:
@@ -165,4 +166,4 @@ class VideoModel(nn.Module):
 
     def latent_grids(self) -> list[str]:
         """Parameters that are feature values rather than weights (they train at a higher learning rate)."""
-        return []
+        return [name for name, _ in self.named_parameters() if is_latent(name)]

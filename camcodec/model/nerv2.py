@@ -293,15 +293,6 @@ class Nerv2(VideoModel):
         x = torch.sigmoid(self.head(x.contiguous(memory_format=torch.channels_last)))
         return x[:, :, : cfg.height, : cfg.width].contiguous()
 
-    def latent_grids(self) -> list[str]:
-        """The stem's grids and the latent levels' grids: feature values, not weights, that train at a
-        higher learning rate."""
-        return [
-            name
-            for name, _ in self.named_parameters()
-            if name.startswith("stem.grids.") or (name.startswith("latents.") and name.endswith(".grid"))
-        ]
-
 
 # Sizing: the default shape of the network, scaled in width to a parameter budget.
 BASE_SIDE = 6  # the stem's map: about this many pixels on the frame's short side
