@@ -50,7 +50,16 @@ from camcodec.model import VideoModel, build_model, count_parameters
 from camcodec.prune import apply_masks, magnitude_masks
 from camcodec.quantize import bits_for_levels, channel_axes, levels_for_bits, quantize_at, quantize_model
 from camcodec.rate import LearnedSteps
-from camcodec.train import FitCallback, FitState, Phase, ProgressBar, evaluate_psnr, fit, frames_to_tensor
+from camcodec.train import (
+    FitCallback,
+    FitState,
+    Phase,
+    ProgressBar,
+    evaluate_psnr,
+    fit,
+    frames_to_tensor,
+    measured_frames,
+)
 from camcodec.values import format_duration
 
 log = logging.getLogger(__name__)
@@ -81,7 +90,7 @@ class EncodeStats:
     prune: float
     target_bpp: float | None
     asked_bpp: float  # the rate aimed at: the target, or the rung's (or --params-per-pixel's) estimate
-    phases: list[dict]  # per phase (train, prune, qat): steps, frame_steps, seconds, psnr of its last pass
+    phases: list[dict]  # per phase (train, prune, qat): steps, frame_steps, seconds, psnr (train.measured_frames)
     encode_seconds: float
     device: str
     segments: int = 1  # networks in the file, each coding consecutive frames
@@ -474,7 +483,8 @@ class Encoder:
         if size > target_bytes:
             return coarser
         candidates = {"coarser steps": coarser, "a dead zone": (steps, deadzone)}
-        psnr = {way: evaluate_psnr(model, frames, stepped_weights(*c)) for way, c in candidates.items()}
+        sample = measured_frames(frames.shape[0])
+        psnr = {way: evaluate_psnr(model, frames, stepped_weights(*c), indices=sample) for way, c in candidates.items()}
         best = max(psnr, key=lambda way: psnr[way])
         log.info("re-landed the target with %s (PSNR %s)", best, ", ".join(f"{w} {p:.2f}" for w, p in psnr.items()))
         return candidates[best]

@@ -31,6 +31,10 @@ def lr_factor(progress: float, warmup: float) -> float:
 
 
 MSE_FLOOR = 1e-10  # 100 dB: far below what 8-bit output can show
+#: A phase's PSNR (and the re-landing's comparison) renders at most this many frames: on a long clip each
+#: render of every frame cost minutes (280 frames of 720p: ~10 min at 1.9 M parameters; docs/architecture.md,
+#: 13). The file's PSNR is still measured on every frame it decodes to.
+MEASURED_FRAMES = 32
 
 
 def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,7 +110,7 @@ class Phase:
     weights: WeightMap | None = None
     rate: LearnedSteps | None = None
     fixed_steps: dict[str, torch.Tensor] | None = None  # with rate: rounding at these, straight-through
-    measure: bool = True  # end by measuring the PSNR of all frames (False: a trial that only times steps)
+    measure: bool = True  # end by measuring the PSNR (of ``measured_frames``; False: a trial that only times steps)
 
 
 @dataclass
@@ -115,7 +119,7 @@ class TrainResult:
     steps: int
     frame_steps: int
     seconds: float
-    psnr: float  # RGB PSNR of all frames, rounded to 8 bits, with the weights the phase trained (nan: unmeasured)
+    psnr: float  # RGB PSNR of ``measured_frames``, rounded to 8 bits, with the weights it trained (nan: unmeasured)
 
 
 @dataclass
@@ -288,15 +292,17 @@ def _fit(
             callback.end()
     model.eval()
     seconds = time.perf_counter() - start
-    psnr = evaluate_psnr(model, frames, phase.weights) if phase.measure else math.nan
+    measured = measured_frames(num_frames)
+    psnr = evaluate_psnr(model, frames, phase.weights, indices=measured) if phase.measure else math.nan
     log.info(
-        "%s: %d steps (%d frame-steps, %s) in %.1f s, PSNR %.2f dB",
+        "%s: %d steps (%d frame-steps, %s) in %.1f s, PSNR %.2f dB%s",
         phase.name,
         done,
         done * batch,
         "bf16" if bf16 else "fp32",
         seconds,
         psnr,
+        "" if len(measured) == num_frames else f" ({len(measured)} of {num_frames} frames)",
     )
     if bits is not None and phase.rate is not None:
         log.info(
@@ -341,20 +347,35 @@ def phase_forward(
     return functional_call(model, weights, (times,)), bits
 
 
+def measured_frames(num_frames: int, most: int = MEASURED_FRAMES) -> list[int]:
+    """The frames a phase's PSNR is measured on: all of a clip of up to ``most`` frames, else ``most`` evenly
+    spaced ones, first and last included."""
+    if num_frames <= most:
+        return list(range(num_frames))
+    return [round(k * (num_frames - 1) / (most - 1)) for k in range(most)]
+
+
 @torch.no_grad()
-def evaluate_psnr(model: VideoModel, frames: torch.Tensor, weights: WeightMap | None = None, batch: int = 8) -> float:
-    """Mean per-frame RGB PSNR of the model's 8-bit output over all frames (the codec's metric)."""
+def evaluate_psnr(
+    model: VideoModel,
+    frames: torch.Tensor,
+    weights: WeightMap | None = None,
+    batch: int = 8,
+    indices: Sequence[int] | None = None,
+) -> float:
+    """Mean per-frame RGB PSNR of the model's 8-bit output (the codec's metric) over the frames at
+    ``indices`` (all frames by default)."""
     num_frames = frames.shape[0]
+    chosen = torch.arange(num_frames) if indices is None else torch.as_tensor(list(indices), dtype=torch.long)
     params = weights(dict(model.named_parameters())) if weights is not None else None
     total = 0.0
-    for first in range(0, num_frames, batch):
-        indices = torch.arange(first, min(first + batch, num_frames), device=frames.device)
-        times = frame_times(indices, num_frames)
+    for group in chosen.to(frames.device).split(batch):
+        times = frame_times(group, num_frames)
         pred = model(times) if params is None else functional_call(model, params, (times,))
-        diff = pred.clamp(0, 1).mul(255).round() - frames[indices].float()
+        diff = pred.clamp(0, 1).mul(255).round() - frames[group].float()
         mse = diff.double().pow(2).flatten(1).mean(dim=1)
         total += (10 * torch.log10(255.0**2 / mse)).sum().item()
-    return total / num_frames
+    return total / len(chosen)
 
 
 def mse_to_psnr(mse: float) -> float:

@@ -14,7 +14,7 @@ from camcodec.model import frame_times
 from camcodec.model.cam_nerv import CAMNeRV, CamNervConfig
 from camcodec.prune import apply_masks, magnitude_masks, prunable_names, sparsity
 from camcodec.quantize import channel_axes, load_quantized, quantize_model
-from camcodec.train import Phase, fit, frames_to_tensor
+from camcodec.train import Phase, evaluate_psnr, fit, frames_to_tensor, measured_frames
 from conftest import tiny_config
 
 
@@ -49,6 +49,18 @@ def test_qat_forward_equals_the_decoder_bit_for_bit(clip):
     with torch.no_grad():
         decoder_out = decoded.eval()(times)
     assert torch.equal(qat_out, decoder_out)
+
+
+def test_a_phase_measures_a_long_clip_on_evenly_spaced_frames(clip):
+    assert measured_frames(8) == list(range(8))
+    assert measured_frames(280, 32)[:3] == [0, 9, 18] and measured_frames(280, 32)[-1] == 279
+    assert len(set(measured_frames(33, 32))) == 32
+    model, frames = tiny_model(), frames_to_tensor(clip, torch.device("cpu"))
+    per_frame = [evaluate_psnr(model, frames, indices=[i]) for i in range(8)]
+    assert evaluate_psnr(model, frames, indices=[1, 4, 7]) == pytest.approx(
+        (per_frame[1] + per_frame[4] + per_frame[7]) / 3
+    )
+    assert evaluate_psnr(model, frames) == pytest.approx(sum(per_frame) / 8)
 
 
 @pytest.mark.slow
