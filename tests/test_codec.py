@@ -101,20 +101,29 @@ def test_plain_nerv_has_same_widths_and_decodes(tmp_path, clip):
     assert np.array_equal(camcodec.decode(tmp_path / "plain.cam", device="cpu"), result.reconstruction)
 
 
-def test_latent_levels_are_coded_and_decode_to_what_the_encoder_measured(tmp_path, clip):
-    latents = (("latent_blocks", (1,)), ("latent_times", (4,)), ("latent_channels", (2,)), ("latent_down", (2,)))
-    result = Encoder(tiny_config(40, model_params=latents)).encode(clip_from_array(clip), tmp_path / "latent.cam")
-    described = bitstream.describe((tmp_path / "latent.cam").read_bytes())
+def test_latent_and_flow_levels_are_coded_and_decode_to_what_the_encoder_measured(tmp_path, clip):
+    levels = (
+        ("latent_blocks", (1,)),
+        ("latent_times", (4,)),
+        ("latent_channels", (2,)),
+        ("latent_down", (2,)),
+        ("warp_blocks", (1,)),
+        ("warp_times", (4,)),
+        ("warp_down", (8,)),
+    )
+    result = Encoder(tiny_config(40, model_params=levels)).encode(clip_from_array(clip), tmp_path / "levels.cam")
+    described = bitstream.describe((tmp_path / "levels.cam").read_bytes())
     tensors = {t["name"]: t for t in described["segments"][0]["tensors"]}
     assert tensors["latents.1.grid"]["shape"] == [2, 4, 24, 32]
+    assert tensors["warps.1.grid"]["shape"] == [2, 4, 6, 8]
     roles = with_roles(described)["segments"][0]
-    assert {t["name"] for t in roles["tensors"] if t["role"] == "latent"} == {"latents.1.grid"}
-    assert roles["roles"]["latent"]["elements"] == 2 * 4 * 24 * 32
-    assert (
-        roles["roles"]["latent"]["bytes"]
-        == tensors["latents.1.grid"]["payload_bytes"] + tensors["latents.1.grid"]["table_bytes"]
+    assert {t["name"] for t in roles["tensors"] if t["role"] == "latent"} == {"latents.1.grid", "warps.1.grid"}
+    assert roles["roles"]["latent"]["elements"] == 2 * 4 * 24 * 32 + 2 * 4 * 6 * 8
+    grids = (
+        tensors[name]["payload_bytes"] + tensors[name]["table_bytes"] for name in ("latents.1.grid", "warps.1.grid")
     )
-    assert np.array_equal(camcodec.decode(tmp_path / "latent.cam", device="cpu"), result.reconstruction)
+    assert roles["roles"]["latent"]["bytes"] == sum(grids)
+    assert np.array_equal(camcodec.decode(tmp_path / "levels.cam", device="cpu"), result.reconstruction)
     assert result.stats.psnr == psnr_uint8(clip, result.reconstruction)
 
 

@@ -268,7 +268,33 @@ def test_nerv2_latent_fields_are_checked_and_absent_from_plain_files():
             config_from_dict({**config.to_dict(), **bad})
 
 
+WARPS = {"warp_blocks": (1,), "warp_times": (4,), "warp_down": (4,), "warp_scale": 2.0}
+
+
+def test_nerv2_flow_levels_move_a_blocks_output_by_their_displacement():
+    plain_config = nerv2.sized(64, 48, 8, 5000)
+    config = nerv2.sized(64, 48, 8, 5000, **WARPS)
+    assert config.channels == plain_config.channels  # sizing leaves the flow grids out of the budget
+    assert config.warp_shapes() == [(2, 4, 12, 16)]  # block 1: 48 x 64, / 4
+    model = build_model(config, seed=0)
+    assert model.latent_grids() == ["warps.1.grid"]
+    level = model.warps["1"]
+    x = torch.arange(2 * 3 * 48 * 64, dtype=torch.float32).view(2, 3, 48, 64)
+    t = torch.tensor([0.0, 1.0])
+    with torch.no_grad():
+        assert torch.allclose(level(x, t), x, atol=1e-3)  # zero flow samples each pixel itself
+        level.grid[0] = 1.5  # x displacement: 1.5 units of 2 pixels = 3 pixels, at every time point
+        moved = level(x, t)
+    assert torch.allclose(moved[..., :-3], x[..., 3:], atol=1e-3)  # each pixel takes the value 3 to its right
+    assert torch.allclose(moved[..., -3:], x[..., -1:].expand(-1, -1, -1, 3), atol=1e-3)  # the border beyond
+    assert config_from_dict(config.to_dict()) == config
+    assert not any(key.startswith("warp_") for key in plain_config.to_dict())  # plain files keep their bytes
+    for bad in ({"warp_blocks": [2]}, {"warp_times": [1]}, {"warp_down": [0]}, {"warp_scale": 0}, {"warp_times": []}):
+        with pytest.raises(ValueError):
+            config_from_dict({**config.to_dict(), **bad})
+
+
 def test_every_architecture_declares_each_tensors_channel_axis():
-    for config in (small_config(), nerv2.sized(64, 48, 8, 5000), nerv2.sized(64, 48, 8, 5000, **LATENTS)):
+    for config in (small_config(), nerv2.sized(64, 48, 8, 5000), nerv2.sized(64, 48, 8, 5000, **LATENTS, **WARPS)):
         model = build_model(config)
         assert set(model.channel_axes()) == {name for name, _ in model.named_parameters()}

@@ -15,6 +15,11 @@ time t -> stem -> C0 x h0 x w0 -> K upsampling blocks -> head -> RGB, where
   at t and upsampled bilinearly to the block's output, where a 1 x 1 projection turns it into a scale and
   an offset per channel and pixel: ``x + x * gamma + beta``. They start at zero: training begins as the
   plain network;
+* flow grids (``warp_blocks``) move a block's output: level l is a (2 x ``warp_times[l]`` x h x w) grid at
+  block ``warp_blocks[l]``'s output resolution divided by ``warp_down[l]``, interpolated like the latent
+  levels into a displacement per pixel (``warp_scale`` pixels of the block's output per unit) at which the
+  block's output is sampled bilinearly: coded motion, which a NeRV's convolutions cannot express (each frame's
+  moving objects are otherwise drawn anew). They start at zero: no displacement;
 * the head is a ``head_kernel`` convolution to RGB and a sigmoid.
 
 Every tensor keeps its output channels on axis 0 (grids are stored channel-first) for the quantizer.
@@ -45,6 +50,8 @@ from camcodec.model.common import (
 STEMS = ("mlp", "grid")
 LATENT_RANGES = {"latent_times": (2, 100_000), "latent_channels": (1, 64), "latent_down": (1, 64)}
 LATENT_FIELDS = ("latent_blocks", *LATENT_RANGES)
+WARP_RANGES = {"warp_times": (2, 100_000), "warp_down": (1, 64)}
+WARP_FIELDS = ("warp_blocks", *WARP_RANGES, "warp_scale")
 UPSAMPLES = ("shuffle", "bilinear")
 
 
@@ -73,6 +80,10 @@ class Nerv2Config(ArchConfig):
     latent_times: tuple[int, ...] = ()  # its time points (capped at the frame count)
     latent_channels: tuple[int, ...] = ()  # its channels
     latent_down: tuple[int, ...] = ()  # its spatial resolution: the block's output divided by this
+    warp_blocks: tuple[int, ...] = ()  # flow level l moves block warp_blocks[l]'s output
+    warp_times: tuple[int, ...] = ()  # its time points (capped at the frame count)
+    warp_down: tuple[int, ...] = ()  # its spatial resolution: the block's output divided by this
+    warp_scale: float = 4.0  # the displacement, in pixels of the block's output, of one unit of a flow grid
 
     @property
     def base_size(self) -> tuple[int, int]:
@@ -86,12 +97,13 @@ class Nerv2Config(ArchConfig):
         return tuple(max(2, min(t, self.num_frames)) for t in self.grid_times)
 
     def to_dict(self) -> dict[str, Any]:
-        """Without latent levels, the config as files written before they existed hold it (their
+        """Without latent or flow levels, the config as files written before they existed hold it (their
         absence means none, in every version)."""
         data = super().to_dict()
-        if not self.latent_blocks:
-            for key in LATENT_FIELDS:
-                del data[key]
+        for present, keys in ((self.latent_blocks, LATENT_FIELDS), (self.warp_blocks, WARP_FIELDS)):
+            if not present:
+                for key in keys:
+                    del data[key]
         return data
 
     def block_size(self, block: int) -> tuple[int, int]:
@@ -100,15 +112,28 @@ class Nerv2Config(ArchConfig):
         scale = math.prod(self.strides[: block + 1])
         return h0 * scale, w0 * scale
 
+    def grid_shape(self, block: int, channels: int, times: int, down: int) -> tuple[int, int, int, int]:
+        """(channels, time points, h, w) of a grid at block ``block``'s output resolution divided by ``down``."""
+        h, w = self.block_size(block)
+        return channels, max(2, min(times, self.num_frames)), math.ceil(h / down), math.ceil(w / down)
+
     def latent_shapes(self) -> list[tuple[int, int, int, int]]:
         """(channels, time points, h, w) of each latent level."""
-        shapes = []
-        for block, times, channels, down in zip(
-            self.latent_blocks, self.latent_times, self.latent_channels, self.latent_down, strict=True
-        ):
-            h, w = self.block_size(block)
-            shapes.append((channels, max(2, min(times, self.num_frames)), math.ceil(h / down), math.ceil(w / down)))
-        return shapes
+        return [
+            self.grid_shape(*level)
+            for level in zip(self.latent_blocks, self.latent_channels, self.latent_times, self.latent_down, strict=True)
+        ]
+
+    def warp_shapes(self) -> list[tuple[int, int, int, int]]:
+        """(2, time points, h, w) of each flow level."""
+        return [
+            self.grid_shape(b, 2, t, d)
+            for b, t, d in zip(self.warp_blocks, self.warp_times, self.warp_down, strict=True)
+        ]
+
+    def coded_grid_values(self) -> int:
+        """Values in the latent and flow levels' grids: coded like weights, sized apart from them."""
+        return sum(math.prod(shape) for shape in (*self.latent_shapes(), *self.warp_shapes()))
 
     def validate(self) -> None:
         super().validate()
@@ -134,27 +159,37 @@ class Nerv2Config(ArchConfig):
             (self.upsample in UPSAMPLES, "upsample"),
             (isinstance(self.cam, bool), "cam"),
             (is_int(self.cam_points) and 2 <= self.cam_points <= 4096, "cam_points"),
-            (
-                len(self.latent_blocks) <= 8
-                and all(is_int(b) and 0 <= b < blocks for b in self.latent_blocks)
-                and len(set(self.latent_blocks)) == len(self.latent_blocks),
-                "latent_blocks",
-            ),
-            *(
-                (
-                    len(values := getattr(self, name)) == len(self.latent_blocks)
-                    and all(is_int(v) and low <= v <= high for v in values),
-                    name,
-                )
-                for name, (low, high) in LATENT_RANGES.items()
-            ),
+            *self.level_checks("latent_blocks", LATENT_RANGES),
+            *self.level_checks("warp_blocks", WARP_RANGES),
+            (is_number(self.warp_scale) and 0 < self.warp_scale <= 64, "warp_scale"),
         )
-        if sum(math.prod(shape) for shape in self.latent_shapes()) > 2**28:
+        if self.coded_grid_values() > 2**28:
             raise ValueError("model config: latent grids too large")
         h0, w0 = self.base_size
         stem_values = self.channels[0] * h0 * w0 * max([self.stem_hidden, *self.level_points()])
         if stem_values > 2**28:
             raise ValueError("model config: stem too large")
+
+    def level_checks(self, blocks_field: str, ranges: dict[str, tuple[int, int]]) -> list[tuple[bool, str]]:
+        """The checks of one kind of level: distinct blocks that exist, and one value in range per level in
+        each per-level field."""
+        levels = getattr(self, blocks_field)
+        return [
+            (
+                len(levels) <= 8
+                and all(is_int(b) and 0 <= b < len(self.strides) for b in levels)
+                and len(set(levels)) == len(levels),
+                blocks_field,
+            ),
+            *(
+                (
+                    len(values := getattr(self, name)) == len(levels)
+                    and all(is_int(v) and low <= v <= high for v in values),
+                    name,
+                )
+                for name, (low, high) in ranges.items()
+            ),
+        ]
 
 
 class Block(nn.Module):
@@ -219,6 +254,35 @@ class LatentLevel(nn.Module):
         return x * (film[:, 0] + 1) + film[:, 1]
 
 
+class FlowLevel(nn.Module):
+    """One flow grid moving a block's output: interpolated at t and upsampled to a displacement per pixel,
+    at which the output is sampled bilinearly (each pixel takes its value from where the flow points)."""
+
+    rows: torch.Tensor
+    columns: torch.Tensor
+    centres: torch.Tensor
+    unit: torch.Tensor
+
+    def __init__(self, shape: tuple[int, int, int, int], size: tuple[int, int], scale: float):
+        super().__init__()
+        self.grid = nn.Parameter(torch.zeros(shape))
+        self.register_buffer("rows", linear_upsampling(shape[2], size[0]), persistent=False)
+        self.register_buffer("columns", linear_upsampling(shape[3], size[1]).t(), persistent=False)
+        h, w = size
+        # Pixel centres in grid_sample's coordinates (align_corners=False): zero flow samples each pixel itself.
+        xs = (2 * torch.arange(w, dtype=torch.float32) + 1) / w - 1
+        ys = (2 * torch.arange(h, dtype=torch.float32) + 1) / h - 1
+        self.register_buffer("centres", torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1), persistent=False)
+        # one unit of the grid: ``scale`` pixels, in those coordinates (x first, as grid_sample reads them)
+        self.register_buffer("unit", torch.tensor([2 * scale / w, 2 * scale / h]), persistent=False)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        flow = self.rows @ interpolate_in_time(self.grid, t) @ self.columns  # (B, 2, H, W)
+        where = self.centres + flow.float().permute(0, 2, 3, 1) * self.unit
+        moved = F.grid_sample(x, where.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+        return moved.to(x.dtype)
+
+
 class GridStem(nn.Module):
     """Multi-resolution temporal latent grids: level l is (C0 / L, T_l, h0, w0), interpolated linearly in t."""
 
@@ -278,6 +342,12 @@ class Nerv2(VideoModel):
                 for block, shape in zip(config.latent_blocks, config.latent_shapes(), strict=True)
             }
         )
+        self.warps = nn.ModuleDict(
+            {
+                str(block): FlowLevel(shape, config.block_size(block), config.warp_scale)
+                for block, shape in zip(config.warp_blocks, config.warp_shapes(), strict=True)
+            }
+        )
         self.head = nn.Conv2d(config.channels[-1], 3, config.head_kernel, padding=config.head_kernel // 2)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
@@ -286,6 +356,8 @@ class Nerv2(VideoModel):
         weights = grid_weights(t, cfg.cam_grid_points)
         for index, block in enumerate(self.blocks):
             x = block(x, weights)
+            if str(index) in self.warps:
+                x = self.warps[str(index)](x, t)
             if str(index) in self.latents:
                 x = self.latents[str(index)](x, t)
         # The head's three output channels make oneDNN reorder a contiguous input at a high cost; a
@@ -315,7 +387,7 @@ def sized(width: int, height: int, num_frames: int, budget: float, **fields: Any
     """The widest network of the default shape (``fields`` override any config field) within ``budget``
     parameters. Widths shrink by ``WIDTH_REDUCE`` per block; a grid stem's C0 is a multiple of its levels.
     Sizing counts CAM's grids whether or not ``cam`` is on, so that ``cam=False`` keeps the same widths,
-    and leaves the latent levels' grids out: they come on top of the network the budget sizes.
+    and leaves the latent and flow levels' grids out: they come on top of the network the budget sizes.
     With ``channels`` given, the budget is not used."""
     fields = {**DEFAULTS, **fields}
     if fields["stem"] == "grid":  # two levels: a point every 16 frames and every 4
@@ -336,6 +408,6 @@ def sized(width: int, height: int, num_frames: int, budget: float, **fields: Any
     for _ in range(40):
         mid = (low + high) / 2
         config = build(mid)
-        weights = parameters_of(Nerv2, config) - sum(math.prod(shape) for shape in config.latent_shapes())
+        weights = parameters_of(Nerv2, config) - config.coded_grid_values()
         low, high = (mid, high) if weights <= budget else (low, mid)
     return replace(build(low), cam=cam)
