@@ -232,42 +232,52 @@ def linear_upsampling(points: int, size: int) -> torch.Tensor:
     return F.interpolate(torch.eye(points).unsqueeze(0), size=size, mode="linear", align_corners=False)[0].t()
 
 
-class LatentLevel(nn.Module):
-    """One latent grid modulating a block's output: interpolated at t, upsampled, projected to a scale and
-    an offset of each of the block's channels at each pixel."""
+class GridLevel(nn.Module):
+    """What the latent and flow levels share: a zero-started (C, T, h, w) grid, interpolated in t by
+    ``interpolate_in_time`` and upsampled bilinearly to its block's output size by ``upsampled``."""
 
-    def __init__(self, shape: tuple[int, int, int, int], size: tuple[int, int], channels: int):
+    rows: torch.Tensor
+    columns: torch.Tensor
+
+    def __init__(self, shape: tuple[int, int, int, int], size: tuple[int, int]):
         super().__init__()
         self.grid = nn.Parameter(torch.zeros(shape))
-        self.project = nn.Conv2d(shape[0], 2 * channels, 1, bias=False)
         # Bilinear upsampling to the block's size as two matrix products (rows, then columns): on the CPU
         # several times faster than F.interpolate both ways. Not saved: the config rebuilds them.
         self.register_buffer("rows", linear_upsampling(shape[2], size[0]), persistent=False)
         self.register_buffer("columns", linear_upsampling(shape[3], size[1]).t(), persistent=False)
 
+    def upsampled(self, values: torch.Tensor) -> torch.Tensor:
+        """(B, C', h, w) at the grid's resolution -> (B, C', H, W) at the block's."""
+        return self.rows @ values @ self.columns
+
+
+class LatentLevel(GridLevel):
+    """One latent grid modulating a block's output: interpolated at t, upsampled, projected to a scale and
+    an offset of each of the block's channels at each pixel."""
+
+    def __init__(self, shape: tuple[int, int, int, int], size: tuple[int, int], channels: int):
+        super().__init__(shape, size)
+        self.project = nn.Conv2d(shape[0], 2 * channels, 1, bias=False)
+
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         # Projection and bilinear upsampling are both linear, so the projection runs at the grid's
         # resolution (a 1 x 1 convolution at the block's would cost more than the block's own).
-        film = self.rows @ self.project(interpolate_in_time(self.grid, t)) @ self.columns
+        film = self.upsampled(self.project(interpolate_in_time(self.grid, t)))
         b, c = x.shape[:2]
         film = film.to(x.dtype).view(b, 2, c, *x.shape[2:])
         return x * (film[:, 0] + 1) + film[:, 1]
 
 
-class FlowLevel(nn.Module):
+class FlowLevel(GridLevel):
     """One flow grid moving a block's output: interpolated at t and upsampled to a displacement per pixel,
     at which the output is sampled bilinearly (each pixel takes its value from where the flow points)."""
 
-    rows: torch.Tensor
-    columns: torch.Tensor
     centres: torch.Tensor
     unit: torch.Tensor
 
     def __init__(self, shape: tuple[int, int, int, int], size: tuple[int, int], scale: float):
-        super().__init__()
-        self.grid = nn.Parameter(torch.zeros(shape))
-        self.register_buffer("rows", linear_upsampling(shape[2], size[0]), persistent=False)
-        self.register_buffer("columns", linear_upsampling(shape[3], size[1]).t(), persistent=False)
+        super().__init__(shape, size)
         h, w = size
         # Pixel centres in grid_sample's coordinates (align_corners=False): zero flow samples each pixel itself.
         xs = (2 * torch.arange(w, dtype=torch.float32) + 1) / w - 1
@@ -277,7 +287,7 @@ class FlowLevel(nn.Module):
         self.register_buffer("unit", torch.tensor([2 * scale / w, 2 * scale / h]), persistent=False)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        flow = self.rows @ interpolate_in_time(self.grid, t) @ self.columns  # (B, 2, H, W)
+        flow = self.upsampled(interpolate_in_time(self.grid, t))  # (B, 2, H, W)
         where = self.centres + flow.float().permute(0, 2, 3, 1) * self.unit
         moved = F.grid_sample(x, where.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)
         return moved.to(x.dtype)
