@@ -289,7 +289,9 @@ class FlowLevel(GridLevel):
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         flow = self.upsampled(interpolate_in_time(self.grid, t))  # (B, 2, H, W)
         where = self.centres + flow.float().permute(0, 2, 3, 1) * self.unit
-        moved = F.grid_sample(x, where.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+        # Sampled in float32 whatever the autocast: on CPU bfloat16's grid_sample takes twice the time, and
+        # its coordinates would round to ~0.1 pixel of a 90-pixel-wide map, which the flow's gradient sees.
+        moved = F.grid_sample(x.float(), where, mode="bilinear", padding_mode="border", align_corners=False)
         return moved.to(x.dtype)
 
 
