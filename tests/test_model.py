@@ -190,9 +190,9 @@ def test_nerv2_renders_cropped_rgb_at_any_size(size, fields):
 @pytest.mark.parametrize("fields", NERV2_VARIANTS[:4])
 def test_nerv2_sizing_fills_the_budget(budget, fields):
     config = nerv2.sized(320, 180, 30, budget, **fields)
-    count = parameter_count(config)
+    count = parameter_count(config) - config.coded_grid_values()  # the budget sizes the weights
     assert count <= budget or config.channels[1:] == (2,) * len(config.strides)
-    assert parameter_count(nerv2.sized(320, 180, 30, budget * 1.5, **fields)) > count
+    assert parameter_count(nerv2.sized(320, 180, 30, budget * 1.5, **fields)) > parameter_count(config)
 
 
 def test_nerv2_without_cam_keeps_the_widths_and_drops_the_grids():
@@ -235,11 +235,12 @@ def test_nerv2_config_round_trips_and_rejects_bad_fields():
 
 
 LATENTS = {"latent_blocks": (0, 1), "latent_times": (2, 4), "latent_channels": (1, 2), "latent_down": (1, 2)}
+NO_FLOW = {"warp_blocks": ()}  # the network without the default flow level
 
 
 def test_nerv2_latent_levels_start_as_the_plain_network_and_add_detail_in_time():
-    plain_config = nerv2.sized(64, 48, 8, 5000)
-    config = nerv2.sized(64, 48, 8, 5000, **LATENTS)
+    plain_config = nerv2.sized(64, 48, 8, 5000, **NO_FLOW)
+    config = nerv2.sized(64, 48, 8, 5000, **LATENTS, **NO_FLOW)
     assert config.channels == plain_config.channels  # sizing leaves the latents out of the budget
     model, plain = build_model(config, seed=0), build_model(plain_config, seed=0)
     assert config.latent_shapes() == [(1, 2, 24, 32), (2, 4, 24, 32)]  # block 0: 24 x 32; block 1: 48 x 64 / 2
@@ -254,7 +255,7 @@ def test_nerv2_latent_levels_start_as_the_plain_network_and_add_detail_in_time()
 
 
 def test_nerv2_latent_fields_are_checked_and_absent_from_plain_files():
-    assert not any(key.startswith("latent_") for key in nerv2.sized(64, 48, 8, 5000).to_dict())
+    assert not any(key.startswith("latent_") for key in nerv2.sized(64, 48, 8, 5000, **NO_FLOW).to_dict())
     config = nerv2.sized(64, 48, 8, 5000, **LATENTS)
     assert config_from_dict(config.to_dict()) == config
     for bad in (
@@ -271,8 +272,19 @@ def test_nerv2_latent_fields_are_checked_and_absent_from_plain_files():
 WARPS = {"warp_blocks": (1,), "warp_times": (4,), "warp_down": (4,), "warp_scale": 2.0}
 
 
+def test_nerv2_default_shape_has_one_flow_level_on_the_block_before_the_last():
+    config = nerv2.sized(320, 180, 60, 100_000)
+    assert len(config.strides) == 4
+    assert config.warp_shapes() == [
+        (2, nerv2.FLOW_TIMES, *(math.ceil(side / nerv2.FLOW_DOWN) for side in config.block_size(2)))
+    ]
+    assert nerv2.sized(320, 180, 60, 100_000, warp_times=(4,)).warp_shapes()[0][1] == 4  # the other fields default
+    assert nerv2.sized(320, 180, 60, 100_000, **NO_FLOW).warp_shapes() == []
+    assert nerv2.sized(48, 32, 4, 2000, strides=(5,)).warp_shapes() == []  # one block: no flow level
+
+
 def test_nerv2_flow_levels_move_a_blocks_output_by_their_displacement():
-    plain_config = nerv2.sized(64, 48, 8, 5000)
+    plain_config = nerv2.sized(64, 48, 8, 5000, **NO_FLOW)
     config = nerv2.sized(64, 48, 8, 5000, **WARPS)
     assert config.channels == plain_config.channels  # sizing leaves the flow grids out of the budget
     assert config.warp_shapes() == [(2, 4, 12, 16)]  # block 1: 48 x 64, / 4
