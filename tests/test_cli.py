@@ -79,12 +79,14 @@ def test_info_shows_header_and_tensors(encoded, capsys):
     assert "64" in json.dumps(description) and "stem.layers.0.weight" in json.dumps(description)
     segment = description["segments"][0]
     assert segment["model_config"]["arch"] == "cam-nerv2"
-    assert {t["role"] for t in segment["tensors"]} == {"weight"}  # no latent levels by default
-    assert segment["roles"]["weight"]["elements"] == segment["elements"]
-    assert segment["roles"]["latent"] == {"tensors": 0, "elements": 0, "bytes": 0}
+    latents = [t["name"] for t in segment["tensors"] if t["role"] == "latent"]
+    assert len(latents) == 1 and latents[0].startswith("warps.")  # the default network's flow level
+    roles = segment["roles"]
+    assert roles["latent"]["tensors"] == 1
+    assert roles["weight"]["elements"] + roles["latent"]["elements"] == segment["elements"]
     assert main(["info", str(cam)]) == 0
     text = capsys.readouterr().out
-    assert "stem.layers.0.weight" in text and "latents     0 tensors" in text
+    assert "stem.layers.0.weight" in text and "latents     1 tensors" in text
 
 
 @pytest.mark.parametrize(
