@@ -407,8 +407,8 @@ def choose_strides(width: int, height: int, base_side: float = BASE_SIDE) -> tup
 
 
 def sized(width: int, height: int, num_frames: int, budget: float, **fields: Any) -> Nerv2Config:
-    """The widest network of the default shape (``fields`` override any config field) within ``budget``
-    parameters. Widths shrink by ``WIDTH_REDUCE`` per block; a grid stem's C0 is a multiple of its levels.
+    """The widest network of the default shape (``fields`` override any config field; the shape includes
+    ``default_flow``'s level unless ``warp_blocks`` says otherwise) within ``budget`` parameters. Widths shrink by ``WIDTH_REDUCE`` per block; a grid stem's C0 is a multiple of its levels.
     Sizing counts CAM's grids whether or not ``cam`` is on, so that ``cam=False`` keeps the same widths,
     and leaves the latent and flow levels' grids out: they come on top of the network the budget sizes.
     With ``channels`` given, the budget is not used."""
