@@ -276,8 +276,11 @@ def test_nerv2_default_shape_has_one_flow_level_on_the_block_before_the_last():
     config = nerv2.sized(320, 180, 60, 100_000)
     assert len(config.strides) == 4
     assert config.warp_shapes() == [
-        (2, nerv2.FLOW_TIMES, *(math.ceil(side / nerv2.FLOW_DOWN) for side in config.block_size(2)))
+        (2, nerv2.MIN_FLOW_TIMES, *(math.ceil(side / nerv2.FLOW_DOWN) for side in config.block_size(2)))
     ]
+    # a time point about every 8 frames, at least 8: longer clips get more
+    assert [nerv2.flow_times_for(n) for n in (2, 30, 60, 120, 200, 600)] == [8, 8, 8, 16, 26, 76]
+    assert nerv2.sized(320, 180, 200, 100_000).warp_shapes()[0][1] == 26
     assert nerv2.sized(320, 180, 60, 100_000, warp_times=(4,)).warp_shapes()[0][1] == 4  # the other fields default
     assert nerv2.sized(320, 180, 60, 100_000, **NO_FLOW).warp_shapes() == []
     assert nerv2.sized(48, 32, 4, 2000, strides=(5,)).warp_shapes() == []  # one block: no flow level

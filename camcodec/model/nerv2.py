@@ -385,16 +385,24 @@ WIDTH_REDUCE = 1.25  # each block is this much narrower than the one before
 STRIDE_PATTERNS = ((5, 2, 2, 2, 2, 2), (4, 2, 2, 2, 2, 2), (3, 2, 2, 2, 2, 2), (2, 2, 2, 2, 2, 2))
 DEFAULTS: dict[str, Any] = {"stem": "mlp"}
 # The default flow level: on the block before the last (half the frame's resolution), a field point every
-# FLOW_DOWN of its pixels, FLOW_TIMES time points (docs/architecture.md section 12 has the screens).
-FLOW_TIMES = 8
+# FLOW_DOWN of its pixels, a time point about every FRAMES_PER_FLOW_POINT frames and at least MIN_FLOW_TIMES
+# (docs/architecture.md sections 12 and 14 have the screens: finer in time lost on short clips, gained on
+# 200 frames).
+MIN_FLOW_TIMES = 8
+FRAMES_PER_FLOW_POINT = 8
 FLOW_DOWN = 16
 
 
-def default_flow(strides: tuple[int, ...]) -> dict[str, Any]:
+def flow_times_for(num_frames: int) -> int:
+    """Time points of the default flow level for a clip of ``num_frames``."""
+    return max(MIN_FLOW_TIMES, round((num_frames - 1) / FRAMES_PER_FLOW_POINT) + 1)
+
+
+def default_flow(strides: tuple[int, ...], num_frames: int) -> dict[str, Any]:
     """The flow level of the default shape: none for a network of fewer than two blocks."""
     if len(strides) < 2:
         return {}
-    return {"warp_blocks": (len(strides) - 2,), "warp_times": (FLOW_TIMES,), "warp_down": (FLOW_DOWN,)}
+    return {"warp_blocks": (len(strides) - 2,), "warp_times": (flow_times_for(num_frames),), "warp_down": (FLOW_DOWN,)}
 
 
 def choose_strides(width: int, height: int, base_side: float = BASE_SIDE) -> tuple[int, ...]:
@@ -417,7 +425,7 @@ def sized(width: int, height: int, num_frames: int, budget: float, **fields: Any
         fields.setdefault("grid_times", (max(2, num_frames // 16), max(2, num_frames // 4)))
     strides = tuple(fields.pop("strides", None) or choose_strides(width, height))
     if fields.get("warp_blocks", True):  # absent: the default flow level; given: its other fields default
-        fields = {**default_flow(strides), **fields}
+        fields = {**default_flow(strides, num_frames), **fields}
     fields.setdefault("kernels", (3,) * len(strides))
     cam = fields.pop("cam", True)
 
