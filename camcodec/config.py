@@ -12,6 +12,7 @@ from typing import Any
 from camcodec.device import DEVICE_NAMES, is_device_name
 from camcodec.errors import InputError
 from camcodec.model import ARCHITECTURES, ArchConfig, architecture
+from camcodec.model.common import points_spaced
 from camcodec.values import parse_duration
 
 LOSSES = ("mse", "log-mse", "l1-msssim")
@@ -60,9 +61,9 @@ MAX_CAM_POINTS = 32
 
 
 def cam_points_for(num_frames: int) -> int:
-    """CAM grid points for a clip of ``num_frames``: spaced about ``FRAMES_PER_CAM_POINT`` frames apart
-    (the grids interpolate between their first and last frame), 2 to ``MAX_CAM_POINTS``."""
-    return max(2, min(MAX_CAM_POINTS, round((num_frames - 1) / FRAMES_PER_CAM_POINT) + 1))
+    """CAM grid points for a clip of ``num_frames``: spaced about ``FRAMES_PER_CAM_POINT`` frames apart, 2 to
+    ``MAX_CAM_POINTS``."""
+    return max(2, min(MAX_CAM_POINTS, points_spaced(num_frames, FRAMES_PER_CAM_POINT)))
 
 
 # Presets set the encode effort (training passes over the frames); the rate is set apart (--rate, --bpp).

@@ -42,6 +42,12 @@ def grid_weights(t: torch.Tensor, points: int) -> torch.Tensor:
     return weights.scatter_add_(1, left[:, None] + 1, frac)
 
 
+def points_spaced(num_frames: int, frames_apart: float) -> int:
+    """Grid points along time spaced about ``frames_apart`` frames apart over a clip of ``num_frames`` (the grids
+    interpolate between its first and last frame, as ``grid_weights`` does)."""
+    return round((num_frames - 1) / frames_apart) + 1
+
+
 def stem_size(height: int, width: int, strides: tuple[int, ...]) -> tuple[int, int]:
     """(h0, w0): the stem's feature map, large enough that upsampling by ``strides`` covers H x W."""
     total = math.prod(strides)

@@ -43,6 +43,7 @@ from camcodec.model.common import (
     is_int,
     is_number,
     parameters_of,
+    points_spaced,
     positional_encoding,
     stem_size,
 )
@@ -386,8 +387,8 @@ STRIDE_PATTERNS = ((5, 2, 2, 2, 2, 2), (4, 2, 2, 2, 2, 2), (3, 2, 2, 2, 2, 2), (
 DEFAULTS: dict[str, Any] = {"stem": "mlp"}
 # The default flow level: on the block before the last (half the frame's resolution), a field point every
 # FLOW_DOWN of its pixels, a time point about every FRAMES_PER_FLOW_POINT frames and at least MIN_FLOW_TIMES
-# (docs/architecture.md sections 12 and 14 have the screens: finer in time lost on short clips, gained on
-# 200 frames).
+# (docs/architecture.md sections 12 and 14: more points than 8 lost a little on 60-120 frames at one every 4
+# frames; one every 8 gained on 120 and 200 frames and was level on 132).
 MIN_FLOW_TIMES = 8
 FRAMES_PER_FLOW_POINT = 8
 FLOW_DOWN = 16
@@ -395,7 +396,7 @@ FLOW_DOWN = 16
 
 def flow_times_for(num_frames: int) -> int:
     """Time points of the default flow level for a clip of ``num_frames``."""
-    return max(MIN_FLOW_TIMES, round((num_frames - 1) / FRAMES_PER_FLOW_POINT) + 1)
+    return max(MIN_FLOW_TIMES, points_spaced(num_frames, FRAMES_PER_FLOW_POINT))
 
 
 def default_flow(strides: tuple[int, ...], num_frames: int) -> dict[str, Any]:
@@ -416,7 +417,8 @@ def choose_strides(width: int, height: int, base_side: float = BASE_SIDE) -> tup
 
 def sized(width: int, height: int, num_frames: int, budget: float, **fields: Any) -> Nerv2Config:
     """The widest network of the default shape (``fields`` override any config field; the shape includes
-    ``default_flow``'s level unless ``warp_blocks`` says otherwise) within ``budget`` parameters. Widths shrink by ``WIDTH_REDUCE`` per block; a grid stem's C0 is a multiple of its levels.
+    ``default_flow``'s level unless ``warp_blocks`` says otherwise) within ``budget`` parameters. Widths shrink
+    by ``WIDTH_REDUCE`` per block; a grid stem's C0 is a multiple of its levels.
     Sizing counts CAM's grids whether or not ``cam`` is on, so that ``cam=False`` keeps the same widths,
     and leaves the latent and flow levels' grids out: they come on top of the network the budget sizes.
     With ``channels`` given, the budget is not used."""
