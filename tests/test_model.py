@@ -304,7 +304,28 @@ def test_nerv2_flow_levels_move_a_blocks_output_by_their_displacement():
     assert torch.allclose(moved[..., -3:], x[..., -1:].expand(-1, -1, -1, 3), atol=1e-3)  # the border beyond
     assert config_from_dict(config.to_dict()) == config
     assert not any(key.startswith("warp_") for key in plain_config.to_dict())  # plain files keep their bytes
-    for bad in ({"warp_blocks": [2]}, {"warp_times": [1]}, {"warp_down": [0]}, {"warp_scale": 0}, {"warp_times": []}):
+    for bad in ({"warp_blocks": [3]}, {"warp_times": [1]}, {"warp_down": [0]}, {"warp_scale": 0}, {"warp_times": []}):
+        with pytest.raises(ValueError):
+            config_from_dict({**config.to_dict(), **bad})
+
+
+def test_nerv2_flow_level_on_the_head_moves_the_rgb_frames():
+    plain_config = nerv2.sized(64, 48, 8, 5000, **NO_FLOW)
+    head = len(plain_config.strides)
+    config = nerv2.sized(64, 48, 8, 5000, warp_blocks=(head,), warp_times=(4,), warp_down=(8,), warp_scale=2.0)
+    assert config.channels == plain_config.channels
+    assert config.warp_shapes() == [(2, 4, *(math.ceil(side / 8) for side in config.block_size(head - 1)))]
+    model, plain = build_model(config, seed=0), build_model(plain_config, seed=0)
+    plain.load_state_dict({n: p for n, p in model.state_dict().items() if not n.startswith("warps.")})
+    times = frame_times(torch.arange(8), 8)
+    with torch.no_grad():
+        assert torch.allclose(model(times), plain(times), atol=1e-5)  # zero flow
+        model.warps[str(head)].grid[0] = 1.5  # 3 pixels to the right, at every time point
+        assert torch.allclose(model(times)[..., :-3], plain(times)[..., 3:], atol=1e-4)
+    for bad in (
+        {"warp_blocks": [head + 1]},
+        {"latent_blocks": [head], "latent_times": [2], "latent_channels": [1], "latent_down": [1]},
+    ):
         with pytest.raises(ValueError):
             config_from_dict({**config.to_dict(), **bad})
 

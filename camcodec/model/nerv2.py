@@ -19,7 +19,8 @@ time t -> stem -> C0 x h0 x w0 -> K upsampling blocks -> head -> RGB, where
   block ``warp_blocks[l]``'s output resolution divided by ``warp_down[l]``, interpolated like the latent
   levels into a displacement per pixel (``warp_scale`` pixels of the block's output per unit) at which the
   block's output is sampled bilinearly: coded motion, which a NeRV's convolutions cannot express (each frame's
-  moving objects are otherwise drawn anew). They start at zero: no displacement;
+  moving objects are otherwise drawn anew). Block ``len(strides)`` is the head's output (RGB before the
+  sigmoid): motion at full resolution on three channels. They start at zero: no displacement;
 * the head is a ``head_kernel`` convolution to RGB and a sigmoid.
 
 Every tensor keeps its output channels on axis 0 (grids are stored channel-first) for the quantizer.
@@ -81,7 +82,7 @@ class Nerv2Config(ArchConfig):
     latent_times: tuple[int, ...] = ()  # its time points (capped at the frame count)
     latent_channels: tuple[int, ...] = ()  # its channels
     latent_down: tuple[int, ...] = ()  # its spatial resolution: the block's output divided by this
-    warp_blocks: tuple[int, ...] = ()  # flow level l moves block warp_blocks[l]'s output
+    warp_blocks: tuple[int, ...] = ()  # flow level l moves block warp_blocks[l]'s output (len(strides): the head's)
     warp_times: tuple[int, ...] = ()  # its time points (capped at the frame count)
     warp_down: tuple[int, ...] = ()  # its spatial resolution: the block's output divided by this
     warp_scale: float = 4.0  # the displacement, in pixels of the block's output, of one unit of a flow grid
@@ -108,7 +109,7 @@ class Nerv2Config(ArchConfig):
         return data
 
     def block_size(self, block: int) -> tuple[int, int]:
-        """(h, w) of block ``block``'s output."""
+        """(h, w) of block ``block``'s output; block ``len(strides)``, the head, keeps the last block's size."""
         h0, w0 = self.base_size
         scale = math.prod(self.strides[: block + 1])
         return h0 * scale, w0 * scale
@@ -160,8 +161,8 @@ class Nerv2Config(ArchConfig):
             (self.upsample in UPSAMPLES, "upsample"),
             (isinstance(self.cam, bool), "cam"),
             (is_int(self.cam_points) and 2 <= self.cam_points <= 4096, "cam_points"),
-            *self.level_checks("latent_blocks", LATENT_RANGES),
-            *self.level_checks("warp_blocks", WARP_RANGES),
+            *self.level_checks("latent_blocks", LATENT_RANGES, blocks),
+            *self.level_checks("warp_blocks", WARP_RANGES, blocks + 1),
             (is_number(self.warp_scale) and 0 < self.warp_scale <= 64, "warp_scale"),
         )
         if self.coded_grid_values() > 2**28:
@@ -171,14 +172,16 @@ class Nerv2Config(ArchConfig):
         if stem_values > 2**28:
             raise ValueError("model config: stem too large")
 
-    def level_checks(self, blocks_field: str, ranges: dict[str, tuple[int, int]]) -> list[tuple[bool, str]]:
-        """The checks of one kind of level: distinct blocks that exist, and one value in range per level in
-        each per-level field."""
+    def level_checks(
+        self, blocks_field: str, ranges: dict[str, tuple[int, int]], targets: int
+    ) -> list[tuple[bool, str]]:
+        """The checks of one kind of level: distinct blocks below ``targets``, and one value in range per
+        level in each per-level field."""
         levels = getattr(self, blocks_field)
         return [
             (
                 len(levels) <= 8
-                and all(is_int(b) and 0 <= b < len(self.strides) for b in levels)
+                and all(is_int(b) and 0 <= b < targets for b in levels)
                 and len(set(levels)) == len(levels),
                 blocks_field,
             ),
@@ -375,7 +378,10 @@ class Nerv2(VideoModel):
                 x = self.latents[str(index)](x, t)
         # The head's three output channels make oneDNN reorder a contiguous input at a high cost; a
         # channels-last copy is cheaper.
-        x = torch.sigmoid(self.head(x.contiguous(memory_format=torch.channels_last)))
+        x = self.head(x.contiguous(memory_format=torch.channels_last))
+        if str(len(self.blocks)) in self.warps:
+            x = self.warps[str(len(self.blocks))](x, t)
+        x = torch.sigmoid(x)
         return x[:, :, : cfg.height, : cfg.width].contiguous()
 
 
