@@ -37,6 +37,22 @@ def test_decode_equals_what_encoder_reported(encoded):
     assert result.stats.psnr == psnr_uint8(frames, decoded)  # the check, a group at a time, is the same number
 
 
+def test_decode_is_the_same_with_one_and_two_threads(encoded):
+    """Issue 32: a file decodes to the same frames whatever the thread count (intra-op splits of the
+    convolutions and of grid sampling must not change a value)."""
+    path, result, _ = encoded
+    threads = torch.get_num_threads()
+    try:
+        decoded = []
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            decoded.append(camcodec.decode(path, device="cpu"))
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(decoded[0], decoded[1])
+    assert np.array_equal(decoded[0], result.reconstruction)
+
+
 def test_bpp_is_the_real_file_size(encoded):
     path, result, frames = encoded
     t, h, w = frames.shape[:3]
