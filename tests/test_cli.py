@@ -214,11 +214,15 @@ def test_pipe_round_trip_decode_into_encode(tmp_path):
 
 @pytest.mark.slow
 def test_broken_pipe_ends_quietly(tmp_path):
+    import fcntl
     import subprocess
 
     decode = subprocess.Popen(
         _camcodec("decode", str(GOLDEN_V2), "-o", "-", "-q"), stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
+    # The whole output (~37 KB) would fit a default 64 KB pipe: on a busy machine the decoder could finish
+    # before the reader leaves. A one-page pipe keeps it writing until then.
+    fcntl.fcntl(decode.stdout.fileno(), fcntl.F_SETPIPE_SZ, 4096)
     decode.stdout.read(10)  # a reader that takes the start of the header, then leaves
     decode.stdout.close()
     assert decode.wait() == 141
