@@ -10,12 +10,23 @@ import torch
 
 import bitstream
 import camcodec
-from camcodec.compress import deadzone_for_target, factor_for_target, scaled_steps, stepped_weights
+from camcodec.compress import (
+    MAX_ROUNDS,
+    FlatWeights,
+    deadzone_for_target,
+    factor_for_target,
+    levels_for_target,
+    prune_for_target,
+    scaled_steps,
+    smallest_fitting,
+    stepped_weights,
+)
 from camcodec.config import resolve_config
 from camcodec.encoder import Encoder, clip_from_array
 from camcodec.model import frame_times
 from camcodec.model.cam_nerv import CAMNeRV, CamNervConfig
-from camcodec.quantize import channel_axes, load_quantized, quantize_at, symbols_at
+from camcodec.prune import magnitude_masks
+from camcodec.quantize import channel_axes, channel_scales, load_quantized, quantize_at, quantize_model, symbols_at
 from camcodec.rate import STEPS_PER_OCTAVE, ZERO_TENSOR_STEP, LearnedSteps, laplace_bits
 from camcodec.train import (
     HOLD_GAIN,
@@ -271,3 +282,73 @@ def test_a_file_that_fits_after_fine_tuning_keeps_the_fine_tuned_steps(clip, tmp
 def test_pruning_and_learned_steps_are_refused_together():
     with pytest.raises(camcodec.InputError, match="prune does not apply"):
         resolve_config("fast", rate_weight=0.5, prune=0.2)
+
+
+def _entropy_bytes(tensors) -> float:
+    """The symbols' entropy in bytes, each tensor under its own histogram, counted tensor by tensor."""
+    bits = 0.0
+    for tensor in tensors:
+        _, counts = np.unique(np.asarray(tensor.symbols), return_counts=True)
+        bits -= float((counts * np.log2(counts / counts.sum())).sum())
+    return bits / 8
+
+
+def test_the_flat_size_estimate_counts_the_symbols_the_file_would_hold():
+    model = tiny_model()
+    flat = FlatWeights(model)
+    steps = LearnedSteps(model, 31, channel_axes(model), 1.0, 0.5).frozen(4.0)
+    for deadzone in (0.0, 0.2):
+        expected = _entropy_bytes(quantize_at(model, steps, deadzone))
+        assert flat.entropy_bytes(steps, deadzone) == pytest.approx(expected, rel=1e-9)
+    masks = magnitude_masks(model, 0.4)
+    pruned = {n: p * masks[n] if n in masks else p for n, p in model.state_dict().items()}
+    axes = channel_axes(model)
+    levels_steps = {n: channel_scales(p, 7, axes[n]) for n, p in pruned.items()}
+    expected = _entropy_bytes(quantize_model(model, 7, masks))
+    assert flat.entropy_bytes(levels_steps, levels=7, masks=masks) == pytest.approx(expected, rel=1e-9)
+
+
+def _counting(build):
+    calls = []
+
+    def counted(tensors):
+        calls.append(1)
+        return build(tensors)
+
+    return counted, calls
+
+
+@pytest.mark.parametrize("share", [0.5, 0.8, 0.97])
+def test_the_rate_search_codes_a_few_files_and_lands_where_coding_every_step_would(share):
+    model = tiny_model()
+    steps = LearnedSteps(model, 31, channel_axes(model), 1.0, 0.5).frozen()
+    build = file_builder(model)
+    target = int(len(build(quantize_at(model, steps))) * share)
+    counted, calls = _counting(build)
+    factor, size = factor_for_target(model, steps, target, counted)
+    assert len(calls) <= MAX_ROUNDS and size == len(build(quantize_at(model, scaled_steps(steps, factor))))
+    every_step = smallest_fitting(
+        lambda f: len(build(quantize_at(model, scaled_steps(steps, f)))), 1 / 16, 16.0, target, 14
+    )
+    assert (
+        size <= target and factor <= every_step[0] * 1.05
+    )  # no coarser than the exact search, give or take a grid step
+
+
+def test_the_rate_search_returns_the_coarsest_end_when_nothing_fits():
+    model = tiny_model()
+    steps = LearnedSteps(model, 31, channel_axes(model), 1.0, 0.5).frozen()
+    build = file_builder(model)
+    counted, calls = _counting(build)
+    factor, size = factor_for_target(model, steps, 10, counted)  # 10 bytes: not even the headers fit
+    assert factor == 16.0 and size > 10 and len(calls) <= MAX_ROUNDS
+
+
+def test_levels_and_pruning_for_a_target_fit_it():
+    model = tiny_model()
+    build = file_builder(model)
+    full = len(build(quantize_model(model, 127)))
+    levels, size = levels_for_target(model, 7, 127, int(full * 0.8), build)
+    assert 7 < levels < 127 and size <= full * 0.8 < len(build(quantize_model(model, levels + 1)))
+    ratio, size = prune_for_target(model, 7, int(len(build(quantize_model(model, 7))) * 0.7), build)
+    assert 0 < ratio < 0.9 and size == len(build(quantize_model(model, 7, magnitude_masks(model, ratio))))
