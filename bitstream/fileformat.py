@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from bitstream import layout as L
+from bitstream.coders import CODERS, coder_id
 from bitstream.container import Container, QuantizedTensor, RawTensor, Segment, VideoInfo
 from bitstream.errors import (
     BadMagicError,
@@ -32,7 +33,6 @@ from bitstream.errors import (
     UnsupportedVersionError,
 )
 from bitstream.files import write_atomic
-from bitstream.rans import RansCoder
 from bitstream.records import ByteReader, crc32
 
 log = logging.getLogger(__name__)
@@ -50,13 +50,14 @@ def check_video_info(info: VideoInfo) -> None:
     L.FILE_HEADER.check({**head, "segment_count": 1}, "video info")
 
 
-def write_bytes(container: Container, coder: RansCoder | None = None) -> bytes:
+def write_bytes(container: Container) -> bytes:
     """The bytes of a .cam file holding ``container``; the same container always gives the same bytes.
+    Each quantized tensor is coded with the coder it names (``bitstream.coders``).
 
     Invalid content (a value out of range, segments that do not tile the frames, a non-JSON config,
-    symbols outside their bit range ...) raises HeaderError before anything is produced.
+    symbols outside their bit range, a coder the format lacks ...) raises HeaderError before anything is
+    produced.
     """
-    coder = RansCoder() if coder is None else coder
     if not isinstance(container, Container):
         raise HeaderError(f"cannot write a {type(container).__name__}, expected a Container")
     if not isinstance(container.info, VideoInfo):
@@ -95,7 +96,7 @@ def write_bytes(container: Container, coder: RansCoder | None = None) -> bytes:
         entries, payloads = [], []
         names: set[str] = set()
         for position, tensor in enumerate(segment.tensors):
-            entry, payload, count, name = _encode_tensor(tensor, coder, f"{where} tensor {position}")
+            entry, payload, count, name = _encode_tensor(tensor, f"{where} tensor {position}")
             if name in names:
                 raise HeaderError(f"cannot write {where}: tensor name {name!r} appears twice")
             names.add(name)
@@ -206,7 +207,7 @@ def _checked_scales(scales: Any, channels: int, where: str) -> np.ndarray:
     return single
 
 
-def _encode_tensor(tensor: Any, coder: RansCoder, where: str) -> tuple[bytes, bytes, int, str]:
+def _encode_tensor(tensor: Any, where: str) -> tuple[bytes, bytes, int, str]:
     """(table entry, DATA bytes, element count, name) of one tensor."""
     if isinstance(tensor, (QuantizedTensor, RawTensor)):
         L.TENSOR_ENTRY.by_name["name"].check(tensor.name, f"cannot write {where}")
@@ -224,9 +225,10 @@ def _encode_tensor(tensor: Any, coder: RansCoder, where: str) -> tuple[bytes, by
         if low < -limit or high > limit:
             raise HeaderError(f"cannot write {where}: symbols span {low}..{high}, {bits} bits allow -{limit}..{limit}")
         scales = _checked_scales(tensor.scales, shape[0], where)
-        table, payload = coder.encode(symbols.reshape(-1))
+        coder = coder_id(tensor.coder, f"cannot write {where}")
+        table, payload = CODERS[coder].encode(symbols.reshape(-1))
         fields = {
-            "name": tensor.name, "kind": L.KIND_QUANTIZED, "coder": L.CODER_TABLE, "bits": bits, "ndim": len(shape),
+            "name": tensor.name, "kind": L.KIND_QUANTIZED, "coder": coder, "bits": bits, "ndim": len(shape),
             "count": symbols.size, "scale_count": scales.size, "table_length": len(table),
             "payload_length": len(payload),
         }  # fmt: skip
@@ -478,9 +480,8 @@ def _parse_entry(reader: ByteReader, version: int) -> _Entry:
 # --- reading --------------------------------------------------------------------------------------
 
 
-def read_bytes(data: bytes, coder: RansCoder | None = None) -> Container:
-    """Parse, check and decode a whole file held in memory."""
-    coder = RansCoder() if coder is None else coder
+def read_bytes(data: bytes) -> Container:
+    """Parse, check and decode a whole file held in memory; each payload with the coder its entry names."""
     view = _as_view(data)
     parsed = _parse(view)
     info = VideoInfo(**{name: parsed.head[name] for name in VIDEO_FIELDS})
@@ -491,8 +492,11 @@ def read_bytes(data: bytes, coder: RansCoder | None = None) -> Container:
             payload = view[entry.payload_offset : entry.payload_offset + entry.payload_length].tobytes()
             where = f"segment {index} tensor {entry.name!r}"
             if entry.kind == L.KIND_QUANTIZED:
-                symbols = _decode_symbols(coder, entry, payload, where)
-                tensors.append(QuantizedTensor(entry.name, symbols.reshape(entry.shape), entry.scales, entry.bits))
+                symbols = _decode_symbols(entry, payload, where)
+                coder = L.CODER_NAMES[entry.coder]
+                tensors.append(
+                    QuantizedTensor(entry.name, symbols.reshape(entry.shape), entry.scales, entry.bits, coder)
+                )
             else:
                 dtype = np.dtype(L.RAW_DTYPES[entry.kind])
                 values = np.frombuffer(payload, dtype=dtype).astype(dtype.newbyteorder("="))
@@ -501,9 +505,9 @@ def read_bytes(data: bytes, coder: RansCoder | None = None) -> Container:
     return Container(info, segments)
 
 
-def _decode_symbols(coder: RansCoder, entry: _Entry, payload: bytes, where: str) -> np.ndarray:
+def _decode_symbols(entry: _Entry, payload: bytes, where: str) -> np.ndarray:
     try:
-        symbols = coder.decode(entry.table, payload, entry.count)
+        symbols = CODERS[entry.coder].decode(entry.table, payload, entry.count)
     except BitstreamError as exc:
         raise type(exc)(f"{where}: {exc}") from None
     except (ValueError, RuntimeError, OverflowError, IndexError, TypeError) as exc:
@@ -575,22 +579,22 @@ def describe(data: bytes) -> dict[str, Any]:
 # --- files ----------------------------------------------------------------------------------------
 
 
-def write_file(path: str | os.PathLike[str], container: Container, coder: RansCoder | None = None) -> int:
+def write_file(path: str | os.PathLike[str], container: Container) -> int:
     """Write ``container`` to ``path`` atomically (``bitstream.files``); return the number of bytes written."""
-    data = write_bytes(container, coder)
+    data = write_bytes(container)
     write_atomic(path, data)
     log.debug("wrote %s: %d bytes", os.fspath(path), len(data))
     return len(data)
 
 
-def read_file(path: str | os.PathLike[str], coder: RansCoder | None = None) -> Container:
+def read_file(path: str | os.PathLike[str]) -> Container:
     """Read and decode a .cam file.
 
     A missing file raises FileNotFoundError, a folder IsADirectoryError (OSErrors, as ``open`` would);
     anything else that is not a regular file (a FIFO, a device such as /dev/zero) raises BitstreamError
     without blocking or reading from it.
     """
-    return read_bytes(read_path(path), coder)
+    return read_bytes(read_path(path))
 
 
 def read_path(path: str | os.PathLike[str]) -> bytes:

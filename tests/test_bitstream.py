@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import bitstream as bs
-from bitstream import freqtable, layout
+from bitstream import coders, freqtable, layout
 from camfile import (
     CONFIG,
     INFO,
@@ -34,7 +34,7 @@ def assert_same(a: bs.Container, b: bs.Container) -> None:
         for ta, tb in zip(sa.tensors, sb.tensors, strict=True):
             assert type(ta) is type(tb)
             if isinstance(ta, bs.QuantizedTensor):
-                assert ta.bits == tb.bits
+                assert (ta.bits, ta.coder) == (tb.bits, tb.coder)
                 assert tb.symbols.dtype == np.int32 and tb.symbols.shape == ta.symbols.shape
                 assert np.array_equal(ta.symbols, tb.symbols)
                 assert tb.scales.dtype == np.float32 and np.array_equal(ta.scales, tb.scales)
@@ -224,6 +224,7 @@ def single(tensor, config=None) -> bs.Container:
         (single(bs.QuantizedTensor("a", np.zeros((1,) * 7, int), np.ones(1, np.float32), 8)), "7 dimensions"),
         (single(bs.QuantizedTensor("", np.zeros(3, int), np.ones(1, np.float32), 8)), "name is 0 bytes"),
         (single(bs.QuantizedTensor("n" * 256, np.zeros(3, int), np.ones(1, np.float32), 8)), "256 bytes"),
+        (single(bs.QuantizedTensor("a", np.zeros(3, int), np.ones(1, np.float32), 8, "cabac")), "coder 'cabac'"),
         (single(bs.RawTensor("a", np.zeros(3, np.float64))), "float16 or float32"),
         (single("not a tensor"), "expected QuantizedTensor or RawTensor"),
         (single(bs.RawTensor("a", np.zeros(3, np.float32)), {1: 2}), "JSON keys are str"),
@@ -239,6 +240,28 @@ def single(tensor, config=None) -> bs.Container:
 def test_invalid_content_is_refused_on_write(container: bs.Container, message: str) -> None:
     with pytest.raises(bs.HeaderError, match=message):
         bs.write_bytes(container)
+
+
+def test_each_payload_is_decoded_by_the_coder_its_entry_names(sample, monkeypatch) -> None:
+    container, data = sample
+    decoded_by = []
+
+    class Recording:
+        """The table coder, recording the tensors it decodes."""
+
+        def encode(self, symbols: np.ndarray) -> tuple[bytes, bytes]:
+            return bs.RansCoder().encode(symbols)
+
+        def decode(self, table: bytes, payload: bytes, count: int) -> np.ndarray:
+            decoded_by.append(count)
+            return bs.RansCoder().decode(table, payload, count)
+
+    monkeypatch.setitem(coders.CODERS, layout.CODER_TABLE, Recording())
+    read = bs.read_bytes(data)
+    quantized_tensors = [t for s in read.segments for t in s.tensors if isinstance(t, bs.QuantizedTensor)]
+    assert decoded_by == [t.symbols.size for t in quantized_tensors]
+    assert all(t.coder == "table" for t in quantized_tensors)
+    assert_same(container, read)
 
 
 # --- describe ---------------------------------------------------------------------------------------
