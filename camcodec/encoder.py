@@ -236,6 +236,51 @@ def _how_to_land(clip: Clip, excess: float) -> str:
     return f"about {math.ceil(clip.num_frames * excess):,} frames or more would land it"
 
 
+class _Phases:
+    """Runs an encode's training phases over its explicit state (``progress``: the checkpoint): a phase it
+    records as finished (a resumed encode) is skipped, ``state`` continues the running one, ``plan`` ends
+    phases on time, and a Ctrl-C during a step (``interrupt``) saves the checkpoint after it and stops."""
+
+    def __init__(
+        self,
+        model: VideoModel,
+        frames: torch.Tensor,
+        config: EncodeConfig,
+        progress: EncodeCheckpoint,
+        state: FitState | None,
+        plan: TimePlan | None,
+        interrupt: DeferredInterrupt,
+        progress_bar: bool,
+        checkpoint_interval: float | None,
+    ):
+        self.model, self.frames, self.config, self.progress = model, frames, config, progress
+        self.state, self.plan, self.interrupt = state, plan, interrupt
+        self.num_frames = frames.shape[0]
+        self.finetune_lr = config.peak_lr * config.finetune_lr
+        self.checkpointing = checkpoint_interval is not None
+        self.callbacks: list[FitCallback] = [*([ProgressBar()] if progress_bar else [])]
+        if self.checkpointing:
+            self.callbacks += [progress, SaveOnInterrupt(progress, interrupt)]
+
+    def run(self, phase: Phase) -> None:
+        config, progress = self.config, self.progress
+        if any(r.phase == phase.name for r in progress.done):
+            return
+        finetune_steps = config.phase_steps(self.num_frames, finetune_fraction(config)) if phase.name == "train" else 0
+        timing: list[FitCallback] = []
+        if self.plan is not None:
+            timing.append(Deadline(self.plan.end, finetune_steps))
+        elif phase.name == "train" and self.state is None:
+            timing.append(EncodeEstimate(finetune_steps))
+        callbacks = [*self.callbacks, *timing]
+        progress.done.append(fit(self.model, self.frames, phase, config, resume=self.state, callbacks=callbacks))
+        self.state = None
+        if self.checkpointing:
+            progress.save()
+        if self.interrupt.requested:  # a Ctrl-C after the phase's last step: stop at the checkpoint just saved
+            raise KeyboardInterrupt
+
+
 class Encoder:
     """Encodes clips with one configuration.
 
@@ -389,53 +434,49 @@ class Encoder:
         plan: TimePlan | None,
         interrupt: DeferredInterrupt,
     ) -> None:
-        """Train, choose the rate, prune and fine-tune, then quantization-aware fine-tune: the weights
-        left in ``model`` (pruned weights zeroed) quantize to the file's tensors at ``progress.levels``.
+        """Train, then land the rate in one of two regimes: learned steps (``progress.rate``: the rate was in
+        the loss) or max-abs steps with pruning. The weights left in ``model`` then quantize to the file's
+        tensors at ``progress.steps`` (and dead zone) or ``progress.levels`` (pruned weights zeroed).
 
-        ``progress`` records finished phases and rate decisions; resumed (``state``: the running phase's,
-        None at a phase boundary), finished phases are skipped. ``plan`` ends phases on time; a Ctrl-C
-        during a step (``interrupt``) saves the checkpoint after it and stops.
-        """
-        num_frames = frames.shape[0]
-        checkpointing = self.checkpoint_interval is not None
-        callbacks = [*([ProgressBar()] if self.progress else []), *([progress] if checkpointing else [])]
-        if checkpointing:
-            callbacks.append(SaveOnInterrupt(progress, interrupt))
-
-        def run(phase: Phase) -> None:
-            nonlocal state
-            if any(r.phase == phase.name for r in progress.done):
-                return
-            finetune_steps = config.phase_steps(num_frames, finetune_fraction(config)) if phase.name == "train" else 0
-            timing: list[FitCallback] = []
-            if plan is not None:
-                timing.append(Deadline(plan.end, finetune_steps))
-            elif phase.name == "train" and state is None:
-                timing.append(EncodeEstimate(finetune_steps))
-            progress.done.append(fit(model, frames, phase, config, resume=state, callbacks=[*callbacks, *timing]))
-            state = None
-            if checkpointing:
-                progress.save()
-            if interrupt.requested:  # a Ctrl-C after the phase's last step: stop at the checkpoint just saved
-                raise KeyboardInterrupt
-
+        ``progress`` is the encode's state: finished phases and rate decisions; resumed (``state``: the
+        running phase's, None at a phase boundary), finished phases are skipped."""
+        phases = _Phases(
+            model, frames, config, progress, state, plan, interrupt, self.progress, self.checkpoint_interval
+        )
         rate = progress.rate
         measured = None if rate is None else (lambda params: stepped_weights(rate.frozen())(params))
-        run(Phase("train", config.total_steps(num_frames), config.peak_lr, config.warmup, measured, rate))
-        lr = config.peak_lr * config.finetune_lr
-        if rate is not None:
-            if progress.steps is None:  # decide the rate once, on the trained network and its steps
-                # with room for the fine-tuning's growth: a file that grows past the target is landed
-                # again, which costs more than the room does (docs/architecture.md, 4)
-                growth = FINETUNE_GROWTH if config.rate_control == 0 else 0.0
-                room = None if target_bytes is None else int(target_bytes * (1 - growth))
-                progress.steps = self._steps_for_target(model, rate.frozen(), room, build)
-            if config.qat_fraction(None) > 0:
-                steps = config.phase_steps(num_frames, config.qat_fraction(None))
-                run(Phase("qat", steps, lr, 0.0, stepped_weights(progress.steps), rate, progress.steps))
-                if target_bytes is not None:
-                    progress.steps, progress.deadzone = self._reland(model, frames, progress.steps, target_bytes, build)
-            return
+        phases.run(Phase("train", config.total_steps(phases.num_frames), config.peak_lr, config.warmup, measured, rate))
+        if rate is None:
+            self._land_max_abs(phases, target_bytes, build)
+        else:
+            self._land_learned_steps(phases, rate, target_bytes, build)
+
+    def _land_learned_steps(
+        self, phases: _Phases, rate: LearnedSteps, target_bytes: int | None, build: FileBuilder
+    ) -> None:
+        """Learned steps: scale them to land the target once, fine-tune at them (QAT, paying for the bits),
+        and land the target again when fine-tuning grew the file (``_reland``)."""
+        model, config, progress = phases.model, phases.config, phases.progress
+        if progress.steps is None:  # decide the rate once, on the trained network and its steps
+            # with room for the fine-tuning's growth: a file that grows past the target is landed
+            # again, which costs more than the room does (docs/architecture.md, 4)
+            growth = FINETUNE_GROWTH if config.rate_control == 0 else 0.0
+            room = None if target_bytes is None else int(target_bytes * (1 - growth))
+            progress.steps = self._steps_for_target(model, rate.frozen(), room, build)
+        if config.qat_fraction(None) > 0:
+            steps = config.phase_steps(phases.num_frames, config.qat_fraction(None))
+            phases.run(
+                Phase("qat", steps, phases.finetune_lr, 0.0, stepped_weights(progress.steps), rate, progress.steps)
+            )
+            if target_bytes is not None:
+                progress.steps, progress.deadzone = self._reland(
+                    model, phases.frames, progress.steps, target_bytes, build
+                )
+
+    def _land_max_abs(self, phases: _Phases, target_bytes: int | None, build: FileBuilder) -> None:
+        """Max-abs steps: the finest levels that land the target (pruning only when the coarsest does not),
+        fine-tuning after pruning, then quantization-aware fine-tuning at those levels."""
+        model, config, progress = phases.model, phases.config, phases.progress
         if progress.levels is None:  # decide the rate once, on the trained network
             progress.levels, progress.ratio = levels_for_bits(config.bits), config.prune
             if target_bytes is not None:
@@ -443,10 +484,12 @@ class Encoder:
             progress.masks = magnitude_masks(model, progress.ratio) if progress.ratio > 0 else {}
         masks = progress.masks
         if masks and config.finetune > 0:
-            run(Phase("prune", config.phase_steps(num_frames, config.finetune), lr, 0.0, masked_weights(masks)))
+            steps = config.phase_steps(phases.num_frames, config.finetune)
+            phases.run(Phase("prune", steps, phases.finetune_lr, 0.0, masked_weights(masks)))
         if config.qat_fraction(progress.levels) > 0:
-            steps = config.phase_steps(num_frames, config.qat_fraction(progress.levels))
-            run(Phase("qat", steps, lr, 0.0, quantized_weights(masks, progress.levels, channel_axes(model))))
+            steps = config.phase_steps(phases.num_frames, config.qat_fraction(progress.levels))
+            weights = quantized_weights(masks, progress.levels, channel_axes(model))
+            phases.run(Phase("qat", steps, phases.finetune_lr, 0.0, weights))
         apply_masks(model, masks)
 
     @staticmethod
