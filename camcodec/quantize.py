@@ -101,9 +101,11 @@ def fake_quantize_at(weight: torch.Tensor, scales: torch.Tensor, deadzone: float
     return straight_through(weight, symbols_at(weight, scales, deadzone=deadzone), scales)
 
 
-def quantized(name: str, symbols: torch.Tensor, scales: torch.Tensor, levels: int | None = None) -> QuantizedTensor:
-    """The file's tensor: symbols as int32, float32 steps, and the bit width of ``levels`` (None: the
-    narrowest that holds the symbols)."""
+def quantized(
+    name: str, symbols: torch.Tensor, scales: torch.Tensor, levels: int | None = None, coder: str = "table"
+) -> QuantizedTensor:
+    """The file's tensor: symbols as int32, float32 steps, the bit width of ``levels`` (None: the narrowest
+    that holds the symbols) and the coder that writes them (``VideoModel.coders``)."""
     if levels is None:
         levels = max(int(symbols.abs().max().item()), 1)
     return QuantizedTensor(
@@ -111,12 +113,15 @@ def quantized(name: str, symbols: torch.Tensor, scales: torch.Tensor, levels: in
         symbols=symbols.cpu().numpy().astype(np.int32),
         scales=scales.detach().cpu().numpy().astype(np.float32),
         bits=bits_for_levels(levels),
+        coder=coder,
     )
 
 
-def quantize_tensor(name: str, weight: torch.Tensor, levels: int, channel_axis: ChannelAxis = 0) -> QuantizedTensor:
+def quantize_tensor(
+    name: str, weight: torch.Tensor, levels: int, channel_axis: ChannelAxis = 0, coder: str = "table"
+) -> QuantizedTensor:
     symbols, scales = quantization_symbols(weight, levels, channel_axis)
-    return quantized(name, symbols, scales, levels)
+    return quantized(name, symbols, scales, levels, coder)
 
 
 def channel_axes(model: VideoModel) -> dict[str, ChannelAxis]:
@@ -129,17 +134,18 @@ def quantize_model(
 ) -> list[QuantizedTensor]:
     """Every parameter of the model, in ``state_dict`` order, as a quantized tensor (pruned where masked)."""
     masks = masks or {}
-    axes = channel_axes(model)
+    axes, coders = channel_axes(model), model.coders()
     return [
-        quantize_tensor(name, value * masks[name] if name in masks else value, levels, axes[name])
+        quantize_tensor(name, value * masks[name] if name in masks else value, levels, axes[name], coders[name])
         for name, value in model.state_dict().items()
     ]
 
 
 def quantize_at(model: VideoModel, steps: dict[str, torch.Tensor], deadzone: float = 0.0) -> list[QuantizedTensor]:
     """Every parameter of the model, in ``state_dict`` order, quantized with the given steps (and dead zone)."""
+    coders = model.coders()
     return [
-        quantized(name, symbols_at(value, steps[name], deadzone=deadzone), steps[name])
+        quantized(name, symbols_at(value, steps[name], deadzone=deadzone), steps[name], coder=coders[name])
         for name, value in model.state_dict().items()
     ]
 

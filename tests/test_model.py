@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from bitstream.layout import CODER_NAMES
 from camcodec.config import resolve_config, size_model
 from camcodec.model import (
     build_model,
@@ -20,6 +21,7 @@ from camcodec.model import (
     positional_encoding,
 )
 from camcodec.model.cam_nerv import CAMNeRV, CamNervConfig, block_channels, choose_strides
+from camcodec.quantize import quantize_model
 
 
 def small_config(width=64, height=48, num_frames=8, cam=True) -> CamNervConfig:
@@ -330,7 +332,10 @@ def test_nerv2_flow_level_on_the_head_moves_the_rgb_frames():
             config_from_dict({**config.to_dict(), **bad})
 
 
-def test_every_architecture_declares_each_tensors_channel_axis():
+def test_every_architecture_declares_each_tensors_channel_axis_and_coder():
     for config in (small_config(), nerv2.sized(64, 48, 8, 5000), nerv2.sized(64, 48, 8, 5000, **LATENTS, **WARPS)):
         model = build_model(config)
-        assert set(model.channel_axes()) == {name for name, _ in model.named_parameters()}
+        names = {name for name, _ in model.named_parameters()}
+        assert set(model.channel_axes()) == names and set(model.coders()) == names
+        assert set(model.coders().values()) <= set(CODER_NAMES.values())
+        assert {t.coder for t in quantize_model(model, 7)} == set(model.coders().values())

@@ -173,3 +173,9 @@ class VideoModel(nn.Module):
     def latent_grids(self) -> list[str]:
         """Parameters that are feature values rather than weights (they train at a higher learning rate)."""
         return [name for name, _ in self.named_parameters() if is_latent(name)]
+
+    def coders(self) -> dict[str, str]:
+        """The coder the file writes each parameter's symbols with (a name of ``bitstream.layout.CODER_NAMES``;
+        the reader decodes each with the coder its entry names). Every tensor under its own static frequency
+        table by default, the only coder of format versions 1 and 2."""
+        return {name: "table" for name, _ in self.named_parameters()}
