@@ -1,5 +1,6 @@
 """From a trained float network to the tensors in the file: pruning, quantization-aware fine-tuning,
-and the choice of pruning that lands a target file size."""
+and the searches (steps factor, dead zone, levels, pruning) that land a target file size on an estimate
+of it checked against a few coded files (``search_coded``)."""
 
 from __future__ import annotations
 
@@ -80,7 +81,8 @@ class FlatWeights:
     def __init__(self, model: VideoModel):
         state = model.state_dict()
         self.names = list(state)
-        self.values = torch.cat([v.detach().float().reshape(-1) for v in state.values()])
+        # on the CPU whatever the model's device: an estimate, and numpy counts the symbols
+        self.values = torch.cat([v.detach().float().reshape(-1).cpu() for v in state.values()])
         self.sizes = [v.numel() for v in state.values()]
         self.tensor_index = np.repeat(np.arange(len(self.sizes)), self.sizes)
 
@@ -90,7 +92,7 @@ class FlatWeights:
         parts = []
         for name, size in zip(self.names, self.sizes, strict=True):
             value = per_tensor.get(name)
-            value = torch.ones(1) if value is None else value.reshape(-1).float()
+            value = torch.ones(1) if value is None else value.detach().reshape(-1).float().cpu()
             parts.append(value.repeat_interleave(size // value.numel()))
         return torch.cat(parts)
 
