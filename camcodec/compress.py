@@ -145,15 +145,18 @@ def search_coded(
     def estimated(x: T, shift: float) -> int:
         return math.ceil(entropy(x) + shift)
 
+    size = 0
     for _ in range(MAX_ROUNDS):
         x, _ = search(functools.partial(estimated, shift=offset + margin))
+        if x == last:  # where the last round landed, with the offset measured there: the search's own answer
+            return fitting or (x, size)
         estimate = entropy(x)
         size = len(build(quantize(x)))
         log.debug("at %g: estimated %d bytes, coded %d, target %d", x, math.ceil(estimate + offset), size, target_bytes)
         if size <= target_bytes and (fitting is None or size > fitting[1]):
             fitting = (x, size)
         if abs(size - estimate - offset) <= settled_bytes(target_bytes):
-            if size <= target_bytes or x == last:  # x == last: nothing fits, the search's own answer
+            if size <= target_bytes:
                 return fitting or (x, size)
             margin += size - target_bytes
         offset, last = size - estimate, x
