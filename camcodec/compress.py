@@ -135,8 +135,9 @@ def search_coded(
     and measures the offset there. The offset moves little with the quantization (a few bytes up or down
     from one candidate to the next, 4 % of itself over a factor 2 in steps: docs/architecture.md, section
     16), so once it holds within ``settled_bytes`` between two rounds, the file found fits or misses by
-    those few bytes, and the next round aims that much lower. Two to four files; a search that does not
-    settle in ``MAX_ROUNDS`` runs on coded sizes, as it would without the estimate."""
+    those few bytes, and the next round aims that much lower; a round that lands where the last one did
+    codes nothing. Two to five files; a search that does not settle in ``MAX_ROUNDS`` returns the finest
+    file it coded that fits, and one that coded none that fits runs on coded sizes, as it would without the estimate."""
     offset = 0.0  # coded size less the entropy, on the last file coded
     margin = 0  # how far under the target the estimate aims: what settled rounds missed by
     fitting: tuple[T, int] | None = None
@@ -145,11 +146,12 @@ def search_coded(
     def estimated(x: T, shift: float) -> int:
         return math.ceil(entropy(x) + shift)
 
-    size = 0
     for _ in range(MAX_ROUNDS):
         x, _ = search(functools.partial(estimated, shift=offset + margin))
-        if x == last:  # where the last round landed, with the offset measured there: the search's own answer
-            return fitting or (x, size)
+        if x == last:  # where the last round landed, with the offset measured there: its file is known
+            if fitting is not None:
+                return fitting
+            break  # nothing coded fits: the search's end, which coding every step finds with one file
         estimate = entropy(x)
         size = len(build(quantize(x)))
         log.debug("at %g: estimated %d bytes, coded %d, target %d", x, math.ceil(estimate + offset), size, target_bytes)
@@ -160,8 +162,11 @@ def search_coded(
                 return fitting or (x, size)
             margin += size - target_bytes
         offset, last = size - estimate, x
-    log.debug("the size estimate did not settle in %d rounds: coding every step of the search", MAX_ROUNDS)
-    return fitting or search(lambda v: len(build(quantize(v))))
+    if fitting is not None:
+        log.debug("the size estimate did not settle in %d rounds: the finest file coded that fits", MAX_ROUNDS)
+        return fitting
+    log.debug("no file coded on the size estimate fits: coding every step of the search")
+    return search(lambda v: len(build(quantize(v))))
 
 
 def settled_bytes(target_bytes: int) -> int:

@@ -18,6 +18,7 @@ from camcodec.compress import (
     levels_for_target,
     prune_for_target,
     scaled_steps,
+    search_coded,
     smallest_fitting,
     stepped_weights,
 )
@@ -352,3 +353,22 @@ def test_levels_and_pruning_for_a_target_fit_it():
     assert 7 < levels < 127 and size <= full * 0.8 < len(build(quantize_model(model, levels + 1)))
     ratio, size = prune_for_target(model, 7, int(len(build(quantize_model(model, 7))) * 0.7), build)
     assert 0 < ratio < 0.9 and size == len(build(quantize_model(model, 7, magnitude_masks(model, ratio))))
+
+
+def test_a_size_estimate_that_never_settles_falls_back_to_coding_every_step():
+    def coded(x: float) -> int:  # a size falling with x: the real file
+        return int(10_000 / x)
+
+    drift = iter(range(1_000_000))
+
+    def entropy(x: float) -> float:  # an estimate whose offset from the real size moves on every call
+        return coded(x) - 100.0 * next(drift)
+
+    def build(tensors):
+        return bytes(tensors)
+
+    def search(size):
+        return smallest_fitting(size, 1 / 16, 16.0, 3_000, 14)
+
+    x, size = search_coded(search, entropy, lambda v: coded(v), build, 3_000)
+    assert (x, size) == search(coded) and size <= 3_000
