@@ -242,6 +242,13 @@ def deadzone_for_target(
     return deadzone, best
 
 
+def max_abs_steps(
+    params: Mapping[str, torch.Tensor], levels: int, axes: dict[str, ChannelAxis]
+) -> dict[str, torch.Tensor]:
+    """The steps ``quantize.quantize_model`` quantizes each tensor with at ``levels``: max |w| / levels."""
+    return {name: channel_scales(p, levels, axes[name]) for name, p in params.items()}
+
+
 def most_levels_fitting(size: Callable[[int], int], low: int, high: int, target_bytes: int) -> tuple[int, int]:
     """The most levels in ``low .. high`` whose ``size`` fits ``target_bytes``, for a size that grows with
     the levels: (levels, size); when even ``low`` codes too large, returns it and its size."""
@@ -267,9 +274,7 @@ def levels_for_target(model: VideoModel, low: int, high: int, target_bytes: int,
     params = dict(model.state_dict())
     best = search_coded(
         lambda size: most_levels_fitting(size, low, high, target_bytes),
-        lambda levels: flat.entropy_bytes(
-            {name: channel_scales(p, levels, axes[name]) for name, p in params.items()}, levels=levels
-        ),
+        lambda levels: flat.entropy_bytes(max_abs_steps(params, levels, axes), levels=levels),
         lambda levels: quantize_model(model, levels),
         build,
         target_bytes,
@@ -314,8 +319,7 @@ def prune_for_target(
     def entropy(ratio: float) -> float:
         kept = masks(ratio)
         pruned = {name: p * kept[name] if name in kept else p for name, p in params.items()}
-        steps = {name: channel_scales(p, levels, axes[name]) for name, p in pruned.items()}
-        return flat.entropy_bytes(steps, levels=levels, masks=kept)
+        return flat.entropy_bytes(max_abs_steps(pruned, levels, axes), levels=levels, masks=kept)
 
     best = search_coded(
         lambda size: least_pruning_fitting(size, max_ratio, target_bytes, iterations),
