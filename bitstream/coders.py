@@ -30,9 +30,11 @@ class SymbolCoder(Protocol):
 CODERS: dict[int, SymbolCoder] = {L.CODER_TABLE: RansCoder()}
 
 
+_IDS = {name: coder for coder, name in L.CODER_NAMES.items()}
+
+
 def coder_id(name: str, where: str) -> int:
     """The id of the coder called ``name`` (``layout.CODER_NAMES``); HeaderError for a name the format lacks."""
-    ids = {coder_name: coder for coder, coder_name in L.CODER_NAMES.items()}
-    if name not in ids:
-        raise HeaderError(f"{where}: coder {name!r} is not one of the format's ({', '.join(sorted(ids))})")
-    return ids[name]
+    if name not in _IDS:
+        raise HeaderError(f"{where}: coder {name!r} is not one of the format's ({', '.join(sorted(_IDS))})")
+    return _IDS[name]
