@@ -1,6 +1,6 @@
 """The entropy coder: compressai's rANS behind a two-call interface.
 
-Only compressai's two compiled extension modules are loaded, on first use (``_extension``): importing
+Only compressai's compiled ``ans`` extension module is loaded, on first use (``_extension``): importing
 the ``compressai`` package would import torch, torchvision, scipy and all of its models (~5 s), the
 largest part of a short decode. Everything about the table is in :mod:`bitstream.freqtable`.
 
@@ -59,7 +59,7 @@ from types import ModuleType
 import numpy as np
 
 from bitstream import freqtable
-from bitstream.errors import BitstreamError, HeaderError
+from bitstream.errors import HeaderError
 
 #: Largest number of symbols one call codes (the reader's per-tensor element limit).
 MAX_COUNT = 2**28
@@ -109,18 +109,10 @@ def _ans() -> ModuleType:
     return _extension("ans")
 
 
-def _quantized_cdf(freqs: np.ndarray) -> list[int]:
-    """The 16-bit CDF (escape slot included) through compressai's own pmf_to_quantized_cdf.
-
-    The frequencies are exact multiples of 2**-16 summing to 1, so compressai's rounding is the
-    identity; the result is checked against the integer cumulative sum all the same.
-    """
-    full = np.append(freqs, 1)
-    cdf = _extension("_CXX").pmf_to_quantized_cdf((full / freqtable.TOTAL).tolist(), freqtable.PRECISION)
-    expected = np.concatenate([[0], np.cumsum(full)])
-    if not np.array_equal(np.asarray(cdf, dtype=np.int64), expected):
-        raise BitstreamError("compressai's pmf_to_quantized_cdf changed the frequency table")
-    return [int(v) for v in expected]
+def _cdf(freqs: np.ndarray) -> list[int]:
+    """The 16-bit CDF of the ranked frequencies with the escape slot (frequency 1) appended: their integer
+    cumulative sum, which the format defines (docs/bitstream.md, "CDF")."""
+    return [0, *np.cumsum(np.append(freqs, 1)).tolist()]
 
 
 class RansCoder:
@@ -152,7 +144,7 @@ class RansCoder:
         ranks = rank_of[values - table.low]
         if len(ranks) < MIN_CODED:
             ranks = np.concatenate([ranks, np.zeros(MIN_CODED - len(ranks), dtype=ranks.dtype)])
-        cdf = _quantized_cdf(freqs[order])
+        cdf = _cdf(freqs[order])
         payload = _ans().RansEncoder().encode_with_indexes(ranks.tolist(), [0] * len(ranks), [cdf], [len(cdf)], [0])
         return table_bytes, bytes(payload)
 
@@ -175,7 +167,7 @@ class RansCoder:
         freqs = parsed.freqs()
         order = freqtable.rank_order(freqs)
         # The encoder's CDF plus one unreachable entry: compressai's escape (bypass) path never runs.
-        cdf = _quantized_cdf(freqs[order]) + [freqtable.TOTAL + 1]
+        cdf = _cdf(freqs[order]) + [freqtable.TOTAL + 1]
         ranked = np.append(freqs[order], 1)  # the escape slot's frequency, rank `size`
         info = np.log2(freqtable.TOTAL / ranked)
         budget = (32 + SLACK) * (words - 2) + 33 + coded * SLACK + 1.0
