@@ -183,15 +183,27 @@ def smallest_fitting(
     best = (high, size(high))
     if best[1] > target_bytes:
         return best
-    log_low, log_high = math.log2(low), math.log2(high)
+    return bisected(size, math.log2(low), math.log2(high), best, target_bytes, iterations, lambda v: 2.0**v)
+
+
+def bisected(
+    size: Callable[[float], int],
+    low: float,
+    high: float,
+    best: tuple[float, int],
+    target_bytes: int,
+    iterations: int,
+    x_at: Callable[[float], float] = lambda v: v,
+) -> tuple[float, int]:
+    """Bisection of v in [low, high] towards the smallest x = ``x_at(v)`` whose ``size(x)`` fits ``target_bytes``,
+    for a size that falls as v grows: (x, size) of the last fitting midpoint, ``best`` if none fits."""
     for _ in range(iterations):
-        log_mid = (log_low + log_high) / 2
-        mid = 2.0**log_mid
-        mid_size = size(mid)
+        mid = (low + high) / 2
+        mid_size = size(x_at(mid))
         if mid_size <= target_bytes:
-            log_high, best = log_mid, (mid, mid_size)
+            high, best = mid, (x_at(mid), mid_size)
         else:
-            log_low = log_mid
+            low = mid
     return best
 
 
@@ -292,16 +304,7 @@ def least_pruning_fitting(
     unpruned = size(0.0)
     if unpruned <= target_bytes:
         return 0.0, unpruned
-    low, high = 0.0, max_ratio
-    best = (max_ratio, size(max_ratio))
-    for _ in range(iterations):
-        mid = (low + high) / 2
-        mid_size = size(mid)
-        if mid_size <= target_bytes:
-            high, best = mid, (mid, mid_size)
-        else:
-            low = mid
-    return best
+    return bisected(size, 0.0, max_ratio, (max_ratio, size(max_ratio)), target_bytes, iterations)
 
 
 def prune_for_target(
