@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from bitstream.layout import DEFAULT_CODER
+
 
 @dataclass(frozen=True)
 class VideoInfo:
@@ -44,7 +46,7 @@ class QuantizedTensor:
     symbols: np.ndarray
     scales: np.ndarray
     bits: int
-    coder: str = "table"  # how the file entropy-codes the symbols: a name of bitstream.layout.CODER_NAMES
+    coder: str = DEFAULT_CODER  # how the file entropy-codes the symbols: a name of bitstream.layout.CODER_NAMES
 
     def dequantize(self) -> np.ndarray:
         """float32 weights, ``symbols * scales`` with scales broadcast along axis 0 (pure numpy)."""

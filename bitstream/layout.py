@@ -75,6 +75,7 @@ MAX_BITS = 16
 
 CODER_TABLE = 0
 CODER_NAMES = {CODER_TABLE: "table"}  # version 2: how a quantized tensor's symbols are entropy-coded
+DEFAULT_CODER = CODER_NAMES[CODER_TABLE]  # the coder of every tensor that names none (all of versions 1 and 2)
 
 _NAME = Field("name", "U", 1, MAX_NAME_BYTES, "tensor name, unique within the segment")
 _KIND = Field("kind", "B", 0, 2, "0 quantized, 1 raw float16, 2 raw float32")

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from bitstream import QuantizedTensor
+from bitstream.layout import DEFAULT_CODER
 from camcodec.model.common import VideoModel
 
 MIN_VALUES_PER_SCALE = 128
@@ -102,7 +103,7 @@ def fake_quantize_at(weight: torch.Tensor, scales: torch.Tensor, deadzone: float
 
 
 def quantized(
-    name: str, symbols: torch.Tensor, scales: torch.Tensor, levels: int | None = None, coder: str = "table"
+    name: str, symbols: torch.Tensor, scales: torch.Tensor, levels: int | None = None, coder: str = DEFAULT_CODER
 ) -> QuantizedTensor:
     """The file's tensor: symbols as int32, float32 steps, the bit width of ``levels`` (None: the narrowest
     that holds the symbols) and the coder that writes them (``VideoModel.coders``)."""
@@ -118,7 +119,7 @@ def quantized(
 
 
 def quantize_tensor(
-    name: str, weight: torch.Tensor, levels: int, channel_axis: ChannelAxis = 0, coder: str = "table"
+    name: str, weight: torch.Tensor, levels: int, channel_axis: ChannelAxis = 0, coder: str = DEFAULT_CODER
 ) -> QuantizedTensor:
     symbols, scales = quantization_symbols(weight, levels, channel_axis)
     return quantized(name, symbols, scales, levels, coder)

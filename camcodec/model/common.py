@@ -11,8 +11,8 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import nn
 
+from bitstream.layout import DEFAULT_CODER, MAX_FRAMES
 from bitstream.layout import MAX_DIMENSION as MAX_SIDE
-from bitstream.layout import MAX_FRAMES
 from camcodec.roles import is_latent
 
 
@@ -178,4 +178,4 @@ class VideoModel(nn.Module):
         """The coder the file writes each parameter's symbols with (a name of ``bitstream.layout.CODER_NAMES``;
         the reader decodes each with the coder its entry names). Every tensor under its own static frequency
         table by default, the only coder of format versions 1 and 2."""
-        return {name: "table" for name, _ in self.named_parameters()}
+        return {name: DEFAULT_CODER for name, _ in self.named_parameters()}
