@@ -72,6 +72,10 @@ def cam_points_for(num_frames: int) -> int:
 # per pass of 5 bits' size: these are the passes that took the time of 230 and 920 passes of the latter.
 # The default network's flow level costs 9-17 % of a step (0.91x the steps/s at 320x180, 0.83x at 176x144):
 # 7/8 of those passes (160 and 640) keep the encode time.
+# A clip shorter than MIN_PASS_FRAMES trains the steps of one that long: a network needs a number of steps to
+# converge whatever the clip's length, and its passes alone leave a short clip far from it (10 frames at `fast`:
+# 3x the steps gave +1.2 to +2.3 dB at equal bits; docs/architecture.md section 19).
+MIN_PASS_FRAMES = 30
 PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"epochs": 140},
     "medium": {"epochs": 560},
@@ -110,7 +114,12 @@ class EncodeConfig:
         metadata=option("model size: network parameters per pixel x frame", "rate", metavar="P"),
     )
     epochs: int = field(
-        default=PRESETS[DEFAULT_PRESET]["epochs"], metadata=option("training passes over all frames", "training")
+        default=PRESETS[DEFAULT_PRESET]["epochs"],
+        metadata=option(
+            f"training passes over all frames (a clip of fewer than {MIN_PASS_FRAMES} frames trains as many steps as "
+            f"one of {MIN_PASS_FRAMES})",
+            "training",
+        ),
     )
     steps: int | None = field(
         default=None, metadata=option("training steps in total, each a batch of frames (overrides epochs)", "training")
@@ -270,10 +279,11 @@ class EncodeConfig:
         return parameters * coded_bits_per_weight(self.bits) / pixels
 
     def total_steps(self, num_frames: int) -> int:
-        """Steps of the main training phase."""
+        """Steps of the main training phase: ``steps``, or ``epochs`` passes over the clip's frames, counted
+        over at least ``MIN_PASS_FRAMES``."""
         if self.steps is not None:
             return self.steps
-        return self.epochs * math.ceil(num_frames / self.batch_size)
+        return self.epochs * math.ceil(max(num_frames, MIN_PASS_FRAMES) / self.batch_size)
 
     @property
     def peak_lr(self) -> float:

@@ -135,6 +135,18 @@ def test_time_with_steps_or_passes_is_a_conflict():
             resolve_config(time="5m", **clash)
 
 
+def test_a_short_clip_trains_the_steps_of_min_pass_frames():
+    """A preset's passes count a short clip as MIN_PASS_FRAMES frames (a network's steps to converge do not
+    shrink with the clip); --steps is taken as given, and longer clips keep passes over their own frames."""
+    from camcodec.config import MIN_PASS_FRAMES, resolve_config
+
+    fast = resolve_config("fast")
+    floor = fast.epochs * -(-MIN_PASS_FRAMES // fast.batch_size)
+    assert [fast.total_steps(n) for n in (1, 10, MIN_PASS_FRAMES)] == [floor] * 3
+    assert fast.total_steps(4 * MIN_PASS_FRAMES) == 4 * floor
+    assert resolve_config("fast", steps=7).total_steps(10) == 7
+
+
 def test_ctrl_c_while_torch_loads_is_one_line(monkeypatch, capsys):
     import camcodec.cli as cli
 
