@@ -47,18 +47,20 @@ MANIFEST = "manifest.json"
 
 def segment_ranges(num_frames: int, segment_frames: int | None = None, segments: int | None = None) -> list[range]:
     """Consecutive frame ranges covering ``num_frames``: of ``segment_frames`` each (the last may be
-    shorter), or ``segments`` of near-equal length; by default one, or ``DEFAULT_SEGMENT_FRAMES`` each."""
+    shorter), or ``segments`` of near-equal length; by default one, or as few near-equal ones of at most
+    ``DEFAULT_SEGMENT_FRAMES`` as cover the clip (610 frames: 305 + 305, not 600 + a 10-frame segment, whose
+    network would have few frames to spread its fixed costs over)."""
     if segment_frames is not None and segments is not None:
         raise InputError("--segment-frames and --segments both set the segments: give one of them")
     for value, name in ((segment_frames, "--segment-frames"), (segments, "--segments")):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise InputError(f"{name} must be a whole number >= 1, got {value!r}")
-    if segments is not None:
-        count = min(segments, num_frames)
-        bounds = [round(i * num_frames / count) for i in range(count + 1)]
-        return [range(a, b) for a, b in itertools.pairwise(bounds)]
-    size = segment_frames or DEFAULT_SEGMENT_FRAMES
-    return [range(first, min(first + size, num_frames)) for first in range(0, num_frames, size)]
+    if segment_frames is not None:
+        size = segment_frames
+        return [range(first, min(first + size, num_frames)) for first in range(0, num_frames, size)]
+    count = min(segments or -(-num_frames // DEFAULT_SEGMENT_FRAMES), num_frames)
+    bounds = [round(i * num_frames / count) for i in range(count + 1)]
+    return [range(a, b) for a, b in itertools.pairwise(bounds)]
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,9 @@ def test_segment_ranges_cover_the_frames_in_order():
     assert segment_ranges(10, segment_frames=4) == [range(4), range(4, 8), range(8, 10)]
     assert segment_ranges(10, segments=3) == [range(3), range(3, 7), range(7, 10)]
     assert segment_ranges(2, segments=5) == [range(1), range(1, 2)]
-    assert len(segment_ranges(DEFAULT_SEGMENT_FRAMES + 1)) == 2  # a long clip is segmented by itself
+    # a long clip is segmented by itself, into near-equal segments: no short last one
+    assert segment_ranges(DEFAULT_SEGMENT_FRAMES + 10) == [range(305), range(305, 610)]
+    assert [len(r) for r in segment_ranges(2 * DEFAULT_SEGMENT_FRAMES)] == [DEFAULT_SEGMENT_FRAMES] * 2
     for bad in ({"segment_frames": 0}, {"segments": 2, "segment_frames": 3}, {"segments": True}):
         with pytest.raises(InputError):
             segment_ranges(10, **bad)

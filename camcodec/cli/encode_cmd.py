@@ -82,7 +82,7 @@ def setup_args(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         metavar="N",
         help=f"code consecutive segments of N frames, each its own network (default: one segment, or "
-        f"{DEFAULT_SEGMENT_FRAMES}-frame segments for a longer clip)",
+        f"near-equal segments of at most {DEFAULT_SEGMENT_FRAMES} frames for a longer clip)",
     )
     scale_out.add_argument("--segments", type=positive_int, metavar="K", help="code K segments of near-equal length")
     scale_out.add_argument(
