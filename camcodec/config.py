@@ -72,10 +72,11 @@ def cam_points_for(num_frames: int) -> int:
 # per pass of 5 bits' size: these are the passes that took the time of 230 and 920 passes of the latter.
 # The default network's flow level costs 9-17 % of a step (0.91x the steps/s at 320x180, 0.83x at 176x144):
 # 7/8 of those passes (160 and 640) keep the encode time.
-# A clip shorter than MIN_PASS_FRAMES trains the steps of one that long: a network needs a number of steps to
-# converge whatever the clip's length, and its passes alone leave a short clip far from it (10 frames at `fast`:
-# 3x the steps gave +1.2 to +2.3 dB at equal bits; docs/architecture.md section 19).
-MIN_PASS_FRAMES = 30
+# A clip shorter than MIN_PASS_FRAMES trains the steps of one that long (the length the presets' effort and time
+# are given for): a network needs a number of steps to converge whatever the clip's length, and its passes alone
+# leave a short clip far from it (10 frames at `fast`: 6x the steps, +1.8 to +3.0 dB at equal bits; two held-out
+# clips of 10 and 17 frames: -38 % BD-rate; docs/architecture.md section 19).
+MIN_PASS_FRAMES = 60
 PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"epochs": 140},
     "medium": {"epochs": 560},
