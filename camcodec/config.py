@@ -75,7 +75,7 @@ def cam_points_for(num_frames: int) -> int:
 # A clip shorter than MIN_PASS_FRAMES trains the steps of one that long (the length the presets' effort and time
 # are given for): a network needs a number of steps to converge whatever the clip's length, and its passes alone
 # leave a short clip far from it (10 frames at `fast`: 6x the steps, +1.8 to +3.0 dB at equal bits; two held-out
-# clips of 10 and 17 frames: -38 % BD-rate; docs/architecture.md section 19).
+# clips of 10 and 17 frames: -39 % BD-rate; docs/architecture.md section 19).
 MIN_PASS_FRAMES = 60
 PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"epochs": 140},

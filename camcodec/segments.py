@@ -56,8 +56,7 @@ def segment_ranges(num_frames: int, segment_frames: int | None = None, segments:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise InputError(f"{name} must be a whole number >= 1, got {value!r}")
     if segment_frames is not None:
-        size = segment_frames
-        return [range(first, min(first + size, num_frames)) for first in range(0, num_frames, size)]
+        return [range(first, min(first + segment_frames, num_frames)) for first in range(0, num_frames, segment_frames)]
     count = min(segments or -(-num_frames // DEFAULT_SEGMENT_FRAMES), num_frames)
     bounds = [round(i * num_frames / count) for i in range(count + 1)]
     return [range(a, b) for a, b in itertools.pairwise(bounds)]
