@@ -80,8 +80,8 @@ def encode(
     anyway, into near-equal segments no longer than that. ``workers`` runs them on a local Dask cluster of
     that many processes (``worker_threads`` torch threads each), ``cluster`` on the Dask scheduler at that
     address; ``work_dir`` holds their files and checkpoints (an interrupted segmented encode continues from it
-    when run again). A ``time``
-    budget is shared among the segments by the frames each codes and the workers that run them.
+    when run again). A ``time`` budget is shared among the segments by the frames each codes and the workers
+    that run them.
     """
     if "max_frames" in options:  # the name before frames=, kept for callers written against it
         frames = options.pop("max_frames") if frames is None else frames
