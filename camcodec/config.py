@@ -279,12 +279,16 @@ class EncodeConfig:
             return self.target_bpp
         return parameters * coded_bits_per_weight(self.bits) / pixels
 
+    @staticmethod
+    def pass_frames(num_frames: int) -> int:
+        """The frames a pass counts for a clip of ``num_frames``: its own, at least ``MIN_PASS_FRAMES``."""
+        return max(num_frames, MIN_PASS_FRAMES)
+
     def total_steps(self, num_frames: int) -> int:
-        """Steps of the main training phase: ``steps``, or ``epochs`` passes over the clip's frames, counted
-        over at least ``MIN_PASS_FRAMES``."""
+        """Steps of the main training phase: ``steps``, or ``epochs`` passes over ``pass_frames``."""
         if self.steps is not None:
             return self.steps
-        return self.epochs * math.ceil(max(num_frames, MIN_PASS_FRAMES) / self.batch_size)
+        return self.epochs * math.ceil(self.pass_frames(num_frames) / self.batch_size)
 
     @property
     def peak_lr(self) -> float:

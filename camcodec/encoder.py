@@ -31,7 +31,6 @@ from camcodec.compress import (
 )
 from camcodec.config import (
     MAX_TARGET_BITS,
-    MIN_PASS_FRAMES,
     MIN_TARGET_BITS,
     EncodeConfig,
     coded_bits_per_weight,
@@ -195,8 +194,8 @@ def plan_line(
     if plan is not None:
         effort += f" in --time {format_duration(config.time_budget or 0)} ({plan.line()})"
     elif config.steps is None:
-        counted = f" over {MIN_PASS_FRAMES} frames" if num_frames < MIN_PASS_FRAMES else ""
-        effort += f" ({config.epochs} passes{counted})"
+        counted = config.pass_frames(num_frames)
+        effort += f" ({config.epochs} passes" + (f" over {counted} frames)" if counted != num_frames else ")")
     target = f"target {config.target_bpp:g} bpp" if config.target_bpp is not None else f"~{asked_bpp:.2g} bpp"
     precision = "bf16" if trains_in_bf16(config.precision, device) else "fp32"
     return (
