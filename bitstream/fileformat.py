@@ -17,10 +17,12 @@ import os
 import stat
 import zlib
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 
+from bitstream import freqtable
 from bitstream import layout as L
 from bitstream.coders import CODERS, coder_id
 from bitstream.container import Container, QuantizedTensor, RawTensor, Segment, VideoInfo
@@ -33,6 +35,7 @@ from bitstream.errors import (
     UnsupportedVersionError,
 )
 from bitstream.files import write_atomic
+from bitstream.rans import build_table, decode_stream, encode_stream, information_bits
 from bitstream.records import ByteReader, crc32
 
 log = logging.getLogger(__name__)
@@ -50,14 +53,17 @@ def check_video_info(info: VideoInfo) -> None:
     L.FILE_HEADER.check({**head, "segment_count": 1}, "video info")
 
 
-def write_bytes(container: Container) -> bytes:
-    """The bytes of a .cam file holding ``container``; the same container always gives the same bytes.
-    Each quantized tensor is coded with the coder it names (``bitstream.coders``).
+def write_bytes(container: Container, version: int = L.FORMAT_VERSION) -> bytes:
+    """The bytes of a .cam file of format ``version`` (``layout.WRITABLE_VERSIONS``) holding ``container``;
+    the same container always gives the same bytes. Each quantized tensor is coded with the coder it names
+    (``bitstream.coders``): in version 2 one payload per tensor, in version 3 one stream per segment.
 
     Invalid content (a value out of range, segments that do not tile the frames, a non-JSON config,
     symbols outside their bit range, a coder the format lacks ...) raises HeaderError before anything is
     produced.
     """
+    if version not in L.WRITABLE_VERSIONS:
+        raise HeaderError(f"cannot write format version {version}; this writer writes {L.WRITABLE_VERSIONS}")
     if not isinstance(container, Container):
         raise HeaderError(f"cannot write a {type(container).__name__}, expected a Container")
     if not isinstance(container.info, VideoInfo):
@@ -70,7 +76,7 @@ def write_bytes(container: Container) -> bytes:
     head = L.FILE_HEADER.check(head, "video info")
     parts = [
         L.MAGIC,
-        L.PREAMBLE.pack({"format_version": L.FORMAT_VERSION}, "preamble"),
+        L.PREAMBLE.pack({"format_version": version}, "preamble"),
         _section(L.TAG_FILE, L.FILE_HEADER.pack(head, "video info")),
     ]
     next_frame = 0
@@ -93,42 +99,44 @@ def write_bytes(container: Container) -> bytes:
         if next_frame > head["num_frames"]:
             raise HeaderError(f"cannot write {where}: ends at frame {next_frame}, the video has {head['num_frames']}")
         config = _config_bytes(segment.model_config, where)
-        entries, payloads = [], []
+        tensors = [_checked_tensor(tensor, f"{where} tensor {i}") for i, tensor in enumerate(segment.tensors)]
         names: set[str] = set()
-        for position, tensor in enumerate(segment.tensors):
-            entry, payload, count, name = _encode_tensor(tensor, f"{where} tensor {position}")
-            if name in names:
-                raise HeaderError(f"cannot write {where}: tensor name {name!r} appears twice")
-            names.add(name)
-            total_elements += count
+        for tensor in tensors:
+            if tensor.name in names:
+                raise HeaderError(f"cannot write {where}: tensor name {tensor.name!r} appears twice")
+            names.add(tensor.name)
+            total_elements += tensor.count
             if total_elements > L.MAX_ELEMENTS:
                 raise HeaderError(f"cannot write: more than {L.MAX_ELEMENTS} tensor elements in the file")
-            entries.append(entry)
-            payloads.append(payload)
-        parts.append(_section(L.TAG_SEGMENT, L.SEGMENT_HEADER.pack(values, where) + _deflated(config, where)))
-        parts.append(_section(L.TAG_TENSORS, _deflated(b"".join(entries), where)))
-        parts.append(_section(L.TAG_DATA, b"".join(payloads)))
+        table, data = _tables_v3(tensors) if version >= 3 else _tables_v2(tensors)
+        data_section = _section(L.TAG_DATA, data)
+        if version >= 3:
+            table = L.DATA_CRC.pack(L.SECTION_CRC.unpack(data_section[-L.SECTION_CRC.size :])[0], where) + table
+        header = L.SEGMENT_HEADER.pack(values, where) + _deflated(config, version, where)
+        parts.append(_section(L.TAG_SEGMENT, header))
+        parts.append(_section(L.TAG_TENSORS, _deflated(table, version, where)))
+        parts.append(data_section)
     if next_frame != head["num_frames"]:
         raise HeaderError(f"cannot write: segments cover {next_frame} frames, the video has {head['num_frames']}")
     return b"".join(parts)
 
 
-def _deflated(raw: bytes, where: str) -> bytes:
-    """Version 2's packing of the model config and the tensor table: the inflated length, then the raw
-    deflate stream (preset dictionary ``layout.DEFLATE_DICTIONARY``)."""
+def _deflated(raw: bytes, version: int, where: str) -> bytes:
+    """The packing of the model config and the tensor table from version 2 on: the inflated length, then the
+    raw deflate stream (preset dictionary ``layout.DEFLATE_DICTIONARIES[version]``)."""
     length = L.INFLATED_LENGTH.pack(len(raw), f"cannot write {where}")
-    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, L.DEFLATE_DICTIONARY)
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, L.DEFLATE_DICTIONARIES[version])
     return length + packer.compress(raw) + packer.flush()
 
 
-def _inflated(reader: ByteReader, what: str, limit: int = L.MAX_TABLE_SECTION_BYTES) -> bytes:
+def _inflated(reader: ByteReader, what: str, version: int, limit: int = L.MAX_TABLE_SECTION_BYTES) -> bytes:
     """Read what ``_deflated`` wrote, up to the end of ``reader``; never inflates more than declared,
     and refuses a declared length over ``limit`` before inflating anything."""
     length = L.INFLATED_LENGTH.unpack(reader)
     if length > limit:
         raise HeaderError(f"{reader.where}: {what} is {length} bytes, at most {limit}")
     stream = reader.take(reader.remaining, what)
-    unpacker = zlib.decompressobj(-15, zdict=L.DEFLATE_DICTIONARY)
+    unpacker = zlib.decompressobj(-15, zdict=L.DEFLATE_DICTIONARIES[version])
     try:
         raw = unpacker.decompress(stream, max(length, 1))
     except zlib.error as exc:
@@ -207,8 +215,22 @@ def _checked_scales(scales: Any, channels: int, where: str) -> np.ndarray:
     return single
 
 
-def _encode_tensor(tensor: Any, where: str) -> tuple[bytes, bytes, int, str]:
-    """(table entry, DATA bytes, element count, name) of one tensor."""
+@dataclass
+class _Checked:
+    """A tensor checked for writing: its quantized symbols (flat) or its raw values' bytes."""
+
+    name: str
+    kind: int
+    coder: int
+    bits: int
+    shape: tuple[int, ...]
+    count: int
+    scales: np.ndarray  # float32; empty for a raw tensor
+    symbols: np.ndarray | None = None
+    raw: bytes = b""
+
+
+def _checked_tensor(tensor: Any, where: str) -> _Checked:
     if isinstance(tensor, (QuantizedTensor, RawTensor)):
         L.TENSOR_ENTRY.by_name["name"].check(tensor.name, f"cannot write {where}")
         where = f"{where} {tensor.name!r}"
@@ -226,31 +248,87 @@ def _encode_tensor(tensor: Any, where: str) -> tuple[bytes, bytes, int, str]:
             raise HeaderError(f"cannot write {where}: symbols span {low}..{high}, {bits} bits allow -{limit}..{limit}")
         scales = _checked_scales(tensor.scales, shape[0], where)
         coder = coder_id(tensor.coder, f"cannot write {where}")
-        table, payload = CODERS[coder].encode(symbols.reshape(-1))
-        fields = {
-            "name": tensor.name, "kind": L.KIND_QUANTIZED, "coder": coder, "bits": bits, "ndim": len(shape),
-            "count": symbols.size, "scale_count": scales.size, "table_length": len(table),
-            "payload_length": len(payload),
-        }  # fmt: skip
-        extra = scales.astype("<f4").tobytes() + bytes(table)
-    elif isinstance(tensor, RawTensor):
+        return _Checked(tensor.name, L.KIND_QUANTIZED, coder, bits, shape, symbols.size, scales, symbols.reshape(-1))
+    if isinstance(tensor, RawTensor):
         values = np.asarray(tensor.values)
         kinds = {np.dtype(np.float16): L.KIND_RAW_F16, np.dtype(np.float32): L.KIND_RAW_F32}
         kind = kinds.get(values.dtype.newbyteorder("="))
         if kind is None:
             raise HeaderError(f"cannot write {where}: values are {values.dtype}, expected float16 or float32")
         shape = _checked_shape(values, where)
-        payload = np.ascontiguousarray(values).astype(L.RAW_DTYPES[kind]).tobytes()
+        raw = np.ascontiguousarray(values).astype(L.RAW_DTYPES[kind]).tobytes()
+        return _Checked(tensor.name, kind, 0, 0, shape, values.size, np.zeros(0, np.float32), raw=raw)
+    raise HeaderError(f"cannot write {where}: a {type(tensor).__name__}, expected QuantizedTensor or RawTensor")
+
+
+def _dims(shape: tuple[int, ...]) -> bytes:
+    return b"".join(L.DIMENSION.pack(d, "cannot write") for d in shape)
+
+
+def _tables_v2(tensors: list[_Checked]) -> tuple[bytes, bytes]:
+    """Version 1 and 2's tensor table (inflated) and DATA: an entry and a payload per tensor."""
+    entries, payloads = [], []
+    for t in tensors:
+        if t.symbols is not None:
+            table, payload = CODERS[t.coder].encode(t.symbols)
+            extra = t.scales.astype("<f4").tobytes() + bytes(table)
+        else:
+            table, payload, extra = b"", t.raw, b""
         fields = {
-            "name": tensor.name, "kind": kind, "coder": 0, "bits": 0, "ndim": len(shape), "count": values.size,
-            "scale_count": 0, "table_length": 0, "payload_length": len(payload),
+            "name": t.name, "kind": t.kind, "coder": t.coder, "bits": t.bits, "ndim": len(t.shape),
+            "count": t.count, "scale_count": t.scales.size, "table_length": len(table),
+            "payload_length": len(payload),
         }  # fmt: skip
-        extra = b""
-    else:
-        raise HeaderError(f"cannot write {where}: a {type(tensor).__name__}, expected QuantizedTensor or RawTensor")
-    entry = L.TENSOR_ENTRY.pack(fields, f"cannot write {where}")
-    dims = b"".join(L.DIMENSION.pack(d, f"cannot write {where}") for d in shape)
-    return entry + dims + extra, bytes(payload), int(fields["count"]), tensor.name
+        entries.append(L.TENSOR_ENTRY.pack(fields, f"cannot write tensor {t.name!r}") + _dims(t.shape) + extra)
+        payloads.append(bytes(payload))
+    return b"".join(entries), b"".join(payloads)
+
+
+def _grid_exponents(scales: np.ndarray) -> list[int] | None:
+    """The exponents ``e`` with ``scales == 2^(e / 32)`` exactly (``layout.GRID_MANTISSAS``), or None when
+    a scale is off that grid or beyond its range."""
+    exponents = np.round(np.log2(scales.astype(np.float64)) * L.GRID_STEPS_PER_OCTAVE).astype(np.int64)
+    if np.abs(exponents).max() > L.MAX_SCALE_EXPONENT:
+        return None
+    if not np.array_equal(_grid_scales(exponents), scales):
+        return None
+    return exponents.tolist()
+
+
+def _grid_scales(exponents: np.ndarray) -> np.ndarray:
+    octave, step = np.divmod(np.asarray(exponents, dtype=np.int64), L.GRID_STEPS_PER_OCTAVE)
+    return np.ldexp(L.GRID_MANTISSAS[step], octave.astype(np.int32)).astype(np.float32)
+
+
+def _tables_v3(tensors: list[_Checked]) -> tuple[bytes, bytes]:
+    """Version 3's tensor table (inflated: the names, then the entries) and DATA (the segment's rANS stream,
+    then the raw values)."""
+    names = b"".join(L.TENSOR_ENTRY.by_name["name"].pack(t.name, "cannot write") for t in tensors)
+    entries, tables, symbols, raws = [], [], [], []
+    for t in tensors:
+        where = f"cannot write tensor {t.name!r}"
+        scale_code, scale_bytes, table = L.SCALES_F32, b"", b""
+        if t.symbols is not None:
+            built = build_table(t.symbols)
+            tables.append(built)
+            symbols.append(t.symbols)
+            table = built.to_bytes()
+            exponents = _grid_exponents(t.scales)
+            if exponents is None:
+                scale_bytes = t.scales.astype("<f4").tobytes()
+            else:
+                scale_code = L.SCALES_EXPONENT
+                scale_bytes = b"".join(L.SCALE_EXPONENT.pack(e, where) for e in exponents)
+        else:
+            raws.append(t.raw)
+        fields = {
+            "kind": t.kind, "coder": t.coder, "bits": t.bits, "ndim": len(t.shape), "scale_count": t.scales.size,
+            "scale_code": scale_code, "table_length": len(table),
+        }  # fmt: skip
+        entries.append(L.TENSOR_ENTRY_V3.pack(fields, where) + _dims(t.shape) + scale_bytes + table)
+    stream = encode_stream(tables, symbols)
+    data = L.STREAM_LENGTH.pack(len(stream), "cannot write") + stream + b"".join(raws)
+    return names + b"".join(entries), data
 
 
 # --- parsing (shared by read_bytes and describe) ------------------------------------------------------
@@ -266,8 +344,8 @@ class _Entry:
     count: int
     scales: np.ndarray  # empty for a raw tensor
     table: bytes
-    payload_offset: int
-    payload_length: int
+    payload_offset: int  # -1: in the segment's stream (version 3)
+    payload_length: int  # 0 in the segment's stream
 
 
 @dataclass
@@ -276,6 +354,8 @@ class _ParsedSegment:
     num_frames: int
     config: dict[str, Any]
     entries: list[_Entry] = field(default_factory=list)
+    stream_offset: int = -1  # version 3: where the segment's rANS stream lies in the file
+    stream_length: int = 0
 
 
 @dataclass
@@ -332,10 +412,15 @@ def _parse(view: memoryview) -> _Parsed:
 
         table_reader, _ = section(L.TAG_TENSORS, index)
         if version >= 2:
-            table_reader = ByteReader(_inflated(table_reader, "tensor table"), where=f"{table_reader.where}, inflated")
+            table_reader = ByteReader(
+                _inflated(table_reader, "tensor table", version), where=f"{table_reader.where}, inflated"
+            )
+        # version 3 writes the DATA section's CRC, the names, then the entries
+        data_crc = L.DATA_CRC.unpack(table_reader) if version >= 3 else None
+        listed = [_NAME.unpack(table_reader) for _ in range(values["tensor_count"])] if version >= 3 else None
         names: set[str] = set()
-        for _ in range(values["tensor_count"]):
-            entry = _parse_entry(table_reader, version)
+        for position in range(values["tensor_count"]):
+            entry = _parse_entry(table_reader, version, listed[position] if listed else None)
             if entry.name in names:
                 raise HeaderError(f"{table_reader.where}: tensor name {entry.name!r} appears twice")
             names.add(entry.name)
@@ -346,13 +431,24 @@ def _parse(view: memoryview) -> _Parsed:
         _expect_end(table_reader)
 
         data_reader, _ = section(L.TAG_DATA, index)
+        if data_crc is not None and f"0x{data_crc:08x}" != sections[-1]["crc32"]:
+            raise HeaderError(f"{data_reader.where}: is not the data its tensor table was written with (CRC-32)")
+        if version >= 3:
+            segment.stream_length = L.STREAM_LENGTH.unpack(data_reader)
+            segment.stream_offset = data_reader.pos
+            data_reader.take(segment.stream_length, "the rANS stream")
         expected = sum(e.payload_length for e in segment.entries)
         if data_reader.remaining != expected:
             raise HeaderError(
-                f"{data_reader.where}: holds {data_reader.remaining} bytes, the tensor table announces {expected}"
+                f"{data_reader.where}: holds {data_reader.remaining} bytes after its stream, the tensor table"
+                f" announces {expected}"
+                if version >= 3
+                else f"{data_reader.where}: holds {data_reader.remaining} bytes, the tensor table announces {expected}"
             )
         offset = data_reader.pos
         for entry in segment.entries:
+            if version >= 3 and entry.kind == L.KIND_QUANTIZED:
+                continue  # in the stream
             entry.payload_offset = offset
             offset += entry.payload_length
         segments.append(segment)
@@ -366,7 +462,7 @@ def _parse(view: memoryview) -> _Parsed:
 def _config_text(reader: ByteReader, version: int) -> bytes:
     """The model config's JSON bytes: the rest of the SEGH section, deflated from version 2 on."""
     if version >= 2:
-        return _inflated(reader, "model config", L.MAX_CONFIG_BYTES)
+        return _inflated(reader, "model config", version, L.MAX_CONFIG_BYTES)
     if reader.remaining > L.MAX_CONFIG_BYTES:  # (an empty config is refused as invalid JSON)
         raise HeaderError(f"{reader.where}: model config is {reader.remaining} bytes, at most {L.MAX_CONFIG_BYTES}")
     return reader.take(reader.remaining, "model config")
@@ -440,18 +536,25 @@ def _parse_config(raw: bytes, where: str) -> dict[str, Any]:
     return config
 
 
-def _parse_entry(reader: ByteReader, version: int) -> _Entry:
-    fields = L.TENSOR_ENTRIES[version].unpack(reader)
+_NAME = L.TENSOR_ENTRY.by_name["name"]
+
+
+def _parse_entry(reader: ByteReader, version: int, name: str | None = None) -> _Entry:
+    """One tensor entry; in version 3 its ``name`` comes from the names before the entries."""
+    if version >= 3:
+        fields = {"name": name, **L.TENSOR_ENTRY_V3.unpack(reader)}
+    else:
+        fields = L.TENSOR_ENTRIES[version].unpack(reader)
     name = fields["name"]
     where = f"{reader.where}: tensor {name!r}"
     shape = tuple(L.DIMENSION.unpack(reader) for _ in range(fields["ndim"]))
-    product = 1
+    count = 1
     for dim in shape:
-        product *= dim
-        if product > L.MAX_ELEMENTS:
+        count *= dim
+        if count > L.MAX_ELEMENTS:
             raise HeaderError(f"{where}: shape {shape} has more than {L.MAX_ELEMENTS} elements")
-    if product != fields["count"]:
-        raise HeaderError(f"{where}: shape {shape} has {product} elements, the entry says {fields['count']}")
+    if "count" in fields and count != fields["count"]:
+        raise HeaderError(f"{where}: shape {shape} has {count} elements, the entry says {fields['count']}")
     kind, bits, scale_count = fields["kind"], fields["bits"], fields["scale_count"]
     scales = np.zeros(0, dtype=np.float32)
     if kind == L.KIND_QUANTIZED:
@@ -461,20 +564,27 @@ def _parse_entry(reader: ByteReader, version: int) -> _Entry:
             raise HeaderError(f"{where}: {scale_count} scales, expected 1 or {shape[0]}")
         if fields["table_length"] == 0:
             raise HeaderError(f"{where}: a quantized tensor needs a frequency table")
-        scales = np.frombuffer(reader.take(L.SCALE.size * scale_count, "scales"), dtype="<f4").astype(np.float32)
-        if not np.isfinite(scales).all():
-            raise HeaderError(f"{where}: a scale is not finite")
+        scales = _parse_scales(reader, scale_count, fields.get("scale_code", L.SCALES_F32), where)
+        payload_length = fields.get("payload_length", 0)  # version 3: in the segment's stream
     else:
         itemsize = np.dtype(L.RAW_DTYPES[kind]).itemsize
-        if bits or scale_count or fields["table_length"] or fields.get("coder", 0):
+        if bits or scale_count or fields["table_length"] or fields.get("coder", 0) or fields.get("scale_code", 0):
             raise HeaderError(f"{where}: a raw tensor must have coder, bits, scale_count and table_length 0")
-        if fields["payload_length"] != fields["count"] * itemsize:
-            raise HeaderError(
-                f"{where}: {fields['payload_length']} payload bytes for {fields['count']} values of {itemsize} bytes"
-            )
+        payload_length = fields.get("payload_length", count * itemsize)
+        if payload_length != count * itemsize:
+            raise HeaderError(f"{where}: {payload_length} payload bytes for {count} values of {itemsize} bytes")
     table = reader.take(fields["table_length"], "frequency table")
     coder = fields.get("coder", L.CODER_TABLE)  # version 1 knows the static table only
-    return _Entry(name, kind, coder, bits, shape, fields["count"], scales, table, -1, fields["payload_length"])
+    return _Entry(name, kind, coder, bits, shape, count, scales, table, -1, payload_length)
+
+
+def _parse_scales(reader: ByteReader, count: int, code: int, where: str) -> np.ndarray:
+    if code == L.SCALES_EXPONENT:
+        return _grid_scales(np.array([L.SCALE_EXPONENT.unpack(reader) for _ in range(count)], dtype=np.int64))
+    scales = np.frombuffer(reader.take(L.SCALE.size * count, "scales"), dtype="<f4").astype(np.float32)
+    if not np.isfinite(scales).all():
+        raise HeaderError(f"{where}: a scale is not finite")
+    return scales
 
 
 # --- reading --------------------------------------------------------------------------------------
@@ -487,17 +597,14 @@ def read_bytes(data: bytes) -> Container:
     info = VideoInfo(**{name: parsed.head[name] for name in VIDEO_FIELDS})
     segments = []
     for index, seg in enumerate(parsed.segments):
+        decoded = _segment_symbols(view, seg, f"segment {index}")
         tensors: list[QuantizedTensor | RawTensor] = []
         for entry in seg.entries:
-            payload = view[entry.payload_offset : entry.payload_offset + entry.payload_length].tobytes()
-            where = f"segment {index} tensor {entry.name!r}"
             if entry.kind == L.KIND_QUANTIZED:
-                symbols = _decode_symbols(entry, payload, where)
-                coder = L.CODER_NAMES[entry.coder]
-                tensors.append(
-                    QuantizedTensor(entry.name, symbols.reshape(entry.shape), entry.scales, entry.bits, coder)
-                )
+                symbols = decoded[entry.name].reshape(entry.shape)
+                tensors.append(QuantizedTensor(entry.name, symbols, entry.scales, entry.bits, L.CODER_NAMES[entry.coder]))
             else:
+                payload = view[entry.payload_offset : entry.payload_offset + entry.payload_length].tobytes()
                 dtype = np.dtype(L.RAW_DTYPES[entry.kind])
                 values = np.frombuffer(payload, dtype=dtype).astype(dtype.newbyteorder("="))
                 tensors.append(RawTensor(entry.name, values.reshape(entry.shape)))
@@ -505,36 +612,80 @@ def read_bytes(data: bytes) -> Container:
     return Container(info, segments)
 
 
-def _decode_symbols(entry: _Entry, payload: bytes, where: str) -> np.ndarray:
+def _segment_symbols(view: memoryview, seg: _ParsedSegment, where: str) -> dict[str, np.ndarray]:
+    """Each quantized tensor's symbols (flat int32) by name: decoded from its own payload with the coder its
+    entry names (versions 1 and 2) or from the segment's one stream (version 3), checked against its bits."""
+    quantized = [e for e in seg.entries if e.kind == L.KIND_QUANTIZED]
+    if seg.stream_offset >= 0:
+        stream = view[seg.stream_offset : seg.stream_offset + seg.stream_length].tobytes()
+
+        def decode_all() -> list[np.ndarray]:
+            tables = [freqtable.parse(e.table) for e in quantized]
+            return decode_stream(tables, stream, [e.count for e in quantized])
+
+        arrays = _decoded(decode_all, f"{where} stream")
+    else:
+        arrays = [
+            _decoded(partial(CODERS[e.coder].decode, e.table, _payload(view, e), e.count), f"{where} tensor {e.name!r}")
+            for e in quantized
+        ]
+    symbols = {}
+    for entry, array in zip(quantized, arrays):
+        array = np.asarray(array)
+        tensor = f"{where} tensor {entry.name!r}"
+        if array.shape != (entry.count,) or not np.issubdtype(array.dtype, np.integer):
+            raise HeaderError(
+                f"{tensor}: the entropy coder returned {array.dtype} {array.shape}, expected {entry.count} ints"
+            )
+        limit = 2 ** (entry.bits - 1) - 1
+        if array.min() < -limit or array.max() > limit:
+            raise HeaderError(
+                f"{tensor}: decoded symbols span {array.min()}..{array.max()}, {entry.bits} bits allow -{limit}..{limit}"
+            )
+        symbols[entry.name] = array.astype(np.int32, copy=False)
+    return symbols
+
+
+def _attribute_stream(view: memoryview, seg: _ParsedSegment, where: str) -> None:
+    """Version 3: each quantized entry's ``payload_length`` set to the bytes of its symbols' information under
+    its own table, rounded (``rans.information_bits``)."""
+    decoded = _segment_symbols(view, seg, where)
+    for entry in seg.entries:
+        if entry.kind == L.KIND_QUANTIZED:
+            table = freqtable.parse(entry.table)
+            entry.payload_length = round(information_bits(table, decoded[entry.name]) / 8)
+
+
+def _payload(view: memoryview, entry: _Entry) -> bytes:
+    return view[entry.payload_offset : entry.payload_offset + entry.payload_length].tobytes()
+
+
+def _decoded(decode: Any, where: str) -> Any:
+    """``decode()``, its errors typed and named by ``where``."""
     try:
-        symbols = CODERS[entry.coder].decode(entry.table, payload, entry.count)
+        return decode()
     except BitstreamError as exc:
         raise type(exc)(f"{where}: {exc}") from None
     except (ValueError, RuntimeError, OverflowError, IndexError, TypeError) as exc:
         raise HeaderError(f"{where}: the entropy coder failed ({type(exc).__name__}: {exc})") from None
-    symbols = np.asarray(symbols)
-    if symbols.shape != (entry.count,) or not np.issubdtype(symbols.dtype, np.integer):
-        raise HeaderError(
-            f"{where}: the entropy coder returned {symbols.dtype} {symbols.shape}, expected {entry.count} ints"
-        )
-    limit = 2 ** (entry.bits - 1) - 1
-    if symbols.min() < -limit or symbols.max() > limit:
-        raise HeaderError(
-            f"{where}: decoded symbols span {symbols.min()}..{symbols.max()}, {entry.bits} bits allow -{limit}..{limit}"
-        )
-    return symbols.astype(np.int32, copy=False)
 
 
 def describe(data: bytes) -> dict[str, Any]:
-    """What a file holds, as a JSON-able dict, without decoding any payload (and without torch).
+    """What a file holds, as a JSON-able dict (without torch).
 
     The file is parsed and every section's CRC is checked, so a corrupted file raises just as
-    :func:`read_bytes` would, except for errors only decoding a payload can reveal.
+    :func:`read_bytes` would; versions 1 and 2 decode no payload, so errors only decoding reveals pass. In
+    version 3 a segment's quantized tensors share one stream: it is decoded, and each tensor is given the
+    bytes of its symbols' information under its table (the stream's bytes, but for the coder's final state and
+    rounding, are their sum).
     """
-    parsed = _parse(_as_view(data))
+    view = _as_view(data)
+    parsed = _parse(view)
     video = {name: parsed.head[name] for name in VIDEO_FIELDS}
     segments = []
     for index, seg in enumerate(parsed.segments):
+        if seg.stream_offset >= 0:
+            _attribute_stream(view, seg, f"segment {index}")
         tensors: list[dict[str, Any]] = [
             {
                 "name": e.name,
@@ -546,7 +697,7 @@ def describe(data: bytes) -> dict[str, Any]:
                 "scales": len(e.scales),
                 "table_bytes": len(e.table),
                 "payload_bytes": e.payload_length,
-                "payload_offset": e.payload_offset,
+                "payload_offset": e.payload_offset,  # -1: in the segment's stream
                 # its payload and frequency table (counted inflated) against the whole file
                 "share": (len(e.table) + e.payload_length) / parsed.size,
             }
@@ -561,7 +712,11 @@ def describe(data: bytes) -> dict[str, Any]:
                 "tensors": tensors,
                 "elements": sum(t["elements"] for t in tensors),
                 "table_bytes": sum(t["table_bytes"] for t in tensors),
-                "payload_bytes": sum(t["payload_bytes"] for t in tensors),
+                # the DATA section's bytes (version 3: less the stream's length field)
+                "payload_bytes": seg.stream_length + sum(
+                    e.payload_length for e in seg.entries if seg.stream_offset < 0 or e.kind != L.KIND_QUANTIZED
+                ),
+                "stream_bytes": seg.stream_length,  # version 3: the quantized tensors' one rANS stream
             }
         )
     pixels = video["width"] * video["height"] * video["num_frames"]
@@ -579,9 +734,10 @@ def describe(data: bytes) -> dict[str, Any]:
 # --- files ----------------------------------------------------------------------------------------
 
 
-def write_file(path: str | os.PathLike[str], container: Container) -> int:
-    """Write ``container`` to ``path`` atomically (``bitstream.files``); return the number of bytes written."""
-    data = write_bytes(container)
+def write_file(path: str | os.PathLike[str], container: Container, version: int = L.FORMAT_VERSION) -> int:
+    """Write ``container`` to ``path`` atomically (``bitstream.files``) in format ``version``; return the number
+    of bytes written."""
+    data = write_bytes(container, version)
     write_atomic(path, data)
     log.debug("wrote %s: %d bytes", os.fspath(path), len(data))
     return len(data)

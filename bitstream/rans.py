@@ -116,7 +116,8 @@ def _cdf(freqs: np.ndarray) -> list[int]:
 
 
 class RansCoder:
-    """rANS with one static, compactly stored frequency table per call (16-bit precision).
+    """rANS with one static, compactly stored frequency table per call (16-bit precision): the coder of a
+    version 1 or 2 entry, one payload per tensor.
 
     ``encode(symbols) -> (table, payload)`` and ``decode(table, payload, count) -> symbols`` are exact
     inverses. An alphabet of one symbol needs no payload at all (``b""``).
@@ -125,80 +126,140 @@ class RansCoder:
     name = "rans16"
 
     def encode(self, symbols: np.ndarray) -> tuple[bytes, bytes]:
-        values = np.asarray(symbols)
-        if values.ndim != 1 or not np.issubdtype(values.dtype, np.integer):
-            raise HeaderError(f"cannot encode: symbols must be a 1-D integer array, got {values.dtype} {values.shape}")
-        if not 1 <= values.size <= MAX_COUNT:
-            raise HeaderError(f"cannot encode: {values.size} symbols, allowed 1..{MAX_COUNT}")
-        values = values.astype(np.int64)
-        if values.min() < -(2**31) or values.max() > 2**31 - 1:
-            raise HeaderError("cannot encode: symbols exceed int32")
-        table = freqtable.build(values)
-        table_bytes = table.to_bytes()
-        if table.size == 1:
-            return table_bytes, b""
-        freqs = table.freqs()
-        order = freqtable.rank_order(freqs)
-        rank_of = np.empty_like(order)
-        rank_of[order] = np.arange(table.size)
-        ranks = rank_of[values - table.low]
-        if len(ranks) < MIN_CODED:
-            ranks = np.concatenate([ranks, np.zeros(MIN_CODED - len(ranks), dtype=ranks.dtype)])
-        cdf = _cdf(freqs[order])
-        payload = _ans().RansEncoder().encode_with_indexes(ranks.tolist(), [0] * len(ranks), [cdf], [len(cdf)], [0])
-        return table_bytes, bytes(payload)
+        table = build_table(symbols)
+        return table.to_bytes(), encode_stream([table], [symbols])
 
     def decode(self, table: bytes, payload: bytes, count: int) -> np.ndarray:
+        (symbols,) = decode_stream([freqtable.parse(bytes(table))], payload, [count])
+        return symbols
+
+
+def build_table(symbols: np.ndarray) -> freqtable.FrequencyTable:
+    """The frequency table of one tensor's symbols (a 1-D integer array), checked for what the coder takes."""
+    values = np.asarray(symbols)
+    if values.ndim != 1 or not np.issubdtype(values.dtype, np.integer):
+        raise HeaderError(f"cannot encode: symbols must be a 1-D integer array, got {values.dtype} {values.shape}")
+    if not 1 <= values.size <= MAX_COUNT:
+        raise HeaderError(f"cannot encode: {values.size} symbols, allowed 1..{MAX_COUNT}")
+    values = values.astype(np.int64)
+    if values.min() < -(2**31) or values.max() > 2**31 - 1:
+        raise HeaderError("cannot encode: symbols exceed int32")
+    return freqtable.build(values)
+
+
+class _Model:
+    """One table as the coder uses it: the symbol of each rank, the CDF over ranks, each rank's bits."""
+
+    def __init__(self, table: freqtable.FrequencyTable):
+        freqs = table.freqs()
+        self.low, self.size = table.low, table.size
+        self.order = freqtable.rank_order(freqs)
+        self.cdf = _cdf(freqs[self.order])
+        # the escape slot's frequency is 1 (rank `size`): its information too, for the budget
+        self.info = np.log2(freqtable.TOTAL / np.append(freqs[self.order], 1))
+
+    def ranks(self, symbols: np.ndarray) -> np.ndarray:
+        rank_of = np.empty_like(self.order)
+        rank_of[self.order] = np.arange(self.size)
+        return rank_of[np.asarray(symbols, dtype=np.int64) - self.low]
+
+
+def information_bits(table: freqtable.FrequencyTable, symbols: np.ndarray) -> float:
+    """What ``symbols`` cost coded with ``table``: the sum of ``log2(2^16 / frequency)`` (0 for a single-symbol
+    table, which takes no bits)."""
+    if table.size == 1:
+        return 0.0
+    model = _Model(table)
+    return float(model.info[model.ranks(np.asarray(symbols).reshape(-1))].sum())
+
+
+def encode_stream(tables: list[freqtable.FrequencyTable], arrays: list[np.ndarray]) -> bytes:
+    """One rANS payload for several tensors' symbols, each with its own table, in order. Tensors whose
+    table has a single symbol take no part (they need no bits); with none left the payload is empty."""
+    models, ranks = [], []
+    for table, symbols in zip(tables, arrays, strict=True):
+        if table.size > 1:
+            models.append(_Model(table))
+            ranks.append(models[-1].ranks(np.asarray(symbols).reshape(-1)))
+    if not models:
+        return b""
+    indexes = np.repeat(np.arange(len(models)), [len(r) for r in ranks])
+    coded = np.concatenate(ranks)
+    if len(coded) < MIN_CODED:  # padded with the last table's rank 0, dropped again by the decoder
+        coded = np.concatenate([coded, np.zeros(MIN_CODED - len(coded), dtype=coded.dtype)])
+        indexes = np.concatenate([indexes, np.full(MIN_CODED - len(indexes), len(models) - 1)])
+    cdfs = [m.cdf for m in models]
+    encoder = _ans().RansEncoder()
+    return bytes(encoder.encode_with_indexes(coded.tolist(), indexes.tolist(), cdfs, [len(c) for c in cdfs], [0] * len(cdfs)))
+
+
+def decode_stream(tables: list[freqtable.FrequencyTable], payload: bytes, counts: list[int]) -> list[np.ndarray]:
+    """The symbols ``encode_stream`` coded into ``payload``: ``counts[i]`` of them for ``tables[i]``.
+
+    Checks the payload before and while decoding (module docstring); every malformation is a HeaderError.
+    """
+    if len(tables) != len(counts):
+        raise HeaderError(f"{len(counts)} symbol counts for {len(tables)} tables")
+    for count in counts:
         if not 1 <= count <= MAX_COUNT:
             raise HeaderError(f"symbol count {count} out of range 1..{MAX_COUNT}")
-        parsed = freqtable.parse(bytes(table))
-        if parsed.size == 1:
-            if payload:
-                raise HeaderError(f"a single-symbol table takes no payload, found {len(payload)} bytes")
-            return np.full(count, parsed.low, dtype=np.int32)
-        coded = max(count, MIN_CODED)
-        if len(payload) < 2 * WORD or len(payload) % WORD:
-            raise HeaderError(f"rANS payload of {len(payload)} bytes is not a whole number (>= 2) of 32-bit words")
-        if len(payload) > WORD * (coded + 2):
-            raise HeaderError(f"rANS payload of {len(payload)} bytes is longer than {coded} symbols can produce")
-        if int.from_bytes(payload[: 2 * WORD], "little") < RANS64_L:
-            raise HeaderError("rANS payload starts with a state below 2**31, which no encoder writes: corrupt payload")
-        words = len(payload) // WORD
-        freqs = parsed.freqs()
-        order = freqtable.rank_order(freqs)
-        # The encoder's CDF plus one unreachable entry: compressai's escape (bypass) path never runs.
-        cdf = _cdf(freqs[order]) + [freqtable.TOTAL + 1]
-        ranked = np.append(freqs[order], 1)  # the escape slot's frequency, rank `size`
-        info = np.log2(freqtable.TOTAL / ranked)
-        budget = (32 + SLACK) * (words - 2) + 33 + coded * SLACK + 1.0
-        padded = bytes(payload) + bytes(WORD * padding_words(words, coded))
-        decoder = _ans().RansDecoder()
-        decoder.set_stream(padded)
-        # Grown as symbols are decoded (not allocated for the claimed count): memory follows the payload.
-        ranks = np.empty(min(coded, 4 * CHUNK), dtype=np.int32)
-        indexes = [0] * min(CHUNK, coded)
-        spent = 0.0
-        for start in range(0, coded, CHUNK):
-            size = min(CHUNK, coded - start)
-            chunk = np.asarray(
-                decoder.decode_stream(indexes if size == len(indexes) else [0] * size, [cdf], [len(cdf)], [0]),
-                dtype=np.int64,
+    coded_tensors = [i for i, table in enumerate(tables) if table.size > 1]
+    if not coded_tensors:
+        if payload:
+            raise HeaderError(f"single-symbol tables take no payload, found {len(payload)} bytes")
+        return [np.full(count, table.low, dtype=np.int32) for table, count in zip(tables, counts)]
+    models = [_Model(tables[i]) for i in coded_tensors]
+    bounds = np.cumsum([counts[i] for i in coded_tensors])
+    total = int(bounds[-1])
+    if total > MAX_COUNT:
+        raise HeaderError(f"{total} symbols in one payload, at most {MAX_COUNT}")
+    coded = max(total, MIN_CODED)
+    if len(payload) < 2 * WORD or len(payload) % WORD:
+        raise HeaderError(f"rANS payload of {len(payload)} bytes is not a whole number (>= 2) of 32-bit words")
+    if len(payload) > WORD * (coded + 2):
+        raise HeaderError(f"rANS payload of {len(payload)} bytes is longer than {coded} symbols can produce")
+    if int.from_bytes(payload[: 2 * WORD], "little") < RANS64_L:
+        raise HeaderError("rANS payload starts with a state below 2**31, which no encoder writes: corrupt payload")
+    words = len(payload) // WORD
+    # The encoder's CDFs plus one unreachable entry each: compressai's escape (bypass) path never runs.
+    cdfs = [m.cdf + [freqtable.TOTAL + 1] for m in models]
+    lengths, offsets = [len(c) for c in cdfs], [0] * len(cdfs)
+    sizes = np.array([m.size for m in models])
+    info_start = np.concatenate([[0], np.cumsum(sizes + 1)[:-1]])
+    info = np.concatenate([m.info for m in models])
+    budget = (32 + SLACK) * (words - 2) + 33 + coded * SLACK + 1.0
+    padded = bytes(payload) + bytes(WORD * padding_words(words, coded))
+    decoder = _ans().RansDecoder()
+    decoder.set_stream(padded)
+    # Grown as symbols are decoded (not allocated for the claimed counts): memory follows the payload.
+    ranks = np.empty(min(coded, 4 * CHUNK), dtype=np.int32)
+    spent = 0.0
+    for start in range(0, coded, CHUNK):
+        size = min(CHUNK, coded - start)
+        # the table of each position; the padding past `total` is the last table's
+        which = np.minimum(np.searchsorted(bounds, np.arange(start, start + size), side="right"), len(models) - 1)
+        chunk = np.asarray(decoder.decode_stream(which.tolist(), cdfs, lengths, offsets), dtype=np.int64)
+        if chunk.min() < 0 or (chunk >= sizes[which]).any():
+            raise HeaderError("rANS payload decodes to symbols outside the table's range: corrupt payload")
+        spent += float(info[info_start[which] + chunk].sum())
+        if spent > budget:
+            raise HeaderError(
+                f"rANS payload of {len(payload)} bytes is too short for the symbols it decodes to: corrupt payload"
             )
-            if chunk.min() < 0 or chunk.max() >= parsed.size:
-                raise HeaderError("rANS payload decodes to symbols outside the table's range: corrupt payload")
-            spent += float(info[chunk].sum())
-            if spent > budget:
-                raise HeaderError(
-                    f"rANS payload of {len(payload)} bytes is too short for the symbols it decodes to: corrupt payload"
-                )
-            if start + size > len(ranks):
-                grown = np.empty(min(coded, 2 * len(ranks)), dtype=np.int32)
-                grown[:start] = ranks[:start]
-                ranks = grown
-            ranks[start : start + size] = chunk
-        if ranks[count:].any():
-            raise HeaderError("rANS payload decodes to non-zero padding: corrupt payload")
-        return (order[ranks[:count]] + parsed.low).astype(np.int32)
+        if start + size > len(ranks):
+            grown = np.empty(min(coded, 2 * len(ranks)), dtype=np.int32)
+            grown[:start] = ranks[:start]
+            ranks = grown
+        ranks[start : start + size] = chunk
+    if ranks[total:coded].any():
+        raise HeaderError("rANS payload decodes to non-zero padding: corrupt payload")
+    symbols = [np.full(count, table.low, dtype=np.int32) for table, count in zip(tables, counts)]
+    begin = 0
+    for model, i in zip(models, coded_tensors):
+        end = begin + counts[i]
+        symbols[i] = (model.order[ranks[begin:end]] + model.low).astype(np.int32)
+        begin = end
+    return symbols
 
 
 def padding_words(words: int, coded: int) -> int:

@@ -38,36 +38,41 @@ def section_payload(data: bytes, index: int) -> bytearray:
     return bytearray(data[offset + 8 : offset + 8 + length])
 
 
-def deflated(raw: bytes) -> bytes:
-    """Version 2's packing of a config or tensor table: inflated length, raw deflate with the dictionary."""
-    packer = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=layout.DEFLATE_DICTIONARY)
+def version_of(data: bytes) -> int:
+    return struct.unpack_from("<H", data, 8)[0]
+
+
+def deflated(raw: bytes, version: int = 2) -> bytes:
+    """Version 2 and 3's packing of a config or tensor table: inflated length, raw deflate with the dictionary."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=layout.DEFLATE_DICTIONARIES[version])
     return layout.INFLATED_LENGTH.pack(len(raw), "test") + packer.compress(raw) + packer.flush()
 
 
-def inflated(packed: bytes) -> bytearray:
+def inflated(packed: bytes, version: int = 2) -> bytearray:
     reader = ByteReader(packed)
     layout.INFLATED_LENGTH.unpack(reader)
-    return bytearray(zlib.decompressobj(-15, zdict=layout.DEFLATE_DICTIONARY).decompress(packed[reader.pos :]))
+    unpacker = zlib.decompressobj(-15, zdict=layout.DEFLATE_DICTIONARIES[version])
+    return bytearray(unpacker.decompress(packed[reader.pos :]))
 
 
 def table_bytes(data: bytes) -> bytearray:
     """The first segment's tensor table, inflated."""
-    return inflated(bytes(section_payload(data, 2)))
+    return inflated(bytes(section_payload(data, 2)), version_of(data))
 
 
 def with_table(data: bytes, table: bytes) -> bytes:
-    return with_section(data, 2, deflated(table))
+    return with_section(data, 2, deflated(table, version_of(data)))
 
 
 def config_bytes(data: bytes) -> bytes:
     """The first segment's model config JSON, inflated."""
-    return bytes(inflated(bytes(section_payload(data, 1)[SEGMENT_HEADER_BYTES:])))
+    return bytes(inflated(bytes(section_payload(data, 1)[SEGMENT_HEADER_BYTES:]), version_of(data)))
 
 
 def with_config_bytes(data: bytes, config: bytes) -> bytes:
     """The first segment's model config replaced by these JSON bytes (its segment header kept)."""
     head = bytes(section_payload(data, 1)[:SEGMENT_HEADER_BYTES])
-    return with_section(data, 1, head + deflated(config))
+    return with_section(data, 1, head + deflated(config, version_of(data)))
 
 
 def with_config(data: bytes, **changes) -> bytes:

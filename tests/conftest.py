@@ -72,11 +72,21 @@ def tiny_cam(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def sample():
-    """(the sample container, its bytes): ``camfile.sample_container``, written."""
+@pytest.fixture(scope="module", params=[2, 3], ids=["v2", "v3"])
+def sample(request):
+    """(the sample container, its bytes): ``camfile.sample_container``, written in format version 2 and 3."""
     import bitstream as bs
     from camfile import sample_container
 
     container = sample_container()
-    return container, bs.write_bytes(container)
+    return container, bs.write_bytes(container, version=request.param)
+
+
+@pytest.fixture(scope="module")
+def sample_v2():
+    """``sample`` in format version 2 only: for the tests that forge its tensor entries."""
+    import bitstream as bs
+    from camfile import sample_container
+
+    container = sample_container()
+    return container, bs.write_bytes(container, version=2)

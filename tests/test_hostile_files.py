@@ -415,7 +415,7 @@ def test_foreign_or_empty_data(data: bytes, error) -> None:
         bs.read_bytes(data)
 
 
-@pytest.mark.parametrize("version", [0, 3, 256, 65535])
+@pytest.mark.parametrize("version", [0, 4, 256, 65535])
 def test_other_versions_are_refused(sample, version: int) -> None:
     _, data = sample
     bumped = data[:8] + struct.pack("<H", version) + data[10:]
@@ -423,8 +423,8 @@ def test_other_versions_are_refused(sample, version: int) -> None:
         bs.describe(bumped)
 
 
-def test_a_version_2_file_read_as_version_1_is_a_typed_error(sample) -> None:
-    _, data = sample
+def test_a_version_2_file_read_as_version_1_is_a_typed_error(sample_v2) -> None:
+    _, data = sample_v2
     assert bs.describe(data)["format_version"] == 2
     with pytest.raises(bs.HeaderError):
         bs.read_bytes(data[:8] + struct.pack("<H", 1) + data[10:])
@@ -568,14 +568,14 @@ def rewrite_first_entry(data: bytes, **changes: int) -> bytes:
         ({"ndim": 1}, "elements"),
     ],
 )
-def test_bad_tensor_entry(sample, changes: dict, message: str) -> None:
-    _, data = sample
+def test_bad_tensor_entry(sample_v2, changes: dict, message: str) -> None:
+    _, data = sample_v2
     with pytest.raises(bs.HeaderError, match=message):
         bs.read_bytes(rewrite_first_entry(data, **changes))
 
 
-def test_tensor_table_consistency(sample) -> None:
-    _, data = sample
+def test_tensor_table_consistency(sample_v2) -> None:
+    _, data = sample_v2
     table = table_bytes(data)
     with pytest.raises(bs.HeaderError, match="unexpected bytes"):
         bs.read_bytes(with_table(data, bytes(table) + b"\x00"))
@@ -616,8 +616,8 @@ def test_duplicate_names_in_file_are_refused() -> None:
         bs.read_bytes(with_table(data, bytes(table)))
 
 
-def test_huge_claims_are_refused_before_allocating(sample) -> None:
-    _, data = sample
+def test_huge_claims_are_refused_before_allocating(sample_v2) -> None:
+    _, data = sample_v2
     table = table_bytes(data)
     name_length = table[0]
     count_at = 1 + name_length + 4
@@ -644,8 +644,8 @@ def test_mutated_headers_only_raise_bitstream_errors(sample) -> None:
             bs.read_bytes(with_section(data, index, bytes(payload)))
 
 
-def test_messages_are_one_line(sample) -> None:
-    _, data = sample
+def test_messages_are_one_line(sample_v2) -> None:
+    _, data = sample_v2
     for bad in [data[:100], data + b"x", b"nope", rewrite_first_entry(data, bits=4)]:
         with pytest.raises(bs.BitstreamError) as info:
             bs.read_bytes(bad)
