@@ -64,6 +64,19 @@ def with_table(data: bytes, table: bytes) -> bytes:
     return with_section(data, 2, deflated(table, version_of(data)))
 
 
+def with_data(data: bytes, payload: bytes) -> bytes:
+    """The first segment's DATA section replaced by ``payload``; in version 3 its tensor table's CRC of the
+    DATA section follows (a forgery of both)."""
+    forged = with_section(data, 3, payload)
+    if version_of(data) < 3:
+        return forged
+    offset, _, length = sections(forged)[3]
+    (crc,) = struct.unpack_from("<I", forged, offset + 8 + length)
+    table = table_bytes(forged)
+    struct.pack_into("<I", table, 0, crc)
+    return with_table(forged, bytes(table))
+
+
 def config_bytes(data: bytes) -> bytes:
     """The first segment's model config JSON, inflated."""
     return bytes(inflated(bytes(section_payload(data, 1)[SEGMENT_HEADER_BYTES:]), version_of(data)))

@@ -90,3 +90,13 @@ def sample_v2():
 
     container = sample_container()
     return container, bs.write_bytes(container, version=2)
+
+
+@pytest.fixture(scope="module")
+def sample_v3():
+    """``sample`` in format version 3 only: for the tests that forge its stream."""
+    import bitstream as bs
+    from camfile import sample_container
+
+    container = sample_container()
+    return container, bs.write_bytes(container, version=3)

@@ -22,8 +22,11 @@ FRAMES_SHA256 = {
     # format version 2 (deflated config and tensor table, a coder per tensor), cam-nerv2 with learned
     # steps: moving_pattern(8, 48, 64), preset fast, 300 steps, rate_weight 0.5
     "cam-nerv2-v2.cam": ("cam-nerv2", "97bc3a198d91fb4a7d7581fce9a8eb0cc1b89c7182af59d736ace7df6e858201"),
+    # b69d0f3, format version 3 (one rANS stream per segment, steps as exponents), cam-nerv2 with its flow level:
+    # camcodec.encode(moving_pattern(8, 48, 64), preset="fast", steps=300, device="cpu", precision="fp32")
+    "cam-nerv2-v3.cam": ("cam-nerv2", "8ff298dc7faacf4f612601bb9b7eb7b3d26608839892a9e8733fa3e1ad6c01ac"),
 }
-VERSIONS = {"cam-nerv-v1.cam": 1, "cam-nerv2-v2.cam": 2}
+VERSIONS = {"cam-nerv-v1.cam": 1, "cam-nerv2-v2.cam": 2, "cam-nerv2-v3.cam": 3}
 
 
 @pytest.mark.parametrize("name", sorted(FRAMES_SHA256))

@@ -45,6 +45,7 @@ from camfile import (
     table_bytes,
     with_config,
     with_config_bytes,
+    with_data,
     with_frames,
     with_section,
     with_table,
@@ -650,3 +651,69 @@ def test_messages_are_one_line(sample_v2) -> None:
         with pytest.raises(bs.BitstreamError) as info:
             bs.read_bytes(bad)
         assert "\n" not in str(info.value) and str(info.value)
+
+
+# --- version 3: the segment's stream, its length, the table's CRC of it, steps as exponents -----------------
+
+
+def test_version_3_data_from_elsewhere_is_refused(sample_v3) -> None:
+    _, data = sample_v3
+    payload = bytes(section_payload(data, 3))
+    with pytest.raises(bs.HeaderError, match="not the data its tensor table was written with"):
+        bs.read_bytes(with_section(data, 3, payload[:-1] + bytes([payload[-1] ^ 1])))  # framing CRC recomputed
+
+
+@pytest.mark.parametrize(
+    ("forge_stream", "message"),
+    [
+        (lambda stream, raw: layout.STREAM_LENGTH.pack(len(stream) + 1, "t") + stream + raw, "bytes after its stream"),
+        (lambda stream, raw: layout.STREAM_LENGTH.pack(len(stream) - 4, "t") + stream + raw, "bytes after its stream"),
+        (lambda stream, raw: layout.STREAM_LENGTH.pack(len(stream) + len(raw) + 1, "t") + stream + raw, "stream"),
+        (lambda stream, raw: layout.STREAM_LENGTH.pack(len(stream) - 4, "t") + stream[:-4] + raw, "rANS"),
+        (lambda stream, raw: layout.STREAM_LENGTH.pack(8, "t") + b"\xff" * 8 + raw, "rANS"),
+        (lambda stream, raw: layout.STREAM_LENGTH.pack(0, "t") + raw, "rANS"),
+    ],
+)
+def test_forged_version_3_stream_is_a_header_error(sample_v3, forge_stream, message: str) -> None:
+    _, data = sample_v3
+    reader = bs.records.ByteReader(bytes(section_payload(data, 3)))
+    length = layout.STREAM_LENGTH.unpack(reader)
+    stream = reader.take(length, "stream")
+    raw = reader.take(reader.remaining, "raw values")
+    with pytest.raises(bs.HeaderError, match=message):
+        bs.read_bytes(with_data(data, forge_stream(stream, raw)))
+
+
+@pytest.mark.parametrize(("exponent", "message"), [(-3201, "exponent = -3201"), (3201, "exponent = 3201")])
+def test_scale_exponents_out_of_range_are_refused(exponent: int, message: str) -> None:
+    step = np.float32(2.0**-5)  # on the grid: written as the exponent -160
+    tensor = bs.QuantizedTensor("w", np.arange(-3, 5, dtype=np.int32), np.array([step]), 4)
+    data = bs.write_bytes(bs.Container(INFO, [bs.Segment(0, 30, {}, [tensor])]), version=3)
+    table = table_bytes(data)
+    written = layout.SCALE_EXPONENT.pack(-160, "t")
+    assert table.count(written) == 1
+    forged = bytes(table).replace(written, _svarint(exponent))
+    with pytest.raises(bs.HeaderError, match=message):
+        bs.read_bytes(with_table(data, forged))
+    assert np.array_equal(bs.read_bytes(data).segments[0].tensors[0].scales, [step])
+
+
+def _svarint(value: int) -> bytes:
+    return bs.records.encode_varint(bs.records.zigzag(value))
+
+
+@pytest.mark.slow
+@fuzz_settings(600)
+@given(payload=st.binary(min_size=0, max_size=512).map(lambda b: b[: len(b) // 4 * 4]), count=st.integers(1, 4096))
+def test_forged_stream_of_several_tables_is_refused_or_in_range(laplacian_table, payload, count) -> None:
+    """Version 3's stream: several tables in one payload, any bytes, give in-range symbols or HeaderError."""
+    table, symbols = laplacian_table
+    narrow = bs.rans.build_table(np.array([-1, 0, 0, 1, 2]))
+    tables = [bs.freqtable.parse(table), narrow, bs.freqtable.parse(table)]
+    try:
+        with alarm(DEADLINE_MS / 1000 + 2):
+            out = bs.rans.decode_stream(tables, payload, [count, 5, 3])
+    except bs.HeaderError:
+        return
+    assert [len(o) for o in out] == [count, 5, 3]
+    assert out[1].min() >= -1 and out[1].max() <= 2 and out[0].min() >= symbols.min() and out[2].max() <= symbols.max()
