@@ -602,7 +602,9 @@ def read_bytes(data: bytes) -> Container:
         for entry in seg.entries:
             if entry.kind == L.KIND_QUANTIZED:
                 symbols = decoded[entry.name].reshape(entry.shape)
-                tensors.append(QuantizedTensor(entry.name, symbols, entry.scales, entry.bits, L.CODER_NAMES[entry.coder]))
+                tensors.append(
+                    QuantizedTensor(entry.name, symbols, entry.scales, entry.bits, L.CODER_NAMES[entry.coder])
+                )
             else:
                 payload = view[entry.payload_offset : entry.payload_offset + entry.payload_length].tobytes()
                 dtype = np.dtype(L.RAW_DTYPES[entry.kind])
@@ -630,7 +632,7 @@ def _segment_symbols(view: memoryview, seg: _ParsedSegment, where: str) -> dict[
             for e in quantized
         ]
     symbols = {}
-    for entry, array in zip(quantized, arrays):
+    for entry, array in zip(quantized, arrays, strict=True):
         array = np.asarray(array)
         tensor = f"{where} tensor {entry.name!r}"
         if array.shape != (entry.count,) or not np.issubdtype(array.dtype, np.integer):
@@ -713,9 +715,8 @@ def describe(data: bytes) -> dict[str, Any]:
                 "elements": sum(t["elements"] for t in tensors),
                 "table_bytes": sum(t["table_bytes"] for t in tensors),
                 # the DATA section's bytes (version 3: less the stream's length field)
-                "payload_bytes": seg.stream_length + sum(
-                    e.payload_length for e in seg.entries if seg.stream_offset < 0 or e.kind != L.KIND_QUANTIZED
-                ),
+                "payload_bytes": seg.stream_length
+                + sum(e.payload_length for e in seg.entries if seg.stream_offset < 0 or e.kind != L.KIND_QUANTIZED),
                 "stream_bytes": seg.stream_length,  # version 3: the quantized tensors' one rANS stream
             }
         )

@@ -151,7 +151,11 @@ DEFLATE_DICTIONARY = (
 )
 _V3_NAMES = (
     [b"stem.layers.0.weight", b"stem.layers.0.bias", b"stem.layers.2.weight", b"stem.layers.2.bias"]
-    + [b"blocks.%d.%s" % (i, part) for i in range(4) for part in (b"gamma_delta", b"beta", b"conv.weight", b"conv.bias")]
+    + [
+        b"blocks.%d.%s" % (i, part)
+        for i in range(4)
+        for part in (b"gamma_delta", b"beta", b"conv.weight", b"conv.bias")
+    ]
     + [b"warps.2.grid", b"head.weight", b"head.bias"]
 )
 #: Version 3's preset dictionary: the config's keys with the default flow level's, and the default network's

@@ -1,4 +1,8 @@
-"""The entropy coder: compressai's rANS behind a two-call interface.
+"""The entropy coder: compressai's rANS behind a two-call interface (``encode_stream`` / ``decode_stream``).
+
+Version 3 codes all quantized tensors of a segment in one stream, each symbol with the CDF of its tensor's
+table (compressai's indexed CDFs); versions 1 and 2 code each tensor alone (``RansCoder``, a stream of one
+table). Everything below holds per stream, with a symbol's information taken under its own table.
 
 Only compressai's compiled ``ans`` extension module is loaded, on first use (``_extension``): importing
 the ``compressai`` package would import torch, torchvision, scipy and all of its models (~5 s), the
@@ -190,7 +194,9 @@ def encode_stream(tables: list[freqtable.FrequencyTable], arrays: list[np.ndarra
         indexes = np.concatenate([indexes, np.full(MIN_CODED - len(indexes), len(models) - 1)])
     cdfs = [m.cdf for m in models]
     encoder = _ans().RansEncoder()
-    return bytes(encoder.encode_with_indexes(coded.tolist(), indexes.tolist(), cdfs, [len(c) for c in cdfs], [0] * len(cdfs)))
+    return bytes(
+        encoder.encode_with_indexes(coded.tolist(), indexes.tolist(), cdfs, [len(c) for c in cdfs], [0] * len(cdfs))
+    )
 
 
 def decode_stream(tables: list[freqtable.FrequencyTable], payload: bytes, counts: list[int]) -> list[np.ndarray]:
@@ -207,7 +213,7 @@ def decode_stream(tables: list[freqtable.FrequencyTable], payload: bytes, counts
     if not coded_tensors:
         if payload:
             raise HeaderError(f"single-symbol tables take no payload, found {len(payload)} bytes")
-        return [np.full(count, table.low, dtype=np.int32) for table, count in zip(tables, counts)]
+        return [np.full(count, table.low, dtype=np.int32) for table, count in zip(tables, counts, strict=True)]
     models = [_Model(tables[i]) for i in coded_tensors]
     bounds = np.cumsum([counts[i] for i in coded_tensors])
     total = int(bounds[-1])
@@ -253,9 +259,9 @@ def decode_stream(tables: list[freqtable.FrequencyTable], payload: bytes, counts
         ranks[start : start + size] = chunk
     if ranks[total:coded].any():
         raise HeaderError("rANS payload decodes to non-zero padding: corrupt payload")
-    symbols = [np.full(count, table.low, dtype=np.int32) for table, count in zip(tables, counts)]
+    symbols = [np.full(count, table.low, dtype=np.int32) for table, count in zip(tables, counts, strict=True)]
     begin = 0
-    for model, i in zip(models, coded_tensors):
+    for model, i in zip(models, coded_tensors, strict=True):
         end = begin + counts[i]
         symbols[i] = (model.order[ranks[begin:end]] + model.low).astype(np.int32)
         begin = end

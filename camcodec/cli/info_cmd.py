@@ -1,4 +1,5 @@
-"""camcodec info: show what a .cam file holds, without decoding it (and without torch)."""
+"""camcodec info: show what a .cam file holds, without torch (a version 3 file's streams are decoded to give each
+tensor its share of them)."""
 
 from __future__ import annotations
 
@@ -58,9 +59,10 @@ def format_description(description: dict[str, Any]) -> str:
     ]
     for seg in description["segments"]:
         end = seg["first_frame"] + seg["num_frames"]
+        stream = f" (one rANS stream of {seg['stream_bytes']} B)" if seg.get("stream_bytes") else ""
         lines.append(
             f"segment {seg['index']}: frames {seg['first_frame']}..{end - 1}, {len(seg['tensors'])} tensors,"
-            f" {seg['elements']} elements, tables {seg['table_bytes']} B, payloads {seg['payload_bytes']} B"
+            f" {seg['elements']} elements, tables {seg['table_bytes']} B, payloads {seg['payload_bytes']} B{stream}"
         )
         for role, total in seg["roles"].items():
             lines.append(
