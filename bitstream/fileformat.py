@@ -381,7 +381,8 @@ def _parse(view: memoryview) -> _Parsed:
     reader = ByteReader(view, len(L.MAGIC), where="preamble", overrun=TruncatedError)
     version = L.PREAMBLE.unpack(reader)["format_version"]
     if version not in L.READABLE_VERSIONS:
-        known = " and ".join(str(v) for v in L.READABLE_VERSIONS)
+        *others, last = (str(v) for v in L.READABLE_VERSIONS)
+        known = f"{', '.join(others)} and {last}" if others else last
         raise UnsupportedVersionError(f"format version {version}; this reader supports versions {known}")
     sections: list[dict[str, Any]] = []
 

@@ -91,7 +91,7 @@ def workspace(tmp_path_factory, tiny_cam) -> Path:
     flipped = bytearray(data)
     flipped[len(data) // 2] ^= 0x10
     (w / "flipped.cam").write_bytes(bytes(flipped))
-    (w / "future.cam").write_bytes(data[:8] + struct.pack("<H", 3) + data[10:])
+    (w / "future.cam").write_bytes(data[:8] + struct.pack("<H", 4) + data[10:])
     (w / "trailing.cam").write_bytes(data + b"\x00")
     blocks = len(bs.describe(data)["segments"][0]["model_config"]["channels"])
     (w / "huge_network.cam").write_bytes(with_config(data, channels=[4096] * blocks))
