@@ -337,9 +337,10 @@ def test_decoding_symbols_loads_only_compressais_extensions(sample_path: Path) -
 
 def test_spec_documents_every_declared_field() -> None:
     spec = (REPO / "docs" / "bitstream.md").read_text(encoding="utf-8")
-    records = [layout.PREAMBLE, layout.FILE_HEADER, layout.SEGMENT_HEADER, layout.TENSOR_ENTRY]
+    records = [layout.PREAMBLE, layout.FILE_HEADER, layout.SEGMENT_HEADER, layout.TENSOR_ENTRY, layout.TENSOR_ENTRY_V3]
     records += [freqtable.TABLE_RANGE, freqtable.TABLE_SHAPE, freqtable.TABLE_STRIDE]
     names = [f.name for record in records for f in record.fields] + [layout.DIMENSION.name]
+    names += [layout.DATA_CRC.name, layout.STREAM_LENGTH.name, layout.SCALE_EXPONENT.name]
     missing = [name for name in names if f"`{name}`" not in spec]
     assert not missing, f"docs/bitstream.md does not describe {missing}"
     assert layout.MAGIC.hex(" ").upper() in spec
