@@ -192,9 +192,9 @@ class EncodeConfig:
     rate_control: float = field(
         default=0.0,
         metadata=option(
-            "with --rate-weight: lower KAPPA (never above --rate-weight) so that the estimated rate fills the "
-            "target while the steps are learned, and hold the landed rate while fine-tuning: ln KAPPA moves by "
-            "GAIN x ln(estimate / aim) each step (0: KAPPA fixed)",
+            "with --rate-weight: steer KAPPA so that the estimated rate meets the target while the steps are "
+            "learned, and holds the landed rate while fine-tuning: ln KAPPA moves by GAIN x ln(estimate / aim) "
+            "each step (0: KAPPA fixed)",
             "rate",
             metavar="GAIN",
         ),

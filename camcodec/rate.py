@@ -104,10 +104,9 @@ class LearnedSteps(nn.Module):
     def __init__(self, model: VideoModel, levels: int, axes: dict[str, ChannelAxis], nominal_bpp: float, kappa: float):
         """Steps start where ``levels`` levels per side would put them today (max |w| / levels);
         ``nominal_bpp`` is the rate the training aims at and ``kappa`` the rate term's weight
-        (``train.rate_term``), a buffer so that ``steer`` can move it and checkpoints keep it; the steering
-        of learned steps keeps it at most ``kappa`` (``max_kappa``)."""
+        (``train.rate_term``), a buffer so that ``steer`` can move it and checkpoints keep it."""
         super().__init__()
-        self.nominal_bpp, self.max_kappa = nominal_bpp, kappa
+        self.nominal_bpp = nominal_bpp
         self.levels, self.axes = levels, axes
         self._fixed: tuple[dict[str, torch.Tensor], torch.Tensor] | None = None  # (steps, one per element)
         params = dict(model.named_parameters())
@@ -137,11 +136,10 @@ class LearnedSteps(nn.Module):
         self.register_buffer("kappa", torch.tensor(kappa, device=device))
 
     @torch.no_grad()
-    def steer(self, bpp: torch.Tensor, gain: float, target_bpp: float, ceiling: float = math.inf) -> None:
+    def steer(self, bpp: torch.Tensor, gain: float, target_bpp: float) -> None:
         """Integral control of the rate term: ln kappa moves by ``gain`` x ln(``bpp`` / ``target_bpp``), so
-        that the estimated rate settles at the target, whatever the clip and the length of training, with
-        kappa at most ``ceiling``."""
-        self.kappa.mul_(torch.exp(gain * torch.log(bpp / target_bpp))).clamp_(max=ceiling)
+        that the estimated rate settles at the target, whatever the clip and the length of training."""
+        self.kappa.mul_(torch.exp(gain * torch.log(bpp / target_bpp)))
 
     @torch.no_grad()
     def restart(self, model: VideoModel) -> None:

@@ -317,15 +317,12 @@ def _fit(
 
 def steer_kappa(phase: Phase, bpp: torch.Tensor, gain: float, held_bpp: float | None) -> float | None:
     """Steer the rate term's kappa (``LearnedSteps.steer``) after a step that estimated ``bpp``: by
-    ``gain`` towards the nominal rate while the steps are learned, but never above the rate weight asked
-    (``max_kappa``): a training whose rate would settle under the target is let spend it, one whose rate
-    would settle over it trains finer and is landed coarser, which measured better than training coarser
-    (docs/architecture.md, 4 and 21); with fixed steps, by ``HOLD_GAIN`` towards holding the rate of the
-    first step, so that fine-tuning neither grows the file past its landed size nor leaves its bits unused.
-    Returns the rate held (for the next step)."""
+    ``gain`` towards the nominal rate while the steps are learned; with fixed steps, by ``HOLD_GAIN``
+    towards holding the rate of the first step, so that fine-tuning neither grows the file past its landed
+    size nor leaves its bits unused. Returns the rate held (for the next step)."""
     assert phase.rate is not None
     if phase.fixed_steps is None:
-        phase.rate.steer(bpp, gain, phase.rate.nominal_bpp, ceiling=phase.rate.max_kappa)
+        phase.rate.steer(bpp, gain, phase.rate.nominal_bpp)
         return None
     if held_bpp is None:
         held_bpp = bpp.item()

@@ -148,38 +148,18 @@ def test_fine_tuning_steers_kappa_to_hold_the_rate_of_its_first_step():
     assert rate.kappa.item() == pytest.approx(0.5 * 2**HOLD_GAIN)
 
 
-def test_learning_steers_kappa_down_to_fill_the_target_and_never_above_the_rate_weight():
-    model = tiny_model()
-    rate = LearnedSteps(model, 31, channel_axes(model), 0.1, 0.5)
-    phase = Phase("train", 10, 1e-3, rate=rate)
-    assert steer_kappa(phase, torch.tensor(0.05), 0.01, None) is None
-    assert rate.kappa.item() == pytest.approx(0.5 * 0.5**0.01)
-    steer_kappa(phase, torch.tensor(0.4), 0.01, None)  # 4x the target: up by 4**0.01, but to 0.5 at most
-    assert rate.kappa.item() == 0.5
-
-
-def steered_training(clip, kappa: float, nominal_bpp: float, gain: float) -> tuple[float, float]:
-    """(estimated bpp, kappa) after 200 steps of the tiny network trained against ``nominal_bpp``."""
+@pytest.mark.slow
+def test_steering_brings_the_estimated_rate_to_the_nominal_one(clip):
+    """With kappa fixed, training settles wherever kappa puts it; steered, at the nominal rate."""
     frames = frames_to_tensor(clip, torch.device("cpu"))
-    model = tiny_model()
-    rate = LearnedSteps(model, 31, channel_axes(model), nominal_bpp, kappa)
-    fit(model, frames, Phase("train", 200, 1e-2, rate=rate), tiny_config(150, rate_control=gain))
-    _, bits = rate.noisy(dict(model.named_parameters()), torch.Generator().manual_seed(0))
-    return bits.item() / frames[:, 0].numel(), rate.kappa.item()
-
-
-@pytest.mark.slow
-def test_steering_spends_a_target_the_rate_settles_under(clip):
-    """Kappa 1.5 settles under 1 bpp: steered, kappa falls and the estimated rate rises towards the target."""
-    fixed, steered = steered_training(clip, 1.5, 1.0, 0.0), steered_training(clip, 1.5, 1.0, 0.2)
-    assert steered[1] < fixed[1] == 1.5
-    assert fixed[0] < steered[0] < 1.0
-
-
-@pytest.mark.slow
-def test_steering_leaves_a_training_whose_rate_settles_over_the_target_as_it_is(clip):
-    """Kappa 0.5 settles over 0.4 bpp: kappa is not raised, so the training is the unsteered one."""
-    assert steered_training(clip, 0.5, 0.4, 0.2) == steered_training(clip, 0.5, 0.4, 0.0)
+    estimate = {}
+    for gain in (0.0, 0.05):
+        model = tiny_model()
+        rate = LearnedSteps(model, 31, channel_axes(model), 0.4, 0.01)
+        fit(model, frames, Phase("train", 200, 1e-2, rate=rate), tiny_config(150, rate_control=gain))
+        _, bits = rate.noisy(dict(model.named_parameters()), torch.Generator().manual_seed(0))
+        estimate[gain] = bits.item() / frames[:, 0].numel()
+    assert abs(math.log(estimate[0.05] / 0.4)) < abs(math.log(estimate[0.0] / 0.4)) / 2
 
 
 def test_noise_starts_part_way_with_steps_taken_from_the_trained_weights(clip, monkeypatch):
