@@ -154,6 +154,10 @@ class EncodeConfig:
     warmup: float = field(
         default=0.2, metadata=option("fraction of training with a linear warm-up from 0.1 x lr", "training")
     )
+    beta2: float = field(
+        default=0.999,
+        metadata=option("Adam's second-moment decay: its memory is about 1 / (1 - beta2) steps", "training"),
+    )
     loss: str = field(
         default="log-mse",
         metadata=option(
@@ -248,6 +252,7 @@ class EncodeConfig:
             ("lr", self.lr is None or self.lr > 0, "must be > 0"),
             ("grid_lr", self.grid_lr > 0, "must be > 0"),
             ("warmup", 0 <= self.warmup < 1, "must be in [0, 1)"),
+            ("beta2", 0 < self.beta2 < 1, "must be in (0, 1)"),
             ("loss", self.loss in LOSSES, f"must be one of {', '.join(LOSSES)}"),
             ("precision", self.precision in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"),
             ("bits", 2 <= self.bits <= 16, "must be in 2..16"),

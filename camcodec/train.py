@@ -222,7 +222,7 @@ def _fit(
     groups = parameter_groups(model, config.grid_lr)
     if phase.rate is not None and phase.fixed_steps is None:
         groups.append({"params": list(phase.rate.parameters()), "scale": 1.0})
-    optimizer = torch.optim.Adam(groups, lr=phase.lr, fused=True)
+    optimizer = torch.optim.Adam(groups, lr=phase.lr, betas=(0.9, config.beta2), fused=True)
     generator = torch.Generator().manual_seed(config.seed)
     noise = torch.Generator(device=device).manual_seed(config.seed + 1)
     pixels = frames[0].numel() // 3 * num_frames

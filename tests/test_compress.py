@@ -106,3 +106,25 @@ def test_rate_ladder_rungs_grow_and_override_in_order():
     assert config.epochs == resolve_config("fast").epochs  # the rung leaves the preset's effort alone
     with pytest.raises(camcodec.InputError, match="unknown rate"):
         resolve_config("fast", rate="huge")
+
+
+def test_adams_second_moment_decay_is_the_configs(clip):
+    from camcodec.errors import InputError
+    from camcodec.train import FitCallback, StepEvent
+
+    class Betas(FitCallback):
+        def after_step(self, event: StepEvent) -> bool:
+            self.betas = event.state().optimizer["param_groups"][0]["betas"]
+            return True
+
+    seen = Betas()
+    fit(
+        tiny_model(),
+        frames_to_tensor(clip, torch.device("cpu")),
+        Phase("train", 3, 1e-3),
+        tiny_config(150, beta2=0.99),
+        callbacks=[seen],
+    )
+    assert tuple(seen.betas) == (0.9, 0.99)
+    with pytest.raises(InputError, match="beta2"):
+        resolve_config(beta2=1.0).validate()
