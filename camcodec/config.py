@@ -154,7 +154,7 @@ class EncodeConfig:
     warmup: float = field(
         default=0.2, metadata=option("fraction of training with a linear warm-up from 0.1 x lr", "training")
     )
-    # 0.99, not Adam's 0.999: a preset trains 4-17 thousand steps, and a shorter memory of the gradients' scale
+    # 0.99, not Adam's 0.999: a 60-frame clip trains 4,200 steps at `fast`, and a shorter memory of the gradients' scale
     # measured -2.4 % bits at equal PSNR on the dev set and -2.8 % on the held-out clips at `fast`, 4 rates
     # (6 clips of 7 better; docs/architecture.md, section 23).
     beta2: float = field(
