@@ -21,9 +21,7 @@ time t -> stem -> C0 x h0 x w0 -> K upsampling blocks -> head -> RGB, where
   block's output is sampled bilinearly: coded motion, which a NeRV's convolutions cannot express (each frame's
   moving objects are otherwise drawn anew). Block ``len(strides)`` is the head's output (RGB before the
   sigmoid): motion at full resolution on three channels. They start at zero: no displacement;
-* the head is a ``head_kernel`` convolution to RGB and a sigmoid; with ``head_stride`` s > 1 it makes s x s
-  pixels of each of the last block's (a convolution to 3 x s^2 channels, then PixelShuffle): the upsampling
-  to full resolution without a block at full resolution, where a block costs the most time.
+* the head is a ``head_kernel`` convolution to RGB and a sigmoid.
 
 Every tensor keeps its output channels on axis 0 (grids are stored channel-first) for the quantizer.
 """
@@ -71,7 +69,6 @@ class Nerv2Config(ArchConfig):
     channels: tuple[int, ...]  # channels[0]: the stem's output C0; channels[k + 1]: block k's output
     kernels: tuple[int, ...]  # each block's convolution kernel size (odd)
     head_kernel: int = 3
-    head_stride: int = 1  # the head's own upsampling (PixelShuffle of its output)
     stem: str = "mlp"
     stem_hidden: int = 16  # mlp stem: hidden width
     pe_base: float = 1.25  # mlp stem: positional encoding
@@ -92,7 +89,7 @@ class Nerv2Config(ArchConfig):
 
     @property
     def base_size(self) -> tuple[int, int]:
-        return stem_size(self.height, self.width, (*self.strides, self.head_stride))
+        return stem_size(self.height, self.width, self.strides)
 
     @property
     def cam_grid_points(self) -> int:
@@ -102,11 +99,9 @@ class Nerv2Config(ArchConfig):
         return tuple(max(2, min(t, self.num_frames)) for t in self.grid_times)
 
     def to_dict(self) -> dict[str, Any]:
-        """Without latent or flow levels or a head stride, the config as files written before they existed hold
-        it (their absence means none, in every version)."""
+        """Without latent or flow levels, the config as files written before they existed hold it (their
+        absence means none, in every version)."""
         data = super().to_dict()
-        if self.head_stride == 1:
-            del data["head_stride"]
         for present, keys in ((self.latent_blocks, LATENT_FIELDS), (self.warp_blocks, WARP_FIELDS)):
             if not present:
                 for key in keys:
@@ -114,10 +109,9 @@ class Nerv2Config(ArchConfig):
         return data
 
     def block_size(self, block: int) -> tuple[int, int]:
-        """(h, w) of block ``block``'s output; block ``len(strides)`` is the head's: the last block's size times
-        ``head_stride``."""
+        """(h, w) of block ``block``'s output; block ``len(strides)``, the head, keeps the last block's size."""
         h0, w0 = self.base_size
-        scale = math.prod(self.strides[: block + 1]) * (self.head_stride if block == len(self.strides) else 1)
+        scale = math.prod(self.strides[: block + 1])
         return h0 * scale, w0 * scale
 
     def grid_shape(self, block: int, channels: int, times: int, down: int) -> tuple[int, int, int, int]:
@@ -151,7 +145,6 @@ class Nerv2Config(ArchConfig):
             (len(self.channels) == blocks + 1 and all(is_int(c) and 1 <= c <= 4096 for c in self.channels), "channels"),
             (len(self.kernels) == blocks and all(is_int(k) and k in (1, 3, 5, 7) for k in self.kernels), "kernels"),
             (is_int(self.head_kernel) and self.head_kernel in (1, 3, 5, 7), "head_kernel"),
-            (is_int(self.head_stride) and 1 <= self.head_stride <= 4, "head_stride"),
             (self.stem in STEMS, "stem"),
             (is_int(self.stem_hidden) and 1 <= self.stem_hidden <= 8192, "stem_hidden"),
             (is_int(self.pe_levels) and 1 <= self.pe_levels <= 128, "pe_levels"),
@@ -371,9 +364,7 @@ class Nerv2(VideoModel):
                 for block, shape in zip(config.warp_blocks, config.warp_shapes(), strict=True)
             }
         )
-        self.head = nn.Conv2d(
-            config.channels[-1], 3 * config.head_stride**2, config.head_kernel, padding=config.head_kernel // 2
-        )
+        self.head = nn.Conv2d(config.channels[-1], 3, config.head_kernel, padding=config.head_kernel // 2)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         cfg = self.config
@@ -387,7 +378,7 @@ class Nerv2(VideoModel):
                 x = self.latents[str(index)](x, t)
         # The head's three output channels make oneDNN reorder a contiguous input at a high cost; a
         # channels-last copy is cheaper.
-        x = pixel_shuffle(self.head(x.contiguous(memory_format=torch.channels_last)), cfg.head_stride)
+        x = self.head(x.contiguous(memory_format=torch.channels_last))
         if str(len(self.blocks)) in self.warps:
             x = self.warps[str(len(self.blocks))](x, t)
         x = torch.sigmoid(x)
@@ -414,13 +405,11 @@ def flow_times_for(num_frames: int) -> int:
     return max(MIN_FLOW_TIMES, points_spaced(num_frames, FRAMES_PER_FLOW_POINT))
 
 
-def default_flow(strides: tuple[int, ...], num_frames: int, head_stride: int = 1) -> dict[str, Any]:
-    """The flow level of the default shape, at half the frame's resolution: on the block before the last, or
-    on the last when the head upsamples; none for a network of fewer blocks."""
-    block = len(strides) - (2 if head_stride == 1 else 1)
-    if block < 0 or (head_stride == 1 and len(strides) < 2):
+def default_flow(strides: tuple[int, ...], num_frames: int) -> dict[str, Any]:
+    """The flow level of the default shape: none for a network of fewer than two blocks."""
+    if len(strides) < 2:
         return {}
-    return {"warp_blocks": (block,), "warp_times": (flow_times_for(num_frames),), "warp_down": (FLOW_DOWN,)}
+    return {"warp_blocks": (len(strides) - 2,), "warp_times": (flow_times_for(num_frames),), "warp_down": (FLOW_DOWN,)}
 
 
 def choose_strides(width: int, height: int, base_side: float = BASE_SIDE) -> tuple[int, ...]:
@@ -442,10 +431,9 @@ def sized(width: int, height: int, num_frames: int, budget: float, **fields: Any
     fields = {**DEFAULTS, **fields}
     if fields["stem"] == "grid":  # two levels: a point every 16 frames and every 4
         fields.setdefault("grid_times", (max(2, num_frames // 16), max(2, num_frames // 4)))
-    head_stride = fields.get("head_stride", 1)
-    strides = tuple(fields.pop("strides", None) or choose_strides(width / head_stride, height / head_stride))
+    strides = tuple(fields.pop("strides", None) or choose_strides(width, height))
     if fields.get("warp_blocks", True):  # absent: the default flow level; given: its other fields default
-        fields = {**default_flow(strides, num_frames, head_stride), **fields}
+        fields = {**default_flow(strides, num_frames), **fields}
     fields.setdefault("kernels", (3,) * len(strides))
     cam = fields.pop("cam", True)
 
