@@ -13,6 +13,7 @@ from camcodec.device import DEVICE_NAMES, is_device_name
 from camcodec.errors import InputError
 from camcodec.model import ARCHITECTURES, ArchConfig, architecture
 from camcodec.model.common import points_spaced
+from camcodec.optim import OPTIMIZERS
 from camcodec.values import parse_duration
 
 LOSSES = ("mse", "log-mse", "l1-msssim")
@@ -161,6 +162,14 @@ class EncodeConfig:
         default=0.99,
         metadata=option("Adam's second-moment decay: its memory is about 1 / (1 - beta2) steps", "training"),
     )
+    optimizer: str = field(
+        default="adam",
+        metadata=option(
+            f"the training phase's optimizer: {', '.join(OPTIMIZERS)} (soap: Adam in the eigenbasis of Shampoo's "
+            "preconditioner for the weight matrices; fine-tuning and QAT run Adam either way)",
+            "training",
+        ),
+    )
     loss: str = field(
         default="log-mse",
         metadata=option(
@@ -256,6 +265,7 @@ class EncodeConfig:
             ("grid_lr", self.grid_lr > 0, "must be > 0"),
             ("warmup", 0 <= self.warmup < 1, "must be in [0, 1)"),
             ("beta2", 0 < self.beta2 < 1, "must be in (0, 1)"),
+            ("optimizer", self.optimizer in OPTIMIZERS, f"must be one of {', '.join(OPTIMIZERS)}"),
             ("loss", self.loss in LOSSES, f"must be one of {', '.join(LOSSES)}"),
             ("precision", self.precision in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"),
             ("bits", 2 <= self.bits <= 16, "must be in 2..16"),

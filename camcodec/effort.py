@@ -171,7 +171,9 @@ def measure_step_rate(
             return clock.timed_steps >= CALIBRATION_STEPS and clock.seconds >= limit
 
     steps = 10_000  # an upper bound the callback never lets it reach
-    phase = Phase("calibrate", steps, config.peak_lr, config.warmup, rate=trial_rate, measure=False)
+    phase = Phase(
+        "calibrate", steps, config.peak_lr, config.warmup, rate=trial_rate, measure=False, optimizer=config.optimizer
+    )
     fit(trial_model, frames, phase, config, callbacks=[clock, _Enough()])
     assert clock.per_second is not None
     return clock.per_second

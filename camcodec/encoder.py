@@ -446,7 +446,8 @@ class Encoder:
         )
         rate = progress.rate
         measured = None if rate is None else (lambda params: stepped_weights(rate.frozen())(params))
-        phases.run(Phase("train", config.total_steps(phases.num_frames), config.peak_lr, config.warmup, measured, rate))
+        steps = config.total_steps(phases.num_frames)
+        phases.run(Phase("train", steps, config.peak_lr, config.warmup, measured, rate, optimizer=config.optimizer))
         if rate is None:
             self._land_max_abs(phases, target_bytes, build)
         else:

@@ -18,6 +18,7 @@ from camcodec.config import EncodeConfig
 from camcodec.device import freed_cpu_memory_kept, trains_in_bf16
 from camcodec.metrics import msssim
 from camcodec.model import VideoModel, frame_times
+from camcodec.optim import make_optimizer
 from camcodec.rate import LearnedSteps
 
 log = logging.getLogger(__name__)
@@ -61,13 +62,14 @@ def frames_to_tensor(frames_uint8, device: torch.device) -> torch.Tensor:
 
 
 def parameter_groups(model: VideoModel, grid_lr: float) -> list[dict]:
-    """Adam's parameter groups, each with its learning-rate ``scale``: the model's latent grids (the
-    ``latent_grids()`` it names, if any) learn ``grid_lr`` times faster than its weights."""
+    """The optimizer's parameter groups, each with its learning-rate ``scale``: the model's latent grids (the
+    ``latent_grids()`` it names, if any) learn ``grid_lr`` times faster than its weights; SOAP preconditions
+    the weights' matrices (``precondition``), not the grids."""
     grids = set(model.latent_grids())
     named = list(model.named_parameters())
     groups = [
-        {"params": [p for n, p in named if n not in grids], "scale": 1.0},
-        {"params": [p for n, p in named if n in grids], "scale": grid_lr},
+        {"params": [p for n, p in named if n not in grids], "scale": 1.0, "precondition": True},
+        {"params": [p for n, p in named if n in grids], "scale": grid_lr, "precondition": False},
     ]
     return [group for group in groups if group["params"]]
 
@@ -111,6 +113,7 @@ class Phase:
     rate: LearnedSteps | None = None
     fixed_steps: dict[str, torch.Tensor] | None = None  # with rate: rounding at these, straight-through
     measure: bool = True  # end by measuring the PSNR (of ``measured_frames``; False: a trial that only times steps)
+    optimizer: str = "adam"  # ``camcodec.optim.OPTIMIZERS``
 
 
 @dataclass
@@ -196,7 +199,7 @@ def fit(
     resume: FitState | None = None,
     callbacks: Sequence[FitCallback] = (),
 ) -> TrainResult:
-    """Fit ``model`` to ``frames`` (uint8, T x 3 x H x W, on the model's device) with Adam.
+    """Fit ``model`` to ``frames`` (uint8, T x 3 x H x W, on the model's device) with ``phase.optimizer``.
 
     Each step takes a batch of frames from a seeded permutation of all frames, so that every frame is
     seen once per pass; the learning rate follows ``lr_factor`` of the progress in [0, 1). ``callbacks``
@@ -221,8 +224,8 @@ def _fit(
     bf16 = trains_in_bf16(config.precision, device)
     groups = parameter_groups(model, config.grid_lr)
     if phase.rate is not None and phase.fixed_steps is None:
-        groups.append({"params": list(phase.rate.parameters()), "scale": 1.0})
-    optimizer = torch.optim.Adam(groups, lr=phase.lr, betas=(0.9, config.beta2), fused=True)
+        groups.append({"params": list(phase.rate.parameters()), "scale": 1.0, "precondition": False})
+    optimizer = make_optimizer(phase.optimizer, groups, phase.lr, (0.9, config.beta2))
     generator = torch.Generator().manual_seed(config.seed)
     noise = torch.Generator(device=device).manual_seed(config.seed + 1)
     pixels = frames[0].numel() // 3 * num_frames

@@ -1,0 +1,152 @@
+"""The optimizers a training phase can run: Adam, or SOAP for the weight matrices (docs/architecture.md, 24-25)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+OPTIMIZERS = ("adam", "soap")
+
+
+def make_optimizer(kind: str, groups: list[dict[str, Any]], lr: float, betas: tuple[float, float]) -> torch.optim.Optimizer:
+    """The optimizer ``kind`` over ``groups``; with ``soap``, the matrices of the groups marked ``precondition``
+    are preconditioned and every other tensor takes Adam's step."""
+    if kind == "adam":
+        return torch.optim.Adam(groups, lr=lr, betas=betas, fused=True)
+    if kind == "soap":
+        return Soap(groups, lr=lr, betas=betas)
+    raise ValueError(f"unknown optimizer {kind!r}")
+
+
+class Soap(torch.optim.Optimizer):
+    """SOAP (Vyas et al. 2024, "SOAP: Improving and Stabilizing Shampoo using Adam"): Adam run in the
+    eigenbasis of Shampoo's Kronecker factors.
+
+    A matrix (a convolution's weight read as out x in·k·k) of a group with ``precondition`` keeps the factors
+    L = E[G Gᵀ] and R = E[Gᵀ G] (decay ``betas[1]``), its second moment in their eigenbasis and its first
+    moment in its own basis; the bases start from an eigendecomposition of the first gradient's factors (that
+    step moves nothing) and follow the factors by one power iteration and a QR every ``refresh_every`` steps.
+    A side longer than ``max_side`` is left in its own basis. Every other tensor takes Adam's step. At a NeRV's
+    sizes this trains the network further per step than Adam: at `fast`, -18 % bits at equal PSNR on the dev
+    set (section 24)."""
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.99),
+        eps: float = 1e-8,
+        refresh_every: int = 10,
+        max_side: int = 512,
+    ) -> None:
+        defaults = dict(lr=lr, betas=betas, eps=eps, refresh_every=refresh_every, max_side=max_side, precondition=True)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure: None = None) -> None:  # type: ignore[override]
+        assert closure is None, "Soap takes no closure"
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                if group["precondition"] and param.dim() >= 2:
+                    self._rotated_step(param, group)
+                else:
+                    self._adam_step(param, group)
+
+    def _adam_step(self, param: torch.Tensor, group: dict[str, Any]) -> None:
+        grad, state = param.grad, self.state[param]
+        if not state:
+            state.update(step=0, exp_avg=torch.zeros_like(param), exp_avg_sq=torch.zeros_like(param))
+        beta1, beta2 = group["betas"]
+        state["step"] += 1
+        state["exp_avg"].lerp_(grad, 1 - beta1)
+        state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        direction = _adam_direction(state["exp_avg"], state["exp_avg_sq"], state["step"], group)
+        param.add_(direction, alpha=-group["lr"])
+
+    def _rotated_step(self, param: torch.Tensor, group: dict[str, Any]) -> None:
+        grad, state = param.grad.reshape(param.shape[0], -1), self.state[param]
+        beta1, beta2 = group["betas"]
+        if not state:
+            self._start(param, grad, state, group["max_side"])
+            return
+        state["step"] += 1
+        state["exp_avg"].lerp_(param.grad, 1 - beta1)
+        rotated = _rotate(state, grad)
+        state["exp_avg_sq"].mul_(beta2).addcmul_(rotated, rotated, value=1 - beta2)
+        exp_avg = _rotate(state, state["exp_avg"].reshape(grad.shape))
+        direction = _unrotate(state, _adam_direction(exp_avg, state["exp_avg_sq"], state["step"], group))
+        param.add_(direction.reshape(param.shape), alpha=-group["lr"])
+        _accumulate(state, grad, beta2)
+        if state["step"] % group["refresh_every"] == 0:
+            _refresh_bases(state)
+
+    @staticmethod
+    def _start(param: torch.Tensor, grad: torch.Tensor, state: dict[str, Any], max_side: int) -> None:
+        rows, cols = grad.shape
+        state.update(
+            step=0,
+            exp_avg=torch.zeros_like(param),
+            exp_avg_sq=torch.zeros_like(grad),
+            left=grad.new_zeros(rows, rows) if rows <= max_side else None,
+            right=grad.new_zeros(cols, cols) if cols <= max_side else None,
+        )
+        _accumulate(state, grad, 0.0)
+        state["left_basis"] = _eigenbasis(state["left"])
+        state["right_basis"] = _eigenbasis(state["right"])
+
+
+def _adam_direction(exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, step: int, group: dict[str, Any]) -> torch.Tensor:
+    beta1, beta2 = group["betas"]
+    return (exp_avg / (1 - beta1**step)) / ((exp_avg_sq / (1 - beta2**step)).sqrt() + group["eps"])
+
+
+def _accumulate(state: dict[str, Any], grad: torch.Tensor, beta: float) -> None:
+    """The Kronecker factors' running averages, ``beta`` of the old (0: the first gradient's alone)."""
+    if state["left"] is not None:
+        state["left"].mul_(beta).add_(grad @ grad.T, alpha=1 - beta)
+    if state["right"] is not None:
+        state["right"].mul_(beta).add_(grad.T @ grad, alpha=1 - beta)
+
+
+def _eigenbasis(factor: torch.Tensor | None) -> torch.Tensor | None:
+    """Eigenvectors of ``factor``, largest eigenvalue first (in float64: the first factor has rank 1 or 2)."""
+    if factor is None:
+        return None
+    eye = torch.eye(factor.shape[0], dtype=torch.float64, device=factor.device)
+    _, vectors = torch.linalg.eigh(factor.double() + 1e-30 * eye)
+    return vectors.flip(1).to(factor.dtype)
+
+
+def _rotate(state: dict[str, Any], matrix: torch.Tensor) -> torch.Tensor:
+    if state["left_basis"] is not None:
+        matrix = state["left_basis"].T @ matrix
+    if state["right_basis"] is not None:
+        matrix = matrix @ state["right_basis"]
+    return matrix
+
+
+def _unrotate(state: dict[str, Any], matrix: torch.Tensor) -> torch.Tensor:
+    if state["left_basis"] is not None:
+        matrix = state["left_basis"] @ matrix
+    if state["right_basis"] is not None:
+        matrix = matrix @ state["right_basis"].T
+    return matrix
+
+
+def _refresh_bases(state: dict[str, Any]) -> None:
+    """One power iteration and a QR per side; the second moment's rows (left) and columns (right) follow
+    their basis vectors, re-sorted by the factor's current estimate of their eigenvalue."""
+    exp_avg_sq = state["exp_avg_sq"]
+    for side in ("left", "right"):
+        factor, basis = state[side], state[side + "_basis"]
+        if factor is None:
+            continue
+        order = torch.argsort(torch.diag(basis.T @ factor @ basis), descending=True)
+        basis = basis[:, order]
+        exp_avg_sq = exp_avg_sq[order, :] if side == "left" else exp_avg_sq[:, order]
+        state[side + "_basis"], _ = torch.linalg.qr(factor @ basis)
+    state["exp_avg_sq"] = exp_avg_sq
