@@ -25,8 +25,7 @@ class Soap(torch.optim.Optimizer):
     eigenbasis of Shampoo's Kronecker factors.
 
     A matrix (a convolution's weight read as out x in·k·k) of a group with ``precondition`` keeps the factors
-    L = E[G Gᵀ] and R = E[Gᵀ G] (decay ``betas[1]``), its second moment in their eigenbasis and its first
-    moment in its own basis; the bases start from an eigendecomposition of the first gradient's factors (that
+    L = E[G Gᵀ] and R = E[Gᵀ G] (decay ``betas[1]``) and both of Adam's moments in their eigenbasis; the bases start from an eigendecomposition of the first gradient's factors (that
     step moves nothing) and follow the factors by one power iteration and a QR every ``refresh_every`` steps.
     A side longer than ``max_side`` is left in its own basis. Every other tensor takes Adam's step. At a NeRV's
     sizes this trains the network further per step than Adam: at `fast`, -18 % bits at equal PSNR on the dev
@@ -71,25 +70,24 @@ class Soap(torch.optim.Optimizer):
         grad, state = param.grad.reshape(param.shape[0], -1), self.state[param]
         beta1, beta2 = group["betas"]
         if not state:
-            self._start(param, grad, state, group["max_side"])
+            self._start(grad, state, group["max_side"])
             return
         state["step"] += 1
-        state["exp_avg"].lerp_(param.grad, 1 - beta1)
         rotated = _rotate(state, grad)
+        state["exp_avg"].lerp_(rotated, 1 - beta1)
         state["exp_avg_sq"].mul_(beta2).addcmul_(rotated, rotated, value=1 - beta2)
-        exp_avg = _rotate(state, state["exp_avg"].reshape(grad.shape))
-        direction = _unrotate(state, _adam_direction(exp_avg, state["exp_avg_sq"], state["step"], group))
+        direction = _unrotate(state, _adam_direction(state["exp_avg"], state["exp_avg_sq"], state["step"], group))
         param.add_(direction.reshape(param.shape), alpha=-group["lr"])
         _accumulate(state, grad, beta2)
         if state["step"] % group["refresh_every"] == 0:
             _refresh_bases(state)
 
     @staticmethod
-    def _start(param: torch.Tensor, grad: torch.Tensor, state: dict[str, Any], max_side: int) -> None:
+    def _start(grad: torch.Tensor, state: dict[str, Any], max_side: int) -> None:
         rows, cols = grad.shape
         state.update(
             step=0,
-            exp_avg=torch.zeros_like(param),
+            exp_avg=torch.zeros_like(grad),
             exp_avg_sq=torch.zeros_like(grad),
             left=grad.new_zeros(rows, rows) if rows <= max_side else None,
             right=grad.new_zeros(cols, cols) if cols <= max_side else None,
@@ -107,9 +105,9 @@ def _adam_direction(exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, step: int, 
 def _accumulate(state: dict[str, Any], grad: torch.Tensor, beta: float) -> None:
     """The Kronecker factors' running averages, ``beta`` of the old (0: the first gradient's alone)."""
     if state["left"] is not None:
-        state["left"].mul_(beta).add_(grad @ grad.T, alpha=1 - beta)
+        state["left"].addmm_(grad, grad.T, beta=beta, alpha=1 - beta)
     if state["right"] is not None:
-        state["right"].mul_(beta).add_(grad.T @ grad, alpha=1 - beta)
+        state["right"].addmm_(grad.T, grad, beta=beta, alpha=1 - beta)
 
 
 def _eigenbasis(factor: torch.Tensor | None) -> torch.Tensor | None:
@@ -138,15 +136,15 @@ def _unrotate(state: dict[str, Any], matrix: torch.Tensor) -> torch.Tensor:
 
 
 def _refresh_bases(state: dict[str, Any]) -> None:
-    """One power iteration and a QR per side; the second moment's rows (left) and columns (right) follow
-    their basis vectors, re-sorted by the factor's current estimate of their eigenvalue."""
-    exp_avg_sq = state["exp_avg_sq"]
+    """One power iteration and a QR per side. The second moment's rows (left) and columns (right) follow
+    their basis vectors, re-sorted by the factor's current estimate of their eigenvalue; the first moment
+    is carried into the new bases."""
+    exp_avg, exp_avg_sq = _unrotate(state, state["exp_avg"]), state["exp_avg_sq"]
     for side in ("left", "right"):
         factor, basis = state[side], state[side + "_basis"]
         if factor is None:
             continue
         order = torch.argsort(torch.diag(basis.T @ factor @ basis), descending=True)
-        basis = basis[:, order]
         exp_avg_sq = exp_avg_sq[order, :] if side == "left" else exp_avg_sq[:, order]
-        state[side + "_basis"], _ = torch.linalg.qr(factor @ basis)
-    state["exp_avg_sq"] = exp_avg_sq
+        state[side + "_basis"], _ = torch.linalg.qr(factor @ basis[:, order])
+    state["exp_avg"], state["exp_avg_sq"] = _rotate(state, exp_avg), exp_avg_sq

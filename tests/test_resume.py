@@ -165,14 +165,18 @@ def test_resume_from_a_phase_boundary_matches(source, uninterrupted, tmp_path):
     assert np.array_equal(np.frombuffer(out.read_bytes(), np.uint8), np.frombuffer(uninterrupted, np.uint8))
 
 
-@pytest.mark.parametrize("stop", [40, 125], ids=["training", "fine-tuning"])
-def test_encode_with_learned_steps_resumes_mid_phase_to_the_identical_file(source, tmp_path, monkeypatch, stop):
-    """The learned steps, their steered kappa, the rate fine-tuning holds and the noise generator are
-    part of the checkpoint."""
+@pytest.mark.parametrize(
+    "stop, optimizer", [(40, "adam"), (125, "adam"), (40, "soap")], ids=["training", "fine-tuning", "soap"]
+)
+def test_encode_with_learned_steps_resumes_mid_phase_to_the_identical_file(
+    source, tmp_path, monkeypatch, stop, optimizer
+):
+    """The learned steps, their steered kappa, the rate fine-tuning holds, the noise generator and the
+    optimizer's state (SOAP's bases and factors too) are part of the checkpoint."""
     from camcodec.checkpoint import EncodeCheckpoint
     from camcodec.encoder import Encoder
 
-    config = tiny_config(120, rate_weight=0.01, rate_control=0.05, target_bpp=2.0)
+    config = tiny_config(120, rate_weight=0.01, rate_control=0.05, target_bpp=2.0, optimizer=optimizer)
     clip = load_source(source)
     Encoder(config).encode(clip, tmp_path / "ref.cam")
 
