@@ -10,7 +10,9 @@ import torch
 OPTIMIZERS = ("adam", "soap")
 
 
-def make_optimizer(kind: str, groups: list[dict[str, Any]], lr: float, betas: tuple[float, float]) -> torch.optim.Optimizer:
+def make_optimizer(
+    kind: str, groups: list[dict[str, Any]], lr: float, betas: tuple[float, float]
+) -> torch.optim.Optimizer:
     """The optimizer ``kind`` over ``groups``; with ``soap``, the matrices of the groups marked ``precondition``
     are preconditioned and every other tensor takes Adam's step."""
     if kind == "adam":
@@ -40,7 +42,14 @@ class Soap(torch.optim.Optimizer):
         refresh_every: int = 10,
         max_side: int = 512,
     ) -> None:
-        defaults = dict(lr=lr, betas=betas, eps=eps, refresh_every=refresh_every, max_side=max_side, precondition=True)
+        defaults = {
+            "lr": lr,
+            "betas": betas,
+            "eps": eps,
+            "refresh_every": refresh_every,
+            "max_side": max_side,
+            "precondition": True,
+        }
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -51,12 +60,12 @@ class Soap(torch.optim.Optimizer):
                 if param.grad is None:
                     continue
                 if group["precondition"] and param.dim() >= 2:
-                    self._rotated_step(param, group)
+                    self._rotated_step(param, param.grad, group)
                 else:
-                    self._adam_step(param, group)
+                    self._adam_step(param, param.grad, group)
 
-    def _adam_step(self, param: torch.Tensor, group: dict[str, Any]) -> None:
-        grad, state = param.grad, self.state[param]
+    def _adam_step(self, param: torch.Tensor, grad: torch.Tensor, group: dict[str, Any]) -> None:
+        state = self.state[param]
         if not state:
             state.update(step=0, exp_avg=torch.zeros_like(param), exp_avg_sq=torch.zeros_like(param))
         beta1, beta2 = group["betas"]
@@ -66,8 +75,8 @@ class Soap(torch.optim.Optimizer):
         direction = _adam_direction(state["exp_avg"], state["exp_avg_sq"], state["step"], group)
         param.add_(direction, alpha=-group["lr"])
 
-    def _rotated_step(self, param: torch.Tensor, group: dict[str, Any]) -> None:
-        grad, state = param.grad.reshape(param.shape[0], -1), self.state[param]
+    def _rotated_step(self, param: torch.Tensor, grad: torch.Tensor, group: dict[str, Any]) -> None:
+        grad, state = grad.reshape(param.shape[0], -1), self.state[param]
         beta1, beta2 = group["betas"]
         if not state:
             self._start(grad, state, group["max_side"])

@@ -63,7 +63,9 @@ def test_tensors_not_preconditioned_take_adams_step():
     for step in range(5):
         for optimizer, params in ((soap, (vector, grid)), (adam, twins)):
             optimizer.zero_grad()
-            sum((p * torch.linspace(-1, 1, p.numel()).reshape(p.shape) * (step + 1)).pow(2).sum() for p in params).backward()
+            sum(
+                (p * torch.linspace(-1, 1, p.numel()).reshape(p.shape) * (step + 1)).pow(2).sum() for p in params
+            ).backward()
             optimizer.step()
     assert torch.allclose(vector, twins[0], rtol=1e-5, atol=1e-7)
     assert torch.allclose(grid, twins[1], rtol=1e-5, atol=1e-7)
