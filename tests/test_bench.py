@@ -112,10 +112,15 @@ def _positive(value) -> bool:
 
 
 @pytest.mark.slow
-def test_bench_command_writes_every_field(tmp_path, capsys):
+def test_bench_command_writes_every_field(tmp_path, capsys, monkeypatch):
+    from camcodec.optim import Soap
+
     out = tmp_path / "bench.json"
-    assert main(["bench", "--sizes", "40x24", *TINY, "--out", str(out)]) == 0
+    soap_steps, real_step = [], Soap.step
+    monkeypatch.setattr(Soap, "step", lambda self: soap_steps.append(1) or real_step(self))
+    assert main(["bench", "--sizes", "40x24", *TINY, "--optimizer", "soap", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
+    assert report["settings"]["optimizer"] == "soap" and soap_steps  # the optimizer asked for trained
     assert report["schema"] == bench.SCHEMA_VERSION
     assert set(report["startup"]) == {"command", "seconds", "median_seconds", "rss_peak_mb"}
     assert set(report["machine"]) == MACHINE_FIELDS and report["machine"]["device"] == "cpu"

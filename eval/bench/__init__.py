@@ -49,6 +49,7 @@ from camcodec.errors import InputError
 from camcodec.media import read_video
 from camcodec.media.pattern import moving_pattern
 from camcodec.model import count_parameters, macs_per_frame
+from camcodec.optim import OPTIMIZERS
 from camcodec.train import frames_to_tensor
 from eval.bench.machine import load_average, machine_info
 from eval.bench.measure import (
@@ -174,6 +175,12 @@ def setup_args(parser: argparse.ArgumentParser) -> None:
         default=EncodeConfig.precision,
         help=f"training arithmetic, as camcodec encode --precision (default {EncodeConfig.precision})",
     )
+    parser.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default=EncodeConfig.optimizer,
+        help=f"the training phase's optimizer, as camcodec encode --optimizer (default {EncodeConfig.optimizer})",
+    )
     parser.add_argument("--out", default="bench.json", metavar="JSON", help="results file (default bench.json)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
 
@@ -182,7 +189,8 @@ def run(args: argparse.Namespace) -> int:  # --threads is camcodec's own: set be
     device = resolve_device(args.device)
     sizes = args.sizes or list(GPU_SIZES if device.type == "cuda" else CPU_SIZES)
     for preset in args.presets:
-        resolve_config(preset, precision=args.precision)  # bad options fail here, before minutes of measuring
+        # bad options fail here, before minutes of measuring
+        resolve_config(preset, precision=args.precision, optimizer=args.optimizer)
     out = Path(args.out)
     if not out.parent.is_dir():
         raise InputError(f"{out}: the folder {out.parent} does not exist")
@@ -201,6 +209,7 @@ def run(args: argparse.Namespace) -> int:  # --threads is camcodec's own: set be
         budget=args.budget,
         threads=args.threads,
         precision=args.precision,
+        optimizer=args.optimizer,
         progress=not args.quiet,
     )
     report = run_bench(settings)
@@ -228,7 +237,7 @@ def bench_one(
     preset: str, width: int, height: int, source_frames: np.ndarray, s: BenchSettings, folder: Path
 ) -> dict[str, Any]:
     """Every measurement for one preset and size."""
-    config = resolve_config(preset, device=str(s.device), precision=s.precision)
+    config = resolve_config(preset, device=str(s.device), precision=s.precision, optimizer=s.optimizer)
     num_frames = len(source_frames)
     model = initial_model(config, num_frames, height, width, s.device)
     model_config = model.config

@@ -52,6 +52,7 @@ class BenchSettings:
     budget: float = 60.0
     threads: int | None = None
     precision: str = EncodeConfig.precision
+    optimizer: str = EncodeConfig.optimizer
     progress: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -69,6 +70,7 @@ class BenchSettings:
             "threads": self.threads,
             "precision": self.precision,
             "bf16": trains_in_bf16(self.precision, self.device),
+            "optimizer": self.optimizer,
         }
 
 
@@ -197,7 +199,7 @@ def measure_training(model: VideoModel, frames: torch.Tensor, config: EncodeConf
     with peak_memory(s.device) as memory:
         for _ in range(s.repeats):
             clock = StepClock((lead, lead + s.steps), s.device)
-            phase = Phase("train", lead + s.steps, config.peak_lr, config.warmup)
+            phase = Phase("train", lead + s.steps, config.peak_lr, config.warmup, optimizer=config.optimizer)
             fit(model, frames, phase, config, callbacks=[clock])
             seconds.append(clock.seconds)
             cpu_seconds.append(clock.cpu_seconds)
@@ -273,7 +275,8 @@ def time_to_psnr(
     batch = min(config.batch_size, num_frames)
     total = config.total_steps(num_frames)
     watch = PsnrWatch(model, frames, target, math.ceil(num_frames / batch), budget, device)
-    fit(model, frames, Phase("train", total, config.peak_lr, config.warmup), config, callbacks=[watch])
+    phase = Phase("train", total, config.peak_lr, config.warmup, optimizer=config.optimizer)
+    fit(model, frames, phase, config, callbacks=[watch])
     reached = next((c for c in watch.checks if c[2] >= target), None)
     last = watch.checks[-1]
     return {
@@ -295,7 +298,7 @@ def time_to_psnr(
 
 def encode_file(frames: np.ndarray, preset: str, s: BenchSettings, path: Path) -> dict[str, Any]:
     """A .cam file of the frames, written by ``camcodec.Encoder`` after ``steps`` training steps (no QAT)."""
-    config = resolve_config(preset, steps=s.steps, qat=0.0, device=str(s.device))
+    config = resolve_config(preset, steps=s.steps, qat=0.0, device=str(s.device), optimizer=s.optimizer)
     start = time.perf_counter()
     stats = Encoder(config).encode(clip_from_array(frames, Fraction(25)), path).stats
     return {
