@@ -54,42 +54,64 @@ class Soap(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: None = None) -> None:  # type: ignore[override]
+        """One step of every tensor with a gradient; the elementwise work runs as ``torch._foreach`` ops over
+        all of a group's tensors at once (at a NeRV's sizes a step is mostly the cost of launching ops)."""
         assert closure is None, "Soap takes no closure"
         for group in self.param_groups:
+            params, moment_grads, matrix_grads = [], [], []
             for param in group["params"]:
                 if param.grad is None:
                     continue
+                state = self.state[param]
                 if group["precondition"] and param.dim() >= 2:
-                    self._rotated_step(param, param.grad, group)
+                    matrix = param.grad.reshape(param.shape[0], -1)
+                    if not state:
+                        self._start(matrix, state, group["max_side"])
+                        continue
+                    grad = _rotate(state, matrix)
                 else:
-                    self._adam_step(param, param.grad, group)
+                    matrix, grad = None, param.grad
+                    if not state:
+                        state.update(step=0, exp_avg=torch.zeros_like(param), exp_avg_sq=torch.zeros_like(param))
+                state["step"] += 1
+                params.append(param)
+                moment_grads.append(grad)
+                matrix_grads.append(matrix)
+            if params:
+                self._adam_update(params, moment_grads, group)
+                self._precondition_update(params, matrix_grads, group)
 
-    def _adam_step(self, param: torch.Tensor, grad: torch.Tensor, group: dict[str, Any]) -> None:
-        state = self.state[param]
-        if not state:
-            state.update(step=0, exp_avg=torch.zeros_like(param), exp_avg_sq=torch.zeros_like(param))
+    def _adam_update(self, params: list[torch.Tensor], grads: list[torch.Tensor], group: dict[str, Any]) -> None:
+        """Adam's step computed on ``grads`` (rotated ones for preconditioned matrices), taken back to each
+        parameter's basis."""
         beta1, beta2 = group["betas"]
-        state["step"] += 1
-        state["exp_avg"].lerp_(grad, 1 - beta1)
-        state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        direction = _adam_direction(state["exp_avg"], state["exp_avg_sq"], state["step"], group)
-        param.add_(direction, alpha=-group["lr"])
+        states = [self.state[param] for param in params]
+        exp_avgs, exp_avg_sqs = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+        directions = list(torch._foreach_div(exp_avgs, [1 - beta1 ** s["step"] for s in states]))
+        scales = torch._foreach_div(exp_avg_sqs, [1 - beta2 ** s["step"] for s in states])
+        torch._foreach_sqrt_(scales)
+        torch._foreach_add_(scales, group["eps"])
+        torch._foreach_div_(directions, scales)
+        for index, state in enumerate(states):
+            if "left" in state:
+                directions[index] = _unrotate(state, directions[index]).reshape(params[index].shape)
+        torch._foreach_add_(params, directions, alpha=-group["lr"])
 
-    def _rotated_step(self, param: torch.Tensor, grad: torch.Tensor, group: dict[str, Any]) -> None:
-        grad, state = grad.reshape(param.shape[0], -1), self.state[param]
-        beta1, beta2 = group["betas"]
-        if not state:
-            self._start(grad, state, group["max_side"])
-            return
-        state["step"] += 1
-        rotated = _rotate(state, grad)
-        state["exp_avg"].lerp_(rotated, 1 - beta1)
-        state["exp_avg_sq"].mul_(beta2).addcmul_(rotated, rotated, value=1 - beta2)
-        direction = _unrotate(state, _adam_direction(state["exp_avg"], state["exp_avg_sq"], state["step"], group))
-        param.add_(direction.reshape(param.shape), alpha=-group["lr"])
-        _accumulate(state, grad, beta2)
-        if state["step"] % group["refresh_every"] == 0:
-            _refresh_bases(state)
+    def _precondition_update(
+        self, params: list[torch.Tensor], matrix_grads: list[torch.Tensor | None], group: dict[str, Any]
+    ) -> None:
+        """The preconditioned matrices' factors take in their gradients; their bases follow every
+        ``refresh_every`` steps."""
+        for param, matrix in zip(params, matrix_grads, strict=True):
+            if matrix is None:
+                continue
+            state = self.state[param]
+            _accumulate(state, matrix, group["betas"][1])
+            if state["step"] % group["refresh_every"] == 0:
+                _refresh_bases(state)
 
     @staticmethod
     def _start(grad: torch.Tensor, state: dict[str, Any], max_side: int) -> None:
@@ -104,11 +126,6 @@ class Soap(torch.optim.Optimizer):
         _accumulate(state, grad, 0.0)
         state["left_basis"] = _eigenbasis(state["left"])
         state["right_basis"] = _eigenbasis(state["right"])
-
-
-def _adam_direction(exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, step: int, group: dict[str, Any]) -> torch.Tensor:
-    beta1, beta2 = group["betas"]
-    return (exp_avg / (1 - beta1**step)) / ((exp_avg_sq / (1 - beta2**step)).sqrt() + group["eps"])
 
 
 def _accumulate(state: dict[str, Any], grad: torch.Tensor, beta: float) -> None:
