@@ -162,7 +162,11 @@ class EncodeConfig:
     # (6 clips of 7 better; docs/architecture.md, section 23).
     beta2: float = field(
         default=0.99,
-        metadata=option("Adam's second-moment decay: its memory is about 1 / (1 - beta2) steps", "training"),
+        metadata=option(
+            "second-moment decay of Adam and SOAP (and of SOAP's Kronecker factors): a memory of about "
+            "1 / (1 - beta2) steps",
+            "training",
+        ),
     )
     # SOAP, not Adam: at equal encode time (`fast`, 4 rates) -17 % bits at equal RGB PSNR on the dev set and -12 % on
     # the held-out clips, every clip better (docs/architecture.md, section 25).
