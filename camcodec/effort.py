@@ -21,7 +21,7 @@ from camcodec.config import EncodeConfig
 from camcodec.model import VideoModel
 from camcodec.quantize import levels_for_bits
 from camcodec.rate import LearnedSteps
-from camcodec.train import FitCallback, Phase, StepEvent, fit
+from camcodec.train import FitCallback, Phase, StepEvent, fit, training_phase
 from camcodec.values import format_duration
 
 log = logging.getLogger(__name__)
@@ -171,9 +171,7 @@ def measure_step_rate(
             return clock.timed_steps >= CALIBRATION_STEPS and clock.seconds >= limit
 
     steps = 10_000  # an upper bound the callback never lets it reach
-    phase = Phase(
-        "calibrate", steps, config.peak_lr, config.warmup, rate=trial_rate, measure=False, optimizer=config.optimizer
-    )
+    phase = training_phase(config, steps, "calibrate", rate=trial_rate, measure=False)
     fit(trial_model, frames, phase, config, callbacks=[clock, _Enough()])
     assert clock.per_second is not None
     return clock.per_second

@@ -59,6 +59,7 @@ from camcodec.train import (
     fit,
     frames_to_tensor,
     measured_frames,
+    training_phase,
 )
 from camcodec.values import format_duration
 
@@ -446,8 +447,7 @@ class Encoder:
         )
         rate = progress.rate
         measured = None if rate is None else (lambda params: stepped_weights(rate.frozen())(params))
-        steps = config.total_steps(phases.num_frames)
-        phases.run(Phase("train", steps, config.peak_lr, config.warmup, measured, rate, optimizer=config.optimizer))
+        phases.run(training_phase(config, config.total_steps(phases.num_frames), weights=measured, rate=rate))
         if rate is None:
             self._land_max_abs(phases, target_bytes, build)
         else:

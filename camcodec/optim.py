@@ -79,12 +79,18 @@ class Soap(torch.optim.Optimizer):
                 moment_grads.append(grad)
                 matrix_grads.append(matrix)
             if params:
-                self._adam_update(params, moment_grads, group)
+                self._adam_update(params, moment_grads, matrix_grads, group)
                 self._precondition_update(params, matrix_grads, group)
 
-    def _adam_update(self, params: list[torch.Tensor], grads: list[torch.Tensor], group: dict[str, Any]) -> None:
-        """Adam's step computed on ``grads`` (rotated ones for preconditioned matrices), taken back to each
-        parameter's basis."""
+    def _adam_update(
+        self,
+        params: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        matrix_grads: list[torch.Tensor | None],
+        group: dict[str, Any],
+    ) -> None:
+        """Adam's step computed on ``grads`` (rotated ones for the preconditioned matrices, those with a
+        ``matrix_grads`` entry), taken back to each parameter's basis."""
         beta1, beta2 = group["betas"]
         states = [self.state[param] for param in params]
         exp_avgs, exp_avg_sqs = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
@@ -96,9 +102,9 @@ class Soap(torch.optim.Optimizer):
         torch._foreach_sqrt_(scales)
         torch._foreach_add_(scales, group["eps"])
         torch._foreach_div_(directions, scales)
-        for index, state in enumerate(states):
-            if "left" in state:
-                directions[index] = _unrotate(state, directions[index]).reshape(params[index].shape)
+        for index, matrix in enumerate(matrix_grads):
+            if matrix is not None:
+                directions[index] = _unrotate(states[index], directions[index]).reshape(params[index].shape)
         torch._foreach_add_(params, directions, alpha=-group["lr"])
 
     def _precondition_update(

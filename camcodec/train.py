@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -114,6 +115,12 @@ class Phase:
     fixed_steps: dict[str, torch.Tensor] | None = None  # with rate: rounding at these, straight-through
     measure: bool = True  # end by measuring the PSNR (of ``measured_frames``; False: a trial that only times steps)
     optimizer: str = "adam"  # ``camcodec.optim.OPTIMIZERS``
+
+
+def training_phase(config: EncodeConfig, steps: int, name: str = "train", **more: Any) -> Phase:
+    """The main training phase as ``config`` sets it (peak learning rate, warm-up, optimizer), or a trial
+    of it (``name``); ``more``: the other ``Phase`` fields."""
+    return Phase(name, steps, config.peak_lr, config.warmup, optimizer=config.optimizer, **more)
 
 
 @dataclass

@@ -32,7 +32,7 @@ from camcodec.decoder import Decoder
 from camcodec.device import trains_in_bf16
 from camcodec.encoder import Encoder, clip_from_array
 from camcodec.model import VideoModel
-from camcodec.train import FitCallback, Phase, StepEvent, evaluate_psnr, fit
+from camcodec.train import FitCallback, Phase, StepEvent, evaluate_psnr, fit, training_phase
 from eval.bench.machine import MB
 
 MAX_PROCESS_RUNS = 3  # each fresh-process decode pays torch's import: a few seconds
@@ -199,7 +199,7 @@ def measure_training(model: VideoModel, frames: torch.Tensor, config: EncodeConf
     with peak_memory(s.device) as memory:
         for _ in range(s.repeats):
             clock = StepClock((lead, lead + s.steps), s.device)
-            phase = Phase("train", lead + s.steps, config.peak_lr, config.warmup, optimizer=config.optimizer)
+            phase = training_phase(config, lead + s.steps)
             fit(model, frames, phase, config, callbacks=[clock])
             seconds.append(clock.seconds)
             cpu_seconds.append(clock.cpu_seconds)
@@ -275,8 +275,7 @@ def time_to_psnr(
     batch = min(config.batch_size, num_frames)
     total = config.total_steps(num_frames)
     watch = PsnrWatch(model, frames, target, math.ceil(num_frames / batch), budget, device)
-    phase = Phase("train", total, config.peak_lr, config.warmup, optimizer=config.optimizer)
-    fit(model, frames, phase, config, callbacks=[watch])
+    fit(model, frames, training_phase(config, total), config, callbacks=[watch])
     reached = next((c for c in watch.checks if c[2] >= target), None)
     last = watch.checks[-1]
     return {
