@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -50,7 +49,7 @@ from camfile import (
     with_section,
     with_table,
 )
-from conftest import tiny_options
+from conftest import tiny_options, torch_threads
 
 ERRORS = [bs.BadMagicError, bs.UnsupportedVersionError, bs.TruncatedError, bs.ChecksumError, bs.HeaderError]
 HEAVY = int(os.environ.get("CAMCODEC_FUZZ_EXAMPLES", "0"))
@@ -96,10 +95,8 @@ def alarm(seconds: float):
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """Tiny convolutions run much faster on one thread than on cores busy with other work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")
