@@ -14,7 +14,7 @@ import camcodec
 from camcodec.cli.info_cmd import with_roles
 from camcodec.encoder import Encoder, clip_from_array
 from camcodec.metrics import psnr_uint8
-from conftest import tiny_config
+from conftest import tiny_config, torch_threads
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +41,10 @@ def test_decode_is_the_same_with_one_and_two_threads(encoded):
     """Issue 32: a file decodes to the same frames whatever the thread count (intra-op splits of the
     convolutions and of grid sampling must not change a value)."""
     path, result, _ = encoded
-    threads = torch.get_num_threads()
-    try:
-        decoded = []
-        for count in (1, 2):
-            torch.set_num_threads(count)
+    decoded = []
+    for count in (1, 2):
+        with torch_threads(count):
             decoded.append(camcodec.decode(path, device="cpu"))
-    finally:
-        torch.set_num_threads(threads)
     assert np.array_equal(decoded[0], decoded[1])
     assert np.array_equal(decoded[0], result.reconstruction)
 

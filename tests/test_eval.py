@@ -18,6 +18,7 @@ import bitstream as bs
 from camcodec.errors import InputError
 from camcodec.media import SourceFrame, iter_source_frames, read_video, write_video
 from camcodec.media.pattern import moving_pattern
+from conftest import torch_threads
 from eval import cli
 from eval.bdrate import bd_quality, bd_rate
 from eval.codecs import RGB_SOURCE_COLOR, make_codec
@@ -535,15 +536,9 @@ def test_rate_points_are_checked_by_their_codec(source, tmp_path):
 @pytest.mark.slow
 def test_points_on_two_dask_workers_give_the_rows_of_a_serial_run(source, tmp_path):
     """Every (sequence, codec, point) is a task; the results match a serial run's except for the clocks."""
-    import torch
-
     common = {"codecs": ["x264", "camcodec"], "points": {"*": (24, 36), "camcodec": (2.0,)}, "steps": 4}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # what each worker process uses
-    try:
+    with torch_threads(1):  # what each worker process uses
         run_rd(RDConfig([str(source)], tmp_path / "serial", device="cpu", **common))
-    finally:
-        torch.set_num_threads(threads)
     report = run_rd(RDConfig([str(source)], tmp_path / "dask", device="cpu", workers=2, **common))
     assert report.measured == 3
 
